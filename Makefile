@@ -1,0 +1,65 @@
+# goloop: `make test` and `make bench` work from a clean clone.
+# Each interpreter gets its own venv (.venv-3.11, ...); 3.11 is the default.
+
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+PY311 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.11*/bin/python3) $(shell command -v python3.11))
+PY312 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.12*/bin/python3) $(shell command -v python3.12))
+PY313 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3) $(shell command -v python3.13))
+VERSIONS := 3.11 3.12 3.13
+VENV := .venv-3.11
+PY := $(VENV)/bin/python
+SOURCES := $(wildcard goloop/*.go pybridge/*.go pybridge/*.c pybridge/*.h python/goloop/*.py) setup.py pyproject.toml
+DEV_DEPS := pytest build ruff setuptools wheel
+
+.PHONY: all setup build test test-go test-py test-all-pythons conformance conformance-all bench lint clean
+
+all: build
+
+interp = $(PY$(subst .,,$(1)))
+
+# ---- per-interpreter venvs with goloop installed -------------------------
+.venv-%/.ready:
+	@test -n "$(call interp,$*)" || { echo "Python $* not found (pyenv install $*)"; exit 1; }
+	$(call interp,$*) -m venv .venv-$*
+	.venv-$*/bin/pip install -q --upgrade pip
+	.venv-$*/bin/pip install -q $(DEV_DEPS) uvloop==0.23.0 rloop
+	touch $@
+
+.venv-%/.built: .venv-%/.ready $(SOURCES)
+	.venv-$*/bin/pip install -q --no-build-isolation --force-reinstall --no-deps .
+	touch $@
+
+setup: $(VENV)/.ready
+build: $(VENV)/.built
+
+# ---- tests ----------------------------------------------------------------
+test: lint test-go test-all-pythons
+
+lint: $(VENV)/.ready
+	gofmt -l goloop pybridge | tee /dev/stderr | (! read)
+	go vet ./goloop/ ./pybridge/
+	$(VENV)/bin/ruff check python tests benchmarks setup.py
+
+test-go:
+	go test -count=1 ./goloop/
+	go test -count=1 -race ./goloop/
+
+test-py-%: .venv-%/.built
+	cd tests && ../.venv-$*/bin/python -m pytest -q -p no:cacheprovider .
+	.venv-$*/bin/python -m goloop.conformance --ratchet tests/conformance/ratchet-$*.txt --jobs 2
+
+test-all-pythons: $(addprefix test-py-,$(VERSIONS))
+
+conformance: $(VENV)/.built
+	$(PY) -m goloop.conformance --jobs 2 --markdown conformance-$(word 1,$(VERSIONS)).md
+
+conformance-all: $(addprefix .venv-,$(addsuffix /.built,$(VERSIONS)))
+	for v in $(VERSIONS); do .venv-$$v/bin/python -m goloop.conformance --jobs 2 --markdown docs/conformance-$$v.md || exit 1; done
+
+# ---- benchmarks -----------------------------------------------------------
+bench: $(VENV)/.built
+	$(PY) benchmarks/run.py --loops asyncio,uvloop,rloop,goloop --require goloop \
+		--json benchmarks/results/micro.json --markdown benchmarks/results/micro.md
+
+clean:
+	rm -rf .venv-* build dist python/goloop/*.so python/goloop/*.egg-info

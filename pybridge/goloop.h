@@ -1,0 +1,106 @@
+/* Shared declarations of the C loop core (module goloop._goloop). */
+#ifndef GOLOOP_H
+#define GOLOOP_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include "engine_abi.h"
+
+/* ---- ready queue: a ring of owned Handle references (readyq.c) ---- */
+typedef struct {
+    PyObject **buf;
+    Py_ssize_t head;
+    Py_ssize_t len;
+    Py_ssize_t cap; /* power of two */
+} gl_ring;
+
+int gl_ring_push(gl_ring *r, PyObject *item); /* steals item, even on failure */
+PyObject *gl_ring_pop(gl_ring *r);            /* new reference, NULL if empty */
+void gl_ring_clear(gl_ring *r);
+PyObject *gl_ring_to_list(gl_ring *r);
+
+/* ---- the loop core object (loop.c) ---- */
+typedef struct {
+    PyObject_HEAD
+    gl_ring ready;
+    int closed;
+    int stopping;
+    int debug;
+    int engine;   /* Go engine id, -1 once closed */
+    int wakefd;   /* the engine's eventfd, written by call_soon_threadsafe */
+    int polling;  /* set while the loop thread waits in Go without the GIL */
+
+    /* timers (timers.c): slot table of scheduled TimerHandles + op log */
+    PyObject **tslots;
+    int32_t ntslots, tslots_cap;
+    int32_t *tfree;
+    int32_t ntfree;
+    gl_timer_op *ops;
+    int32_t nops, ops_cap;
+    gl_timer_op *ops_spare; /* the other half of a double buffer, see loop.c */
+    int32_t ops_spare_cap;
+    double ops_min_when;
+    int go_has_deadline;
+    double go_next_deadline;
+    int32_t *expired;
+    int32_t expired_cap;
+
+    /* fd watching (io.c) */
+    PyObject **readers;
+    PyObject **writers;
+    int fdcap;
+    int nfds;        /* fds with any interest registered */
+    int internal_fd; /* self-pipe fd not counted as user I/O, or -1 */
+    gl_event *events;
+    int events_cap;
+} gl_loop;
+
+extern PyTypeObject gl_LoopCoreType;
+
+/* ---- asyncio.Handle / TimerHandle slots (handles.c) ---- */
+typedef struct {
+    Py_ssize_t callback, args, cancelled, loop, source_traceback, repr, context;
+    Py_ssize_t when, scheduled;
+    Py_ssize_t timer_slot; /* our C field in goloop's TimerHandle subclass */
+} gl_handle_offsets;
+
+extern gl_handle_offsets gl_off;
+extern PyTypeObject *gl_HandleType;      /* asyncio.events.Handle */
+extern PyTypeObject *gl_TimerHandleType; /* goloop subclass of asyncio.events.TimerHandle */
+
+#define GL_SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+#define GL_TIMER_SLOT(obj) (*(Py_ssize_t *)((char *)(obj) + gl_off.timer_slot))
+
+int gl_handles_init(PyObject *module);
+PyObject *gl_handle_new(gl_loop *loop, PyObject *callback, PyObject *args, PyObject *context);
+PyObject *gl_timer_handle_new(gl_loop *loop, PyObject *when, PyObject *callback,
+                              PyObject *args, PyObject *context);
+int gl_handle_is_cancelled(PyObject *handle);
+void gl_handle_set_scheduled(PyObject *timer, int scheduled);
+int gl_handle_run(gl_loop *loop, PyObject *handle);
+
+/* ---- timers (timers.c) ---- */
+int gl_timer_schedule(gl_loop *loop, PyObject *timer, double when);
+int gl_timer_cancelled(gl_loop *loop, PyObject *timer);
+int gl_timer_expire(gl_loop *loop, const int32_t *slots, int32_t n);
+void gl_timers_clear(gl_loop *loop);
+PyObject *gl_timers_to_list(gl_loop *loop);
+void gl_timers_free(gl_loop *loop);
+
+/* ---- fd watching (io.c) ---- */
+PyObject *gl_io_add(gl_loop *loop, int write, PyObject *const *args, Py_ssize_t nargs);
+PyObject *gl_io_remove(gl_loop *loop, int write, PyObject *fileobj);
+int gl_io_dispatch(gl_loop *loop, const gl_event *events, int32_t n);
+void gl_io_clear(gl_loop *loop);
+void gl_io_free(gl_loop *loop);
+
+/* ---- misc (module.c) ---- */
+extern volatile int gl_forked;  /* set in a child forked after the Go runtime started */
+int gl_check_not_forked(void);
+double gl_monotonic(void);
+extern PyObject *gl_str_cancel, *gl_str_run, *gl_str_callback_error,
+    *gl_str_call_soon_slow, *gl_str_call_at_slow, *gl_str_run_handle_debug,
+    *gl_str_fileno;
+
+#endif

@@ -1,0 +1,255 @@
+/* fd watching, C side: reader/writer handles per fd.
+ *
+ * The handles live in flat arrays indexed by fd, so dispatching a ready fd
+ * is an array load; only the interest mask crosses into Go (once per
+ * add/remove, next to the epoll_ctl syscall it causes). Semantics follow
+ * selector_events.BaseSelectorEventLoop._add_reader & co. */
+#include "goloop.h"
+#include "_cgo_export.h"
+#include <errno.h>
+
+/* selectors._fileobj_to_fd, with the same errors. */
+static int fileobj_to_fd(PyObject *obj)
+{
+    long fd;
+    if (PyLong_Check(obj)) {
+        fd = PyLong_AsLong(obj);
+        if (fd == -1 && PyErr_Occurred()) {
+            return -2;
+        }
+    } else {
+        PyObject *r = PyObject_CallMethodNoArgs(obj, gl_str_fileno);
+        PyObject *n = r ? PyNumber_Long(r) : NULL;
+        Py_XDECREF(r);
+        if (n == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_AttributeError) ||
+                PyErr_ExceptionMatches(PyExc_TypeError) ||
+                PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_ValueError, "Invalid file object: %R", obj);
+            }
+            return -2;
+        }
+        fd = PyLong_AsLong(n);
+        Py_DECREF(n);
+        if (fd == -1 && PyErr_Occurred()) {
+            return -2;
+        }
+    }
+    if (fd < 0) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+        return -2;
+    }
+    if (fd > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "file descriptor out of range");
+        return -2;
+    }
+    return (int)fd;
+}
+
+static int ensure_fd(gl_loop *loop, int fd)
+{
+    if (fd < loop->fdcap) {
+        return 0;
+    }
+    int ncap = loop->fdcap ? loop->fdcap : 64;
+    while (ncap <= fd) {
+        ncap *= 2;
+    }
+    PyObject **r = PyMem_Realloc(loop->readers, ncap * sizeof(PyObject *));
+    if (r == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    loop->readers = r;
+    PyObject **w = PyMem_Realloc(loop->writers, ncap * sizeof(PyObject *));
+    if (w == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    loop->writers = w;
+    for (int i = loop->fdcap; i < ncap; i++) {
+        loop->readers[i] = loop->writers[i] = NULL;
+    }
+    loop->fdcap = ncap;
+    return 0;
+}
+
+static uint32_t gl_fd_mask(gl_loop *loop, int fd)
+{
+    if (fd >= loop->fdcap) {
+        return 0;
+    }
+    return (loop->readers[fd] ? GL_EVENT_READ : 0) | (loop->writers[fd] ? GL_EVENT_WRITE : 0);
+}
+
+static int set_interest(gl_loop *loop, int fd, uint32_t mask)
+{
+    if (gl_check_not_forked() < 0) {
+        return -1;
+    }
+    int err = glEngineSetInterest(loop->engine, fd, mask);
+    if (err != 0) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+static int cancel_handle(PyObject *handle)
+{
+    PyObject *r = PyObject_CallMethodNoArgs(handle, gl_str_cancel);
+    Py_DECREF(handle);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *args_tuple(PyObject *const *args, Py_ssize_t n)
+{
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTuple_SET_ITEM(t, i, Py_NewRef(args[i]));
+    }
+    return t;
+}
+
+/* _add_reader(fd, callback, *args) / _add_writer(...): returns the Handle. */
+PyObject *gl_io_add(gl_loop *loop, int write, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2) {
+        PyErr_Format(PyExc_TypeError, "%s() missing required arguments: 'fd' and 'callback'",
+                     write ? "_add_writer" : "_add_reader");
+        return NULL;
+    }
+    if (loop->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return NULL;
+    }
+    int fd = fileobj_to_fd(args[0]);
+    if (fd < 0 || ensure_fd(loop, fd) < 0) {
+        return NULL;
+    }
+    PyObject *cbargs = args_tuple(args + 2, nargs - 2);
+    if (cbargs == NULL) {
+        return NULL;
+    }
+    PyObject *handle = gl_handle_new(loop, args[1], cbargs, NULL);
+    Py_DECREF(cbargs);
+    if (handle == NULL) {
+        return NULL;
+    }
+    uint32_t old = gl_fd_mask(loop, fd);
+    uint32_t bit = write ? GL_EVENT_WRITE : GL_EVENT_READ;
+    if (!(old & bit) && set_interest(loop, fd, old | bit) < 0) {
+        Py_DECREF(handle);
+        return NULL;
+    }
+    PyObject **table = write ? loop->writers : loop->readers;
+    PyObject *prev = table[fd];
+    table[fd] = Py_NewRef(handle);
+    if (old == 0) {
+        loop->nfds++;
+    }
+    if (prev != NULL && cancel_handle(prev) < 0) {
+        Py_DECREF(handle);
+        return NULL;
+    }
+    return handle;
+}
+
+/* Drop fd's handle for one direction; 1 if there was one. Errors of the
+ * interest change are ignored, as selectors ignores them for fds closed
+ * since registration. */
+static int remove_fd(gl_loop *loop, int fd, int write)
+{
+    if (fd >= loop->fdcap) {
+        return 0;
+    }
+    PyObject **table = write ? loop->writers : loop->readers;
+    PyObject *handle = table[fd];
+    if (handle == NULL) {
+        return 0;
+    }
+    table[fd] = NULL;
+    uint32_t mask = gl_fd_mask(loop, fd);
+    if (!gl_forked) {
+        (void)glEngineSetInterest(loop->engine, fd, mask);
+    }
+    if (mask == 0) {
+        loop->nfds--;
+    }
+    return cancel_handle(handle) < 0 ? -1 : 1;
+}
+
+PyObject *gl_io_remove(gl_loop *loop, int write, PyObject *fileobj)
+{
+    if (loop->closed) {
+        Py_RETURN_FALSE;
+    }
+    int fd = fileobj_to_fd(fileobj);
+    if (fd < 0) {
+        return NULL;
+    }
+    int r = remove_fd(loop, fd, write);
+    if (r < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(r);
+}
+
+static int dispatch_one(gl_loop *loop, int fd, int write)
+{
+    PyObject *handle = (write ? loop->writers : loop->readers)[fd];
+    if (handle == NULL) {
+        return 0;
+    }
+    if (gl_handle_is_cancelled(handle)) {
+        return remove_fd(loop, fd, write) < 0 ? -1 : 0;
+    }
+    return gl_ring_push(&loop->ready, Py_NewRef(handle));
+}
+
+/* selector_events._process_events over the events Go wrote for us. */
+int gl_io_dispatch(gl_loop *loop, const gl_event *events, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) {
+        int fd = events[i].fd;
+        if (fd < 0 || fd >= loop->fdcap) {
+            continue;
+        }
+        if ((events[i].mask & GL_EVENT_READ) && dispatch_one(loop, fd, 0) < 0) {
+            return -1;
+        }
+        if ((events[i].mask & GL_EVENT_WRITE) && dispatch_one(loop, fd, 1) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void gl_io_clear(gl_loop *loop)
+{
+    for (int fd = 0; fd < loop->fdcap; fd++) {
+        Py_CLEAR(loop->readers[fd]);
+        Py_CLEAR(loop->writers[fd]);
+    }
+    loop->nfds = 0;
+}
+
+void gl_io_free(gl_loop *loop)
+{
+    gl_io_clear(loop);
+    PyMem_Free(loop->readers);
+    PyMem_Free(loop->writers);
+    PyMem_Free(loop->events);
+    loop->readers = loop->writers = NULL;
+    loop->events = NULL;
+    loop->fdcap = loop->events_cap = 0;
+}

@@ -1,0 +1,656 @@
+/* LoopCore: the native half of goloop.Loop.
+ *
+ * goloop.Loop (python/goloop/loop.py) subclasses this type and
+ * asyncio.BaseEventLoop: everything that runs once per callback or once per
+ * iteration is here (call_soon, call_at, the ready queue, the run loop,
+ * fd dispatch); the slow paths (validation messages, debug mode, exception
+ * reporting, executors, async generators) stay asyncio's own Python code.
+ *
+ * Crossings into Go: at most one per loop iteration (glEnginePoll), and
+ * none at all while callbacks are ready, no user fd is watched and no
+ * timer is due: then the iteration is pure C, which is what makes a
+ * self-rescheduling callback chain cheap. */
+#include "goloop.h"
+#include "_cgo_export.h"
+#include <errno.h>
+#include <math.h>
+#include <unistd.h>
+
+/* Apply the timer log at least this often even when Go is not needed. */
+#define GL_OPS_FLUSH 4096
+#define GL_EVENTS_INIT 256
+#define GL_EXPIRED_CAP 1024
+
+/* ---------- construction and GC ---------- */
+
+static PyObject *loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (gl_check_not_forked() < 0) {
+        return NULL;
+    }
+    gl_loop *self = (gl_loop *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->engine = -1;
+    self->internal_fd = -1;
+    self->ops_min_when = INFINITY;
+    self->events = PyMem_Malloc(GL_EVENTS_INIT * sizeof(gl_event));
+    self->expired = PyMem_Malloc(GL_EXPIRED_CAP * sizeof(int32_t));
+    if (self->events == NULL || self->expired == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->events_cap = GL_EVENTS_INIT;
+    self->expired_cap = GL_EXPIRED_CAP;
+    int wakefd = -1;
+    int id = glEngineNew(&wakefd);
+    if (id < 0) {
+        Py_DECREF(self);
+        errno = -id;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    self->engine = id;
+    self->wakefd = wakefd;
+    return (PyObject *)self;
+}
+
+static void release_engine(gl_loop *self)
+{
+    if (self->engine >= 0) {
+        /* In a forked child the Go runtime is unusable: leak the engine
+         * rather than hang in it. */
+        if (!gl_forked) {
+            glEngineFree(self->engine);
+        }
+        self->engine = -1;
+    }
+}
+
+static int loop_traverse(gl_loop *self, visitproc visit, void *arg)
+{
+    for (Py_ssize_t i = 0; i < self->ready.len; i++) {
+        Py_VISIT(self->ready.buf[(self->ready.head + i) & (self->ready.cap - 1)]);
+    }
+    for (int32_t i = 0; i < self->ntslots; i++) {
+        Py_VISIT(self->tslots[i]);
+    }
+    for (int fd = 0; fd < self->fdcap; fd++) {
+        Py_VISIT(self->readers[fd]);
+        Py_VISIT(self->writers[fd]);
+    }
+    return 0;
+}
+
+static int loop_clear(gl_loop *self)
+{
+    gl_ring_clear(&self->ready);
+    gl_timers_clear(self);
+    gl_io_clear(self);
+    return 0;
+}
+
+static void loop_dealloc(gl_loop *self)
+{
+    PyObject_GC_UnTrack(self);
+    loop_clear(self);
+    release_engine(self);
+    PyMem_Free(self->ready.buf);
+    gl_timers_free(self);
+    gl_io_free(self);
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free((PyObject *)self);
+}
+
+/* ---------- argument helpers ---------- */
+
+/* Parse (..., *args, context=None) keyword arguments of call_soon & co. */
+static int parse_context(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames, PyObject **context)
+{
+    *context = NULL;
+    if (kwnames == NULL) {
+        return 0;
+    }
+    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (!PyUnicode_Check(name) || PyUnicode_CompareWithASCIIString(name, "context") != 0) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%S'",
+                         fname, name);
+            return -1;
+        }
+        *context = args[nargs + i];
+    }
+    return 0;
+}
+
+static PyObject *tuple_from(PyObject *const *items, Py_ssize_t n)
+{
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTuple_SET_ITEM(t, i, Py_NewRef(items[i]));
+    }
+    return t;
+}
+
+static int check_closed(gl_loop *self)
+{
+    if (self->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *missing_arg(const char *fname, const char *arg)
+{
+    PyErr_Format(PyExc_TypeError, "%s() missing 1 required positional argument: '%s'", fname,
+                 arg);
+    return NULL;
+}
+
+/* ---------- call_soon family ---------- */
+
+static PyObject *push_ready_handle(gl_loop *self, PyObject *callback, PyObject *const *args,
+                                   Py_ssize_t nargs, PyObject *context, PyObject *method)
+{
+    PyObject *cbargs = tuple_from(args, nargs);
+    if (cbargs == NULL) {
+        return NULL;
+    }
+    PyObject *handle;
+    if (self->debug) {
+        /* asyncio's checks, messages and source tracebacks: Python. */
+        handle = PyObject_CallMethodObjArgs((PyObject *)self, gl_str_call_soon_slow, callback,
+                                            cbargs, context ? context : Py_None, method, NULL);
+        Py_DECREF(cbargs);
+        return handle;
+    }
+    handle = gl_handle_new(self, callback, cbargs, context);
+    Py_DECREF(cbargs);
+    if (handle == NULL) {
+        return NULL;
+    }
+    if (gl_ring_push(&self->ready, Py_NewRef(handle)) < 0) {
+        Py_DECREF(handle);
+        return NULL;
+    }
+    return handle;
+}
+
+static PyObject *str_call_soon, *str_call_soon_threadsafe, *str_call_at;
+
+static PyObject *loop_call_soon(gl_loop *self, PyObject *const *args, Py_ssize_t nargsf,
+                                PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *context;
+    if (parse_context("call_soon", args, nargs, kwnames, &context) < 0) {
+        return NULL;
+    }
+    if (nargs < 1) {
+        return missing_arg("call_soon", "callback");
+    }
+    if (check_closed(self) < 0) {
+        return NULL;
+    }
+    return push_ready_handle(self, args[0], args + 1, nargs - 1, context, str_call_soon);
+}
+
+/* Wake the loop if it sleeps in Go. The flag is read and written under the
+ * GIL, so a loop about to sleep has already set it; an extra wake-up only
+ * costs one empty iteration. */
+static void wake(gl_loop *self)
+{
+    if (self->polling && self->wakefd >= 0) {
+        uint64_t one = 1;
+        ssize_t r;
+        do {
+            r = write(self->wakefd, &one, sizeof(one));
+        } while (r < 0 && errno == EINTR);
+    }
+}
+
+static PyObject *loop_call_soon_threadsafe(gl_loop *self, PyObject *const *args,
+                                           Py_ssize_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *context;
+    if (parse_context("call_soon_threadsafe", args, nargs, kwnames, &context) < 0) {
+        return NULL;
+    }
+    if (nargs < 1) {
+        return missing_arg("call_soon_threadsafe", "callback");
+    }
+    if (check_closed(self) < 0) {
+        return NULL;
+    }
+    PyObject *handle = push_ready_handle(self, args[0], args + 1, nargs - 1, context,
+                                         str_call_soon_threadsafe);
+    if (handle != NULL) {
+        wake(self);
+    }
+    return handle;
+}
+
+static PyObject *schedule_at(gl_loop *self, PyObject *when, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *context)
+{
+    if (check_closed(self) < 0) {
+        return NULL;
+    }
+    PyObject *cbargs = tuple_from(args + 1, nargs - 1);
+    if (cbargs == NULL) {
+        return NULL;
+    }
+    if (self->debug) {
+        PyObject *t = PyObject_CallMethodObjArgs((PyObject *)self, gl_str_call_at_slow, when,
+                                                 args[0], cbargs, context ? context : Py_None,
+                                                 NULL);
+        Py_DECREF(cbargs);
+        return t;
+    }
+    double w = PyFloat_AsDouble(when);
+    if (w == -1.0 && PyErr_Occurred()) {
+        Py_DECREF(cbargs);
+        return NULL;
+    }
+    PyObject *timer = gl_timer_handle_new(self, when, args[0], cbargs, context);
+    Py_DECREF(cbargs);
+    if (timer == NULL) {
+        return NULL;
+    }
+    if (gl_timer_schedule(self, timer, w) < 0) {
+        Py_DECREF(timer);
+        return NULL;
+    }
+    return timer;
+}
+
+static PyObject *loop_call_at(gl_loop *self, PyObject *const *args, Py_ssize_t nargsf,
+                              PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *context;
+    if (parse_context("call_at", args, nargs, kwnames, &context) < 0) {
+        return NULL;
+    }
+    if (nargs < 2) {
+        return missing_arg("call_at", nargs < 1 ? "when" : "callback");
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "when cannot be None");
+        return NULL;
+    }
+    return schedule_at(self, args[0], args + 1, nargs - 1, context);
+}
+
+static PyObject *loop_call_later(gl_loop *self, PyObject *const *args, Py_ssize_t nargsf,
+                                 PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *context;
+    if (parse_context("call_later", args, nargs, kwnames, &context) < 0) {
+        return NULL;
+    }
+    if (nargs < 2) {
+        return missing_arg("call_later", nargs < 1 ? "delay" : "callback");
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "delay must not be None");
+        return NULL;
+    }
+    PyObject *now = PyFloat_FromDouble(gl_monotonic());
+    if (now == NULL) {
+        return NULL;
+    }
+    PyObject *when = PyNumber_Add(now, args[0]);
+    Py_DECREF(now);
+    if (when == NULL) {
+        return NULL;
+    }
+    PyObject *timer = schedule_at(self, when, args + 1, nargs - 1, context);
+    Py_DECREF(when);
+    return timer;
+}
+
+static PyObject *loop_time(gl_loop *self, PyObject *unused)
+{
+    return PyFloat_FromDouble(gl_monotonic());
+}
+
+static PyObject *loop_get_debug(gl_loop *self, PyObject *unused)
+{
+    return PyBool_FromLong(self->debug);
+}
+
+static PyObject *loop_timer_handle_cancelled(gl_loop *self, PyObject *timer)
+{
+    if (gl_timer_cancelled(self, timer) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Debug-mode slow path: schedule a TimerHandle that Python built. */
+static PyObject *loop_schedule_timer(gl_loop *self, PyObject *timer)
+{
+    if (!PyObject_TypeCheck(timer, gl_TimerHandleType)) {
+        PyErr_SetString(PyExc_TypeError, "a goloop TimerHandle is required");
+        return NULL;
+    }
+    double w = PyFloat_AsDouble(GL_SLOT(timer, gl_off.when));
+    if ((w == -1.0 && PyErr_Occurred()) || gl_timer_schedule(self, timer, w) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* BaseEventLoop._add_callback: queue a handle unless it is cancelled. */
+static PyObject *loop_add_callback(gl_loop *self, PyObject *handle)
+{
+    if (!PyObject_TypeCheck(handle, gl_HandleType)) {
+        PyErr_SetString(PyExc_AssertionError, "A Handle is required here");
+        return NULL;
+    }
+    if (!gl_handle_is_cancelled(handle) && gl_ring_push(&self->ready, Py_NewRef(handle)) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---------- fd watching ---------- */
+
+static PyObject *loop_add_reader(gl_loop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return gl_io_add(self, 0, args, nargs);
+}
+
+static PyObject *loop_add_writer(gl_loop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return gl_io_add(self, 1, args, nargs);
+}
+
+static PyObject *loop_remove_reader(gl_loop *self, PyObject *fd)
+{
+    return gl_io_remove(self, 0, fd);
+}
+
+static PyObject *loop_remove_writer(gl_loop *self, PyObject *fd)
+{
+    return gl_io_remove(self, 1, fd);
+}
+
+static PyObject *loop_set_internal_fd(gl_loop *self, PyObject *arg)
+{
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    self->internal_fd = (int)fd;
+    Py_RETURN_NONE;
+}
+
+/* ---------- the run loop ---------- */
+
+static int user_fds(gl_loop *self)
+{
+    int internal = self->internal_fd >= 0 && self->internal_fd < self->fdcap &&
+                   (self->readers[self->internal_fd] || self->writers[self->internal_fd]);
+    return self->nfds - internal;
+}
+
+static int grow_events(gl_loop *self)
+{
+    int ncap = self->events_cap * 2;
+    gl_event *n = PyMem_Realloc(self->events, ncap * sizeof(gl_event));
+    if (n == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->events = n;
+    self->events_cap = ncap;
+    return 0;
+}
+
+/* Hand the timer log to Go and start a fresh one: while the GIL is
+ * released another thread may (wrongly, but it must not crash) call
+ * call_at, which then appends to the other buffer. */
+static gl_timer_op *swap_ops(gl_loop *self, int32_t *nops)
+{
+    gl_timer_op *ops = self->ops;
+    int32_t cap = self->ops_cap;
+    *nops = self->nops;
+    self->ops = self->ops_spare;
+    self->ops_cap = self->ops_spare_cap;
+    self->ops_spare = ops;
+    self->ops_spare_cap = cap;
+    self->nops = 0;
+    self->ops_min_when = INFINITY;
+    return ops;
+}
+
+static int poll_engine(gl_loop *self, int block)
+{
+    gl_poll_result res;
+    int32_t nops;
+    gl_timer_op *ops = swap_ops(self, &nops);
+    if (block) {
+        self->polling = 1;
+        Py_BEGIN_ALLOW_THREADS
+        glEnginePoll(self->engine, 1, -1, ops, nops, self->events, self->events_cap,
+                     self->expired, self->expired_cap, &res);
+        Py_END_ALLOW_THREADS
+        self->polling = 0;
+    } else {
+        glEnginePoll(self->engine, 0, 0, ops, nops, self->events, self->events_cap,
+                     self->expired, self->expired_cap, &res);
+    }
+    if (res.err != 0) {
+        errno = res.err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (gl_io_dispatch(self, self->events, res.nevents) < 0) {
+        return -1;
+    }
+    if (res.nevents == self->events_cap && grow_events(self) < 0) {
+        return -1;
+    }
+    for (;;) {
+        if (gl_timer_expire(self, self->expired, res.nexpired) < 0) {
+            return -1;
+        }
+        if (!res.more) {
+            break;
+        }
+        glEnginePopExpired(self->engine, self->expired, self->expired_cap, &res);
+    }
+    self->go_has_deadline = res.has_deadline;
+    self->go_next_deadline = res.next_deadline;
+    /* Python-level signal handlers (SIGINT -> KeyboardInterrupt) run here,
+     * as they do when select() returns EINTR in the stock loop. */
+    return PyErr_CheckSignals();
+}
+
+/* True when this iteration needs nothing from Go: callbacks are ready (so
+ * the poll would not block), no user fd is watched, and no timer is due. */
+static int can_skip_poll(gl_loop *self)
+{
+    if (self->nops >= GL_OPS_FLUSH || user_fds(self) > 0) {
+        return 0;
+    }
+    double earliest = self->ops_min_when;
+    if (self->go_has_deadline && self->go_next_deadline < earliest) {
+        earliest = self->go_next_deadline;
+    }
+    return earliest == INFINITY || earliest >= gl_monotonic() + 1e-9;
+}
+
+static int run_ready(gl_loop *self)
+{
+    Py_ssize_t ntodo = self->ready.len;
+    for (Py_ssize_t i = 0; i < ntodo; i++) {
+        PyObject *handle = gl_ring_pop(&self->ready);
+        if (handle == NULL) {
+            break;
+        }
+        int r = 0;
+        if (gl_handle_is_cancelled(handle)) {
+            r = 0;
+        } else if (self->debug) {
+            PyObject *res = PyObject_CallMethodOneArg((PyObject *)self,
+                                                      gl_str_run_handle_debug, handle);
+            r = res == NULL ? -1 : 0;
+            Py_XDECREF(res);
+        } else {
+            r = gl_handle_run(self, handle);
+        }
+        Py_DECREF(handle);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* One iteration of BaseEventLoop._run_once. */
+static int run_once(gl_loop *self)
+{
+    if (gl_check_not_forked() < 0) {
+        return -1;
+    }
+    if (self->engine < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    int has_work = self->ready.len > 0 || self->stopping;
+    if (!(has_work && can_skip_poll(self)) && poll_engine(self, !has_work) < 0) {
+        return -1;
+    }
+    return run_ready(self);
+}
+
+static PyObject *loop_run_once(gl_loop *self, PyObject *unused)
+{
+    if (run_once(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* The body of run_forever: iterate until stop() (or an exception). */
+static PyObject *loop_run_until_stopped(gl_loop *self, PyObject *unused)
+{
+    for (;;) {
+        if (run_once(self) < 0) {
+            return NULL;
+        }
+        if (self->stopping) {
+            Py_RETURN_NONE;
+        }
+    }
+}
+
+static PyObject *loop_close_core(gl_loop *self, PyObject *unused)
+{
+    loop_clear(self);
+    release_engine(self);
+    Py_RETURN_NONE;
+}
+
+/* ---------- attributes asyncio's Python code reads and writes ---------- */
+
+static PyObject *get_flag(gl_loop *self, void *offset)
+{
+    return PyBool_FromLong(*(int *)((char *)self + (Py_ssize_t)offset));
+}
+
+static int set_flag(gl_loop *self, PyObject *value, void *offset)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete this attribute");
+        return -1;
+    }
+    int v = PyObject_IsTrue(value);
+    if (v < 0) {
+        return -1;
+    }
+    *(int *)((char *)self + (Py_ssize_t)offset) = v;
+    return 0;
+}
+
+static PyObject *get_ready(gl_loop *self, void *unused)
+{
+    return gl_ring_to_list(&self->ready);
+}
+
+static PyObject *get_scheduled(gl_loop *self, void *unused)
+{
+    return gl_timers_to_list(self);
+}
+
+/* BaseEventLoop.__init__ assigns a deque and a list; the queues are ours. */
+static int ignore_set(gl_loop *self, PyObject *value, void *unused)
+{
+    return 0;
+}
+
+static PyGetSetDef loop_getset[] = {
+    {"_closed", (getter)get_flag, (setter)set_flag, NULL, (void *)offsetof(gl_loop, closed)},
+    {"_stopping", (getter)get_flag, (setter)set_flag, NULL,
+     (void *)offsetof(gl_loop, stopping)},
+    {"_debug", (getter)get_flag, (setter)set_flag, NULL, (void *)offsetof(gl_loop, debug)},
+    {"_ready", (getter)get_ready, (setter)ignore_set, "snapshot of the ready queue", NULL},
+    {"_scheduled", (getter)get_scheduled, (setter)ignore_set, "snapshot of pending timers",
+     NULL},
+    {NULL},
+};
+
+#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+static PyMethodDef loop_methods[] = {
+    {"call_soon", (PyCFunction)(void (*)(void))loop_call_soon, FASTKW, NULL},
+    {"call_soon_threadsafe", (PyCFunction)(void (*)(void))loop_call_soon_threadsafe, FASTKW,
+     NULL},
+    {"call_later", (PyCFunction)(void (*)(void))loop_call_later, FASTKW, NULL},
+    {"call_at", (PyCFunction)(void (*)(void))loop_call_at, FASTKW, NULL},
+    {"time", (PyCFunction)loop_time, METH_NOARGS, NULL},
+    {"get_debug", (PyCFunction)loop_get_debug, METH_NOARGS, NULL},
+    {"_timer_handle_cancelled", (PyCFunction)loop_timer_handle_cancelled, METH_O, NULL},
+    {"_schedule_timer", (PyCFunction)loop_schedule_timer, METH_O, NULL},
+    {"_add_callback", (PyCFunction)loop_add_callback, METH_O, NULL},
+    {"_add_reader", (PyCFunction)(void (*)(void))loop_add_reader, METH_FASTCALL, NULL},
+    {"_add_writer", (PyCFunction)(void (*)(void))loop_add_writer, METH_FASTCALL, NULL},
+    {"_remove_reader", (PyCFunction)loop_remove_reader, METH_O, NULL},
+    {"_remove_writer", (PyCFunction)loop_remove_writer, METH_O, NULL},
+    {"_set_internal_fd", (PyCFunction)loop_set_internal_fd, METH_O, NULL},
+    {"_run_once", (PyCFunction)loop_run_once, METH_NOARGS, NULL},
+    {"_run_until_stopped", (PyCFunction)loop_run_until_stopped, METH_NOARGS, NULL},
+    {"_close_core", (PyCFunction)loop_close_core, METH_NOARGS, NULL},
+    {NULL},
+};
+
+PyTypeObject gl_LoopCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "goloop._goloop.LoopCore",
+    .tp_basicsize = sizeof(gl_loop),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = loop_new,
+    .tp_dealloc = (destructor)loop_dealloc,
+    .tp_traverse = (traverseproc)loop_traverse,
+    .tp_clear = (inquiry)loop_clear,
+    .tp_methods = loop_methods,
+    .tp_getset = loop_getset,
+};
+
+int gl_loop_init_strings(void)
+{
+    str_call_soon = PyUnicode_InternFromString("call_soon");
+    str_call_soon_threadsafe = PyUnicode_InternFromString("call_soon_threadsafe");
+    str_call_at = PyUnicode_InternFromString("call_at");
+    return (str_call_soon && str_call_soon_threadsafe && str_call_at) ? 0 : -1;
+}

@@ -1,0 +1,98 @@
+/* Module goloop._goloop: loaded on first use of a loop, never by
+ * `import goloop`, because loading it starts the Go runtime (see fork
+ * policy in docs/architecture.md). */
+#include "goloop.h"
+#include <pthread.h>
+#include <time.h>
+
+volatile int gl_forked = 0;
+
+PyObject *gl_str_cancel, *gl_str_run, *gl_str_callback_error, *gl_str_call_soon_slow,
+    *gl_str_call_at_slow, *gl_str_run_handle_debug, *gl_str_fileno;
+
+int gl_loop_init_strings(void);
+
+/* Go's threads do not survive fork(): in the child any goroutine or GC
+ * activity hangs forever. A child of a process that started Go therefore
+ * refuses to touch the engine instead of hanging in it. */
+static void after_fork_child(void)
+{
+    gl_forked = 1;
+}
+
+int gl_check_not_forked(void)
+{
+    if (gl_forked) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "goloop cannot run in a process forked after goloop started its Go "
+                        "runtime: the Go runtime's threads do not survive fork(). Create goloop "
+                        "loops before forking or only in the children, start workers with "
+                        "multiprocessing's 'spawn' or 'forkserver' method, or use the stock "
+                        "asyncio loop in this process.");
+        return -1;
+    }
+    return 0;
+}
+
+double gl_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static PyObject *mod_forked(PyObject *mod, PyObject *unused)
+{
+    return PyBool_FromLong(gl_forked);
+}
+
+static PyMethodDef module_methods[] = {
+    {"forked", mod_forked, METH_NOARGS,
+     "True in a child forked after this process started the Go runtime."},
+    {NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "goloop._goloop",
+    .m_doc = "The native core of goloop: C loop core over the Go engine.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+static int init_strings(void)
+{
+    gl_str_cancel = PyUnicode_InternFromString("cancel");
+    gl_str_run = PyUnicode_InternFromString("_run");
+    gl_str_callback_error = PyUnicode_InternFromString("_callback_error");
+    gl_str_call_soon_slow = PyUnicode_InternFromString("_call_soon_slow");
+    gl_str_call_at_slow = PyUnicode_InternFromString("_call_at_slow");
+    gl_str_run_handle_debug = PyUnicode_InternFromString("_run_handle_debug");
+    gl_str_fileno = PyUnicode_InternFromString("fileno");
+    if (!gl_str_cancel || !gl_str_run || !gl_str_callback_error || !gl_str_call_soon_slow ||
+        !gl_str_call_at_slow || !gl_str_run_handle_debug || !gl_str_fileno) {
+        return -1;
+    }
+    return gl_loop_init_strings();
+}
+
+PyMODINIT_FUNC PyInit__goloop(void)
+{
+    if (init_strings() < 0 || PyType_Ready(&gl_LoopCoreType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (gl_handles_init(m) < 0 ||
+        PyModule_AddObjectRef(m, "LoopCore", (PyObject *)&gl_LoopCoreType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    static int atfork_done = 0;
+    if (!atfork_done && pthread_atfork(NULL, NULL, after_fork_child) == 0) {
+        atfork_done = 1;
+    }
+    return m;
+}
