@@ -77,6 +77,8 @@ PyObject *gl_handle_new(gl_loop *loop, PyObject *callback, PyObject *args, PyObj
 PyObject *gl_timer_handle_new(gl_loop *loop, PyObject *when, PyObject *callback,
                               PyObject *args, PyObject *context);
 int gl_handle_is_cancelled(PyObject *handle);
+void gl_handle_untrack(PyObject *handle);
+void gl_handle_release(PyObject *handle); /* DECREF, re-tracking if still shared */
 void gl_handle_set_scheduled(PyObject *timer, int scheduled);
 int gl_handle_run(gl_loop *loop, PyObject *handle);
 
@@ -91,6 +93,8 @@ void gl_timers_free(gl_loop *loop);
 /* ---- fd watching (io.c) ---- */
 PyObject *gl_io_add(gl_loop *loop, int write, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_io_remove(gl_loop *loop, int write, PyObject *fileobj);
+PyObject *gl_io_registration(gl_loop *loop, PyObject *fd);
+PyObject *gl_io_registrations(gl_loop *loop);
 int gl_io_dispatch(gl_loop *loop, const gl_event *events, int32_t n);
 void gl_io_clear(gl_loop *loop);
 void gl_io_free(gl_loop *loop);

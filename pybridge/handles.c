@@ -30,9 +30,45 @@ static int slot_offset(PyTypeObject *type, const char *name, Py_ssize_t *out)
 /* goloop.TimerHandle subclasses asyncio.TimerHandle and adds one C field:
  * the timer's slot in the loop's slot table (+1; 0 = not scheduled), which
  * names the timer in the Go heap so cancel() is an O(log n) removal. */
+static PyObject *stock_timer_cancel; /* asyncio.TimerHandle.cancel */
+
+static void set_slot(PyObject *obj, Py_ssize_t off, PyObject *value);
+
+/* TimerHandle.cancel for goloop's own loops: the same steps as asyncio's
+ * (notify the loop, mark cancelled, drop callback and args) without three
+ * Python-level calls; cancelling 50k timers went from 9.9 ms to ~2 ms.
+ * Debug mode and foreign loops take asyncio's method. */
+static PyObject *timer_cancel(PyObject *self, PyObject *unused)
+{
+    PyObject *loop = GL_SLOT(self, gl_off.loop);
+    if (loop == NULL || !PyObject_TypeCheck(loop, &gl_LoopCoreType) ||
+        ((gl_loop *)loop)->debug) {
+        return PyObject_CallOneArg(stock_timer_cancel, self);
+    }
+    if (gl_handle_is_cancelled(self)) {
+        Py_RETURN_NONE;
+    }
+    if (gl_timer_cancelled((gl_loop *)loop, self) < 0) {
+        return NULL;
+    }
+    set_slot(self, gl_off.cancelled, Py_True);
+    set_slot(self, gl_off.callback, Py_None);
+    set_slot(self, gl_off.args, Py_None);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef timer_methods[] = {
+    {"cancel", timer_cancel, METH_NOARGS, NULL},
+    {NULL},
+};
+
 static PyTypeObject *make_timer_type(PyTypeObject *base)
 {
-    static PyType_Slot slots[] = {{0, NULL}};
+    stock_timer_cancel = PyObject_GetAttrString((PyObject *)base, "cancel");
+    if (stock_timer_cancel == NULL) {
+        return NULL;
+    }
+    static PyType_Slot slots[] = {{Py_tp_methods, timer_methods}, {0, NULL}};
     static PyType_Spec spec = {
         .name = "goloop.TimerHandle",
         .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
@@ -124,6 +160,36 @@ PyObject *gl_handle_new(gl_loop *loop, PyObject *callback, PyObject *args, PyObj
         return NULL;
     }
     return h;
+}
+
+/* Handles queued by call_soon/call_at are taken off the cyclic GC's lists
+ * while the loop owns them: they are reachable from the loop anyway, and
+ * tracking ~1000 short-lived objects per batch made gen0/gen1 collections
+ * 60% of a call_soon benchmark (perf, 3.11). gl_handle_release puts a
+ * handle back under the GC if anything else still holds it, so cycles
+ * through a handle that outlives the loop's ownership are still found. */
+void gl_handle_untrack(PyObject *handle)
+{
+    PyObject_GC_UnTrack(handle);
+    /* A context copied for this handle alone goes with it. */
+    PyObject *ctx = GL_SLOT(handle, gl_off.context);
+    if (ctx != NULL && Py_REFCNT(ctx) == 1 && PyObject_GC_IsTracked(ctx)) {
+        PyObject_GC_UnTrack(ctx);
+    }
+}
+
+void gl_handle_release(PyObject *handle)
+{
+    /* The context must be tracked again before it can die: Context's
+     * dealloc untracks unconditionally. */
+    PyObject *ctx = GL_SLOT(handle, gl_off.context);
+    if (ctx != NULL && !PyObject_GC_IsTracked(ctx)) {
+        PyObject_GC_Track(ctx);
+    }
+    if (Py_REFCNT(handle) > 1 && !PyObject_GC_IsTracked(handle)) {
+        PyObject_GC_Track(handle);
+    }
+    Py_DECREF(handle);
 }
 
 PyObject *gl_timer_handle_new(gl_loop *loop, PyObject *when, PyObject *callback,

@@ -253,3 +253,33 @@ void gl_io_free(gl_loop *loop)
     loop->events = NULL;
     loop->fdcap = loop->events_cap = 0;
 }
+
+/* (events, reader, writer) of fd, for the EngineSelector view. */
+PyObject *gl_io_registration(gl_loop *loop, PyObject *fdobj)
+{
+    int fd = fileobj_to_fd(fdobj);
+    if (fd < 0) {
+        return NULL;
+    }
+    PyObject *r = fd < loop->fdcap && loop->readers[fd] ? loop->readers[fd] : Py_None;
+    PyObject *w = fd < loop->fdcap && loop->writers[fd] ? loop->writers[fd] : Py_None;
+    return Py_BuildValue("(IOO)", gl_fd_mask(loop, fd), r, w);
+}
+
+PyObject *gl_io_registrations(gl_loop *loop)
+{
+    PyObject *list = PyList_New(0);
+    for (int fd = 0; list != NULL && fd < loop->fdcap; fd++) {
+        if (gl_fd_mask(loop, fd) == 0) {
+            continue;
+        }
+        PyObject *n = PyLong_FromLong(fd);
+        if (n == NULL || PyList_Append(list, n) < 0) {
+            Py_XDECREF(n);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(n);
+    }
+    return list;
+}

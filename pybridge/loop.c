@@ -175,6 +175,7 @@ static PyObject *push_ready_handle(gl_loop *self, PyObject *callback, PyObject *
     if (handle == NULL) {
         return NULL;
     }
+    gl_handle_untrack(handle);
     if (gl_ring_push(&self->ready, Py_NewRef(handle)) < 0) {
         Py_DECREF(handle);
         return NULL;
@@ -268,6 +269,7 @@ static PyObject *schedule_at(gl_loop *self, PyObject *when, PyObject *const *arg
         Py_DECREF(timer);
         return NULL;
     }
+    gl_handle_untrack(timer);
     return timer;
 }
 
@@ -383,6 +385,16 @@ static PyObject *loop_remove_reader(gl_loop *self, PyObject *fd)
 static PyObject *loop_remove_writer(gl_loop *self, PyObject *fd)
 {
     return gl_io_remove(self, 1, fd);
+}
+
+static PyObject *loop_fd_registration(gl_loop *self, PyObject *fd)
+{
+    return gl_io_registration(self, fd);
+}
+
+static PyObject *loop_fd_registrations(gl_loop *self, PyObject *unused)
+{
+    return gl_io_registrations(self);
 }
 
 static PyObject *loop_set_internal_fd(gl_loop *self, PyObject *arg)
@@ -510,7 +522,7 @@ static int run_ready(gl_loop *self)
         } else {
             r = gl_handle_run(self, handle);
         }
-        Py_DECREF(handle);
+        gl_handle_release(handle);
         if (r < 0) {
             return -1;
         }
@@ -627,6 +639,8 @@ static PyMethodDef loop_methods[] = {
     {"_add_writer", (PyCFunction)(void (*)(void))loop_add_writer, METH_FASTCALL, NULL},
     {"_remove_reader", (PyCFunction)loop_remove_reader, METH_O, NULL},
     {"_remove_writer", (PyCFunction)loop_remove_writer, METH_O, NULL},
+    {"_fd_registration", (PyCFunction)loop_fd_registration, METH_O, NULL},
+    {"_fd_registrations", (PyCFunction)loop_fd_registrations, METH_NOARGS, NULL},
     {"_set_internal_fd", (PyCFunction)loop_set_internal_fd, METH_O, NULL},
     {"_run_once", (PyCFunction)loop_run_once, METH_NOARGS, NULL},
     {"_run_until_stopped", (PyCFunction)loop_run_until_stopped, METH_NOARGS, NULL},

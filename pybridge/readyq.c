@@ -50,7 +50,7 @@ void gl_ring_clear(gl_ring *r)
 {
     PyObject *item;
     while ((item = gl_ring_pop(r)) != NULL) {
-        Py_DECREF(item);
+        gl_handle_release(item);
     }
 }
 

@@ -109,7 +109,7 @@ int gl_timer_cancelled(gl_loop *loop, PyObject *timer)
     GL_TIMER_SLOT(timer) = 0;
     slot_release(loop, slot);
     gl_handle_set_scheduled(timer, 0);
-    Py_DECREF(timer);
+    gl_handle_release(timer);
     return 0;
 }
 
@@ -130,7 +130,7 @@ int gl_timer_expire(gl_loop *loop, const int32_t *slots, int32_t n)
         GL_TIMER_SLOT(timer) = 0;
         gl_handle_set_scheduled(timer, 0);
         if (gl_handle_is_cancelled(timer)) {
-            Py_DECREF(timer);
+            gl_handle_release(timer);
         } else if (gl_ring_push(&loop->ready, timer) < 0) {
             return -1;
         }
@@ -145,7 +145,7 @@ void gl_timers_clear(gl_loop *loop)
         if (timer != NULL) {
             loop->tslots[i] = NULL;
             GL_TIMER_SLOT(timer) = 0;
-            Py_DECREF(timer);
+            gl_handle_release(timer);
         }
     }
     loop->ntslots = 0;

@@ -1,77 +1,37 @@
 """goloop.Loop: the native loop core plus asyncio's own slow paths.
 
 The class combines ``_goloop.LoopCore`` (C: ready queue, handles, timers,
-run loop, fd dispatch over the Go engine) with ``asyncio.BaseEventLoop``
-(Python: tasks, futures, executors, async generators, exception handling).
-Methods asyncio implements in ``selector_events`` and ``unix_events`` that
-goloop shares unchanged (self-pipe, signal handling) are borrowed from
-those classes, so their validation and messages are the stock ones.
+the run loop and fd dispatch over the Go engine) with asyncio's Unix
+selector loop (Python: tasks, futures, executors, async generators,
+exception handling, and for now sockets, transports, pipes and
+subprocesses). Everything that class does through ``_add_reader`` and
+friends lands on the C core, so asyncio's own transports run on the Go
+poller unchanged, with the stock validation and messages.
 """
 
 import signal
 import sys
 import threading
-import warnings
-import weakref
-from asyncio import base_events, events, format_helpers, selector_events, unix_events
+from asyncio import base_events, events, format_helpers, unix_events
 
 from . import _goloop
-
-_Selector = selector_events.BaseSelectorEventLoop
-_Unix = unix_events._UnixSelectorEventLoop
-
-_NOT_YET = (
-    "sock_recv",
-    "sock_recv_into",
-    "sock_recvfrom",
-    "sock_recvfrom_into",
-    "sock_sendall",
-    "sock_sendto",
-    "sock_connect",
-    "sock_accept",
-    "sock_sendfile",
-    "create_connection",
-    "create_server",
-    "create_unix_connection",
-    "create_unix_server",
-    "create_datagram_endpoint",
-    "connect_accepted_socket",
-    "connect_read_pipe",
-    "connect_write_pipe",
-    "subprocess_exec",
-    "subprocess_shell",
-    "sendfile",
-    "start_tls",
-)
+from ._selector import EngineSelector
 
 
-def _not_implemented(name):
-    async def method(self, *args, **kwargs):
-        raise NotImplementedError(f"goloop: {name} is not implemented yet")
-
-    method.__name__ = name
-    method.__qualname__ = f"Loop.{name}"
-    return method
-
-
-class Loop(_goloop.LoopCore, base_events.BaseEventLoop):
+class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
     """An asyncio event loop driven by goloop's Go engine."""
 
     def __init__(self):
-        super().__init__()
-        self._transports = weakref.WeakValueDictionary()
-        self._signal_handlers = {}
-        self._ssock = self._csock = None
-        self._internal_fds = 0
-        self._wakeup_claimed = False
-        self._make_self_pipe()
+        super().__init__(EngineSelector(self))
+        # The self-pipe only carries signal numbers (call_soon_threadsafe
+        # wakes the engine's eventfd), so it does not count as user I/O.
         self._set_internal_fd(self._ssock.fileno())
 
-    # -- run / close -----------------------------------------------------
+    # -- run ------------------------------------------------------------------
 
     def run_forever(self):
         """Run until stop() is called."""
-        if hasattr(base_events.BaseEventLoop, "_run_forever_setup"):
+        if hasattr(base_events.BaseEventLoop, "_run_forever_setup"):  # 3.13+
             try:
                 self._run_forever_setup()
                 self._run_native()
@@ -109,10 +69,11 @@ class Loop(_goloop.LoopCore, base_events.BaseEventLoop):
         """Route signals to the self-pipe while the loop runs.
 
         The Go runtime's threads may receive a process-directed signal
-        (Ctrl+C) instead of the loop thread, so epoll_wait would not be
-        interrupted; Python's C handler then writes the signal number to
-        the wakeup fd, which wakes the poller, and the loop runs the
-        Python-level handler right after the poll.
+        (Ctrl+C) instead of the loop thread, and then epoll_wait is not
+        interrupted. With the wakeup fd set, Python's C signal handler
+        writes the signal number to the self-pipe, which wakes the poller;
+        the loop then runs the Python-level handler right after the poll,
+        as the stock loop does when select() returns EINTR.
         """
         if threading.current_thread() is not threading.main_thread():
             return False
@@ -122,7 +83,7 @@ class Loop(_goloop.LoopCore, base_events.BaseEventLoop):
         except (ValueError, OSError):
             return False
         if old not in (-1, fd):
-            signal.set_wakeup_fd(old)
+            signal.set_wakeup_fd(old)  # someone else's; leave it alone
             return False
         return old == -1
 
@@ -134,27 +95,7 @@ class Loop(_goloop.LoopCore, base_events.BaseEventLoop):
         except (ValueError, OSError):
             pass
 
-    def close(self):
-        if self.is_running():
-            raise RuntimeError("Cannot close a running event loop")
-        if self.is_closed():
-            return
-        self._close_self_pipe()
-        super().close()
-        self._close_core()
-        if not sys.is_finalizing():
-            for sig in list(self._signal_handlers):
-                self.remove_signal_handler(sig)
-        elif self._signal_handlers:
-            warnings.warn(
-                f"Closing the loop {self!r} on interpreter shutdown "
-                f"stage, skipping signal handlers removal",
-                ResourceWarning,
-                source=self,
-            )
-            self._signal_handlers.clear()
-
-    # -- slow paths called from C -----------------------------------------
+    # -- slow paths called from C ---------------------------------------------
 
     def _call_soon_slow(self, callback, args, context, method):
         """call_soon & co. in debug mode: asyncio's checks and tracebacks."""
@@ -204,51 +145,23 @@ class Loop(_goloop.LoopCore, base_events.BaseEventLoop):
         finally:
             self._current_handle = None
 
-    # -- fd watching: public wrappers as in selector_events ----------------
-
-    _ensure_fd_no_transport = _Selector._ensure_fd_no_transport
-    add_reader = _Selector.add_reader
-    remove_reader = _Selector.remove_reader
-    add_writer = _Selector.add_writer
-    remove_writer = _Selector.remove_writer
-
-    # -- self-pipe and signals: asyncio's own code --------------------------
-
-    _make_self_pipe = _Selector._make_self_pipe
-    _close_self_pipe = _Selector._close_self_pipe
-    _read_from_self = _Selector._read_from_self
-    _write_to_self = _Selector._write_to_self
-    _process_self_data = _Unix._process_self_data
-    _handle_signal = _Unix._handle_signal
-    _check_signal = _Unix._check_signal
+    # -- signals ----------------------------------------------------------------
 
     def add_signal_handler(self, sig, callback, *args):
-        _Unix.add_signal_handler(self, sig, callback, *args)
+        super().add_signal_handler(sig, callback, *args)
         # Signal numbers now arrive through the self-pipe: poll it even
         # while callbacks are ready, as for any user fd.
         self._set_internal_fd(-1)
 
     def remove_signal_handler(self, sig):
-        removed = _Unix.remove_signal_handler(self, sig)
+        removed = super().remove_signal_handler(sig)
         if not self._signal_handlers and self._ssock is not None:
             self._set_internal_fd(self._ssock.fileno())
         return removed
 
-    def __repr__(self):
-        return (
-            f"<{self.__class__.__name__} running={self.is_running()} "
-            f"closed={self.is_closed()} debug={self.get_debug()}>"
-        )
-
-
-for _name in _NOT_YET:
-    setattr(Loop, _name, _not_implemented(_name))
-del _name
-
 
 def _debug_kw(loop):
-    # format_helpers gained the `debug` keyword in 3.13.
+    # format_helpers._format_callback_source gained `debug` in 3.13.
     if sys.version_info >= (3, 13):
         return {"debug": loop.get_debug()}
     return {}
-
