@@ -84,7 +84,7 @@ func (e *Engine) Timers() *TimerHeap { return &e.timers }
 // pops the timers that expired. res must not be nil.
 func (e *Engine) Poll(block bool, maxTimeoutMs int, ops []TimerOp, events []Event, expired []int32, res *PollResult) {
 	e.timers.Apply(ops)
-	timeout := e.pollTimeout(block, maxTimeoutMs, MonotonicNow())
+	timeout := e.pollTimeout(block, maxTimeoutMs, MonotonicNow)
 	*res = PollResult{}
 	// One extra raw slot so a pending wake-up never costs the caller an
 	// event slot. If it was not needed, the surplus user event is dropped;
@@ -123,16 +123,18 @@ func (e *Engine) PopExpired(expired []int32, res *PollResult) {
 // pollTimeout computes the epoll_wait timeout in ms, following asyncio's
 // _run_once (deadline minus now, clamped to [0, 24 h]) and selectors'
 // rounding up to whole ms, so Poll never wakes before the deadline and then
-// spins. maxTimeoutMs >= 0 additionally caps it.
-func (e *Engine) pollTimeout(block bool, maxTimeoutMs int, now float64) int {
+// spins. maxTimeoutMs >= 0 additionally caps it. The clock is read only
+// when a deadline is pending: without the Linux vDSO a read is a syscall.
+func (e *Engine) pollTimeout(block bool, maxTimeoutMs int, now func() float64) int {
 	if !block {
 		return 0
 	}
 	next, ok := e.timers.Peek()
 	if !ok {
-		return max(maxTimeoutMs, -1)
+		// epoll_wait takes a C int; a larger value would wrap negative.
+		return min(max(maxTimeoutMs, -1), math.MaxInt32)
 	}
-	ms := math.Ceil((next - now) * 1e3)
+	ms := math.Ceil((next - now()) * 1e3)
 	switch {
 	case !(ms > 0): // also catches NaN
 		ms = 0
