@@ -21,8 +21,9 @@ void gl_ring_clear(gl_ring *r);
 PyObject *gl_ring_to_list(gl_ring *r);
 
 /* ---- the loop core object (loop.c) ---- */
-typedef struct {
+typedef struct gl_loop_s {
     PyObject_HEAD
+    struct gl_loop_s *live_prev, *live_next; /* all live loops, see gcexpose.c */
     gl_ring ready;
     int closed;
     int stopping;
@@ -98,6 +99,11 @@ PyObject *gl_io_registrations(gl_loop *loop);
 int gl_io_dispatch(gl_loop *loop, const gl_event *events, int32_t n);
 void gl_io_clear(gl_loop *loop);
 void gl_io_free(gl_loop *loop);
+
+/* ---- GC visibility of queued handles (gcexpose.c) ---- */
+void gl_live_add(gl_loop *loop);
+void gl_live_remove(gl_loop *loop);
+PyObject *gl_gc_callback(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* ---- misc (module.c) ---- */
 extern volatile int gl_forked;  /* set in a child forked after the Go runtime started */

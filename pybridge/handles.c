@@ -173,7 +173,8 @@ void gl_handle_untrack(PyObject *handle)
     PyObject_GC_UnTrack(handle);
     /* A context copied for this handle alone goes with it. */
     PyObject *ctx = GL_SLOT(handle, gl_off.context);
-    if (ctx != NULL && Py_REFCNT(ctx) == 1 && PyObject_GC_IsTracked(ctx)) {
+    if (ctx != NULL && PyContext_CheckExact(ctx) && Py_REFCNT(ctx) == 1 &&
+        PyObject_GC_IsTracked(ctx)) {
         PyObject_GC_UnTrack(ctx);
     }
 }
@@ -183,7 +184,7 @@ void gl_handle_release(PyObject *handle)
     /* The context must be tracked again before it can die: Context's
      * dealloc untracks unconditionally. */
     PyObject *ctx = GL_SLOT(handle, gl_off.context);
-    if (ctx != NULL && !PyObject_GC_IsTracked(ctx)) {
+    if (ctx != NULL && PyContext_CheckExact(ctx) && !PyObject_GC_IsTracked(ctx)) {
         PyObject_GC_Track(ctx);
     }
     if (Py_REFCNT(handle) > 1 && !PyObject_GC_IsTracked(handle)) {

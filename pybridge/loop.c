@@ -52,6 +52,7 @@ static PyObject *loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->engine = id;
     self->wakefd = wakefd;
+    gl_live_add(self);
     return (PyObject *)self;
 }
 
@@ -93,6 +94,7 @@ static int loop_clear(gl_loop *self)
 static void loop_dealloc(gl_loop *self)
 {
     PyObject_GC_UnTrack(self);
+    gl_live_remove(self);
     loop_clear(self);
     release_engine(self);
     PyMem_Free(self->ready.buf);
@@ -116,8 +118,9 @@ static int parse_context(const char *fname, PyObject *const *args, Py_ssize_t na
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyObject *name = PyTuple_GET_ITEM(kwnames, i);
         if (!PyUnicode_Check(name) || PyUnicode_CompareWithASCIIString(name, "context") != 0) {
-            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%S'",
-                         fname, name);
+            PyErr_Format(PyExc_TypeError,
+                         "BaseEventLoop.%s() got an unexpected keyword argument '%S'", fname,
+                         name);
             return -1;
         }
         *context = args[nargs + i];
@@ -146,12 +149,27 @@ static int check_closed(gl_loop *self)
     return 0;
 }
 
-static PyObject *missing_arg(const char *fname, const char *arg)
+/* The TypeError CPython raises for missing positional arguments; `names`
+ * are the required parameters, `nargs` how many were given. */
+static PyObject *missing_args(const char *fname, const char *const *names, int nnames,
+                              Py_ssize_t nargs)
 {
-    PyErr_Format(PyExc_TypeError, "%s() missing 1 required positional argument: '%s'", fname,
-                 arg);
+    int missing = nnames - (int)nargs;
+    if (missing == 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "BaseEventLoop.%s() missing 1 required positional argument: '%s'", fname,
+                     names[nnames - 1]);
+    } else {
+        PyErr_Format(PyExc_TypeError,
+                     "BaseEventLoop.%s() missing %d required positional arguments: '%s' and '%s'",
+                     fname, missing, names[0], names[1]);
+    }
     return NULL;
 }
+
+static const char *const names_callback[] = {"callback"};
+static const char *const names_when[] = {"when", "callback"};
+static const char *const names_delay[] = {"delay", "callback"};
 
 /* ---------- call_soon family ---------- */
 
@@ -194,7 +212,7 @@ static PyObject *loop_call_soon(gl_loop *self, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     if (nargs < 1) {
-        return missing_arg("call_soon", "callback");
+        return missing_args("call_soon", names_callback, 1, nargs);
     }
     if (check_closed(self) < 0) {
         return NULL;
@@ -225,7 +243,7 @@ static PyObject *loop_call_soon_threadsafe(gl_loop *self, PyObject *const *args,
         return NULL;
     }
     if (nargs < 1) {
-        return missing_arg("call_soon_threadsafe", "callback");
+        return missing_args("call_soon_threadsafe", names_callback, 1, nargs);
     }
     if (check_closed(self) < 0) {
         return NULL;
@@ -282,7 +300,7 @@ static PyObject *loop_call_at(gl_loop *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     if (nargs < 2) {
-        return missing_arg("call_at", nargs < 1 ? "when" : "callback");
+        return missing_args("call_at", names_when, 2, nargs);
     }
     if (args[0] == Py_None) {
         PyErr_SetString(PyExc_TypeError, "when cannot be None");
@@ -300,7 +318,7 @@ static PyObject *loop_call_later(gl_loop *self, PyObject *const *args, Py_ssize_
         return NULL;
     }
     if (nargs < 2) {
-        return missing_arg("call_later", nargs < 1 ? "delay" : "callback");
+        return missing_args("call_later", names_delay, 2, nargs);
     }
     if (args[0] == Py_None) {
         PyErr_SetString(PyExc_TypeError, "delay must not be None");
@@ -462,11 +480,7 @@ static int poll_engine(gl_loop *self, int block)
         glEnginePoll(self->engine, 0, 0, ops, nops, self->events, self->events_cap,
                      self->expired, self->expired_cap, &res);
     }
-    if (res.err != 0) {
-        errno = res.err;
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
+    int err = res.err;
     if (gl_io_dispatch(self, self->events, res.nevents) < 0) {
         return -1;
     }
@@ -484,6 +498,12 @@ static int poll_engine(gl_loop *self, int block)
     }
     self->go_has_deadline = res.has_deadline;
     self->go_next_deadline = res.next_deadline;
+    if (err != 0) {
+        /* Timers Go popped are queued above, so a failed wait loses none. */
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     /* Python-level signal handlers (SIGINT -> KeyboardInterrupt) run here,
      * as they do when select() returns EINTR in the stock loop. */
     return PyErr_CheckSignals();

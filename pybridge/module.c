@@ -49,8 +49,22 @@ static PyObject *mod_forked(PyObject *mod, PyObject *unused)
 static PyMethodDef module_methods[] = {
     {"forked", mod_forked, METH_NOARGS,
      "True in a child forked after this process started the Go runtime."},
+    {"_gc_callback", (PyCFunction)(void (*)(void))gl_gc_callback, METH_FASTCALL,
+     "gc.callbacks hook: queued handles are visible to full collections."},
     {NULL},
 };
+
+static int register_gc_callback(PyObject *m)
+{
+    PyObject *gc = PyImport_ImportModule("gc");
+    PyObject *callbacks = gc ? PyObject_GetAttrString(gc, "callbacks") : NULL;
+    PyObject *hook = PyObject_GetAttrString(m, "_gc_callback");
+    int r = (callbacks && hook) ? PyList_Append(callbacks, hook) : -1;
+    Py_XDECREF(gc);
+    Py_XDECREF(callbacks);
+    Py_XDECREF(hook);
+    return r;
+}
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
@@ -85,7 +99,7 @@ PyMODINIT_FUNC PyInit__goloop(void)
     if (m == NULL) {
         return NULL;
     }
-    if (gl_handles_init(m) < 0 ||
+    if (gl_handles_init(m) < 0 || register_gc_callback(m) < 0 ||
         PyModule_AddObjectRef(m, "LoopCore", (PyObject *)&gl_LoopCoreType) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -72,10 +72,6 @@ static int push_op(gl_loop *loop, int32_t slot, int32_t kind, double when)
 
 int gl_timer_schedule(gl_loop *loop, PyObject *timer, double when)
 {
-    if (isnan(when)) {
-        PyErr_SetString(PyExc_ValueError, "timer deadline is NaN");
-        return -1;
-    }
     int32_t slot = slot_alloc(loop);
     if (slot < 0) {
         return -1;

@@ -62,6 +62,8 @@ def install():
 
 def run(main, *, loop_factory=new_event_loop, debug=None, **run_kwargs):
     """Run a coroutine on a new goloop loop, like ``uvloop.run``."""
+    if __asyncio._get_running_loop() is not None:
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if not __asyncio.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
 
@@ -72,15 +74,6 @@ def run(main, *, loop_factory=new_event_loop, debug=None, **run_kwargs):
         return await main
 
     if _sys.version_info[:2] >= (3, 12):
-        return __asyncio.run(
-            wrapper(), loop_factory=loop_factory, debug=debug, **run_kwargs
-        )
-    if __asyncio._get_running_loop() is not None:
-        main.close()
-        raise RuntimeError(
-            "asyncio.run() cannot be called from a running event loop"
-        )
-    with __asyncio.Runner(
-        loop_factory=loop_factory, debug=debug, **run_kwargs
-    ) as runner:
+        return __asyncio.run(wrapper(), loop_factory=loop_factory, debug=debug, **run_kwargs)
+    with __asyncio.Runner(loop_factory=loop_factory, debug=debug, **run_kwargs) as runner:
         return runner.run(wrapper())

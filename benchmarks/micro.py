@@ -1,0 +1,523 @@
+"""Micro-benchmark bodies for goloop (one measurement per process).
+
+Usage:
+    python benchmarks/micro.py <bench> <loop> [--quick] [--timeout S]
+    python benchmarks/micro.py --probe <loop>
+    python benchmarks/micro.py --list
+
+Prints exactly one JSON object on stdout.  A measurement looks like
+``{"status": "ok", "elapsed": 0.41, "ops": 500000, ...}``; ``status`` is
+``ok``, ``failed`` (a correctness check failed or the body crashed),
+``unsupported`` (the loop lacks an API the body needs) or ``unavailable``
+(the loop cannot be imported / created).  Exit status is 0 only for ``ok``.
+
+Each body is a factory ``f(loop, n) -> (run, check, ops)``: ``run()`` is
+the timed part, ``check()`` verifies afterwards that every callback ran
+exactly as expected (after the loop has kept iterating a little longer, so
+late or duplicate calls are caught too).  The same body runs once at 1/10
+size as a warm-up on the same loop before the timed run.  Loop creation is
+never timed.  A body whose callbacks never all run would wait forever; a
+watchdog thread then reports ``failed`` and exits the process.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+from importlib import metadata
+
+BATCH = 1000  # callbacks queued per batch (call_soon rows)
+TASKS = 1000  # concurrent tasks (sleep(0) row)
+GATHER = 100  # tasks per gather() call (create_task + gather row)
+TIMER_STEP = 1e-8  # distinct timer offsets: 100k timers span 1 ms
+SETTLE = 0.01  # seconds the loop keeps running after run() to catch extras
+
+LOOPS = ("asyncio", "uvloop", "rloop", "goloop")
+
+
+class CheckFailed(Exception):
+    """A benchmark's correctness check did not hold."""
+
+
+class Unsupported(Exception):
+    """The loop under test lacks an API the benchmark needs."""
+
+
+# --------------------------------------------------------------- loops
+
+
+def make_loop(name):
+    """Create a fresh event loop of the named implementation."""
+    if name not in LOOPS:
+        raise ValueError(f"unknown loop {name!r}")
+    module = importlib.import_module(name)
+    factory = getattr(module, "new_event_loop", None)
+    if factory is None:
+        raise ImportError(f"module {name!r} has no new_event_loop()")
+    return factory()
+
+
+def loop_version(name):
+    """Version string of the package providing the loop."""
+    if name == "asyncio":
+        return sys.version.split()[0]
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        module = sys.modules.get(name)
+        return getattr(module, "__version__", "unknown")
+
+
+def _is_unsupported(exc, loop):
+    if isinstance(exc, NotImplementedError):
+        return True
+    return isinstance(exc, AttributeError) and exc.obj is loop
+
+
+def _install_handler(loop, errors):
+    """Record callback exceptions and stop the loop so nothing hangs."""
+
+    def handler(*args):  # rloop 0.5 passes (context), asyncio (loop, context)
+        errors.append(args[-1])
+        loop.stop()
+
+    loop.set_exception_handler(handler)
+
+
+def describe(exc):
+    """``Type: message (in function)`` for an exception, with its origin."""
+    text = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        text += f" (in {tb.tb_frame.f_code.co_name})"
+    return text
+
+
+def bail(result):
+    """Print a final result from any thread and exit now (loop may hang)."""
+    print(json.dumps(result), flush=True)
+    os._exit(1)
+
+
+def _start_watchdog(seconds):
+    error = f"watchdog: no result after {seconds:g} s (callbacks lost?)"
+    timer = threading.Timer(seconds, bail, [{"status": "failed", "error": error}])
+    timer.daemon = True
+    timer.start()
+
+
+def _raise_recorded(loop, errors):
+    if not errors:
+        return
+    ctx = errors[0]
+    exc = ctx.get("exception")
+    if exc is not None and _is_unsupported(exc, loop):
+        raise Unsupported(describe(exc)) from exc
+    detail = describe(exc) if exc is not None else "no exception"
+    raise CheckFailed(f"callback error: {ctx.get('message')}: {detail}")
+
+
+def _expect(what, got, want):
+    if got != want:
+        raise CheckFailed(f"{what}: got {got}, expected {want}")
+
+
+# -------------------------------------------------------------- bodies
+
+
+def _drive_batches(loop, batches, fill):
+    """Run ``fill()`` once per loop iteration, ``batches`` times, then stop."""
+
+    def spawn(left):
+        fill()
+        if left > 1:
+            loop.call_soon(spawn, left - 1)
+        else:
+            loop.call_soon(loop.stop)
+
+    loop.call_soon(spawn, batches)
+    loop.run_forever()
+
+
+def bench_call_soon(loop, n):
+    """Batches of BATCH call_soon(cb) issued from one callback."""
+    count = 0
+    call_soon = loop.call_soon
+
+    def cb():
+        nonlocal count
+        count += 1
+
+    def fill():
+        for _ in range(BATCH):
+            call_soon(cb)
+
+    def run():
+        _drive_batches(loop, n // BATCH, fill)
+
+    return run, lambda: _expect("callbacks run", count, n), n
+
+
+def bench_call_soon_args(loop, n):
+    """Like call_soon, with two positional args: call_soon(cb, a, b)."""
+    count = 0
+    call_soon = loop.call_soon
+
+    def cb(a, b):
+        nonlocal count
+        count += a - b  # +1 per call; swapped or missing args break it
+
+    def fill():
+        for _ in range(BATCH):
+            call_soon(cb, 2, 1)
+
+    def run():
+        _drive_batches(loop, n // BATCH, fill)
+
+    return run, lambda: _expect("callbacks run (a - b summed)", count, n), n
+
+
+def bench_chain(loop, n):
+    """A callback that re-schedules itself once: one loop iteration each."""
+    count = 0
+
+    def cb():
+        nonlocal count
+        count += 1
+        if count < n:
+            loop.call_soon(cb)
+        else:
+            loop.stop()
+
+    def run():
+        loop.call_soon(cb)
+        loop.run_forever()
+
+    return run, lambda: _expect("chain length", count, n), n
+
+
+def bench_call_later(loop, n):
+    """Schedule n call_later timers, cancel the even ones, fire the rest."""
+    fired = 0
+    wrong = 0
+    want = n // 2
+
+    def cb(i):
+        nonlocal fired, wrong
+        fired += 1
+        wrong += not i & 1
+        if fired == want:
+            loop.stop()
+
+    def setup():
+        later = loop.call_later
+        handles = [later((i + 1) * TIMER_STEP, cb, i) for i in range(n)]
+        for handle in handles[::2]:
+            handle.cancel()
+
+    def run():
+        loop.call_soon(setup)
+        loop.run_forever()
+
+    def check():
+        _expect("cancelled timers that fired", wrong, 0)
+        _expect("timers fired", fired, want)
+
+    return run, check, n
+
+
+def bench_call_at(loop, n):
+    """n call_at timers, half slightly in the past, half just ahead."""
+    fired = 0
+
+    def cb():
+        nonlocal fired
+        fired += 1
+        if fired == n:
+            loop.stop()
+
+    def setup():
+        at = loop.call_at
+        base = loop.time() - (n // 2) * TIMER_STEP
+        for i in range(n):
+            at(base + i * TIMER_STEP, cb)
+
+    def run():
+        loop.call_soon(setup)
+        loop.run_forever()
+
+    return run, lambda: _expect("timers fired", fired, n), n
+
+
+def bench_threadsafe(loop, n):
+    """Another thread submits n call_soon_threadsafe(cb); the loop counts."""
+    count = 0
+
+    def cb():
+        nonlocal count
+        count += 1
+        if count == n:
+            loop.stop()
+
+    def produce():
+        submit = loop.call_soon_threadsafe
+        try:
+            for _ in range(n):
+                submit(cb)
+        except Exception as exc:  # noqa: BLE001 - the loop would wait forever
+            status = "unsupported" if _is_unsupported(exc, loop) else "failed"
+            bail({"status": status, "error": f"in thread: {describe(exc)}"})
+
+    def run():
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        loop.run_forever()
+        thread.join()
+
+    return run, lambda: _expect("callbacks run", count, n), n
+
+
+def bench_sleep0(loop, n):
+    """TASKS tasks each doing ``await asyncio.sleep(0)`` n // TASKS times."""
+    count = 0
+    rounds = n // TASKS
+
+    async def worker():
+        nonlocal count
+        for _ in range(rounds):
+            await asyncio.sleep(0)
+            count += 1
+
+    async def main():
+        await asyncio.gather(*[loop.create_task(worker()) for _ in range(TASKS)])
+
+    def run():
+        loop.run_until_complete(main())
+
+    return run, lambda: _expect("sleeps completed", count, n), n
+
+
+def bench_gather(loop, n):
+    """create_task() GATHER trivial coroutines and gather() them, repeated."""
+    count = 0
+
+    async def trivial(i):
+        nonlocal count
+        count += 1
+        return i
+
+    async def main():
+        create_task = loop.create_task
+        for _ in range(n // GATHER):
+            tasks = [create_task(trivial(i)) for i in range(GATHER)]
+            results = await asyncio.gather(*tasks)
+            if results[-1] != GATHER - 1:
+                raise CheckFailed(f"gather returned {results[-1]!r}")
+
+    def run():
+        loop.run_until_complete(main())
+
+    return run, lambda: _expect("tasks run", count, n), n
+
+
+def bench_future(loop, n):
+    """Await a fresh future that a call_soon callback resolves, n times."""
+    total = 0
+
+    async def main():
+        nonlocal total
+        create_future = loop.create_future
+        call_soon = loop.call_soon
+        for i in range(n):
+            fut = create_future()
+            call_soon(fut.set_result, i)
+            total += await fut
+
+    def run():
+        loop.run_until_complete(main())
+
+    return run, lambda: _expect("sum of results", total, n * (n - 1) // 2), n
+
+
+# name -> (body, title, full size, quick size); sizes target ~0.2-1 s on
+# stock asyncio for the full size.
+BENCHES = {
+    "call_soon": (bench_call_soon, "call_soon(cb)", 1_000_000, 200_000),
+    "call_soon_args": (
+        bench_call_soon_args,
+        "call_soon(cb, a, b)",
+        1_000_000,
+        200_000,
+    ),
+    "chain": (bench_chain, "callback chain", 600_000, 120_000),
+    "call_later": (
+        bench_call_later,
+        "call_later schedule/cancel/fire",
+        100_000,
+        20_000,
+    ),
+    "call_at": (bench_call_at, "call_at firing", 100_000, 20_000),
+    "threadsafe": (
+        bench_threadsafe,
+        "call_soon_threadsafe (thread)",
+        200_000,
+        40_000,
+    ),
+    "sleep0": (bench_sleep0, "sleep(0) x 1000 tasks", 500_000, 100_000),
+    "gather": (bench_gather, "create_task + gather", 200_000, 40_000),
+    "future": (bench_future, "future round trip", 200_000, 40_000),
+}
+
+# What one "op" is, per benchmark (for the report legend).
+OP_UNITS = {
+    "call_soon": "callback run",
+    "call_soon_args": "callback run",
+    "chain": "callback (= loop iteration)",
+    "call_later": "timer scheduled (half cancelled, half fired)",
+    "call_at": "timer fired",
+    "threadsafe": "callback submitted by the thread and run",
+    "sleep0": "sleep(0) completed",
+    "gather": "task created and gathered",
+    "future": "future created, resolved and awaited",
+}
+
+
+# -------------------------------------------------------------- driver
+
+
+def _settle(loop):
+    """Keep the loop iterating briefly so late or duplicate calls show up.
+
+    Uses call_soon only, the one API every benchmark already needs.
+    """
+    deadline = time.perf_counter() + SETTLE
+
+    def spin():
+        if time.perf_counter() < deadline:
+            loop.call_soon(spin)
+        else:
+            loop.stop()
+
+    loop.call_soon(spin)
+    loop.run_forever()
+
+
+def _timed(loop, body, n):
+    errors = []
+    _install_handler(loop, errors)
+    run, check, ops = body(loop, n)
+    gc.collect()
+    start = time.perf_counter()
+    run()
+    elapsed = time.perf_counter() - start
+    _raise_recorded(loop, errors)
+    _settle(loop)
+    _raise_recorded(loop, errors)
+    check()
+    return elapsed, ops
+
+
+def _measure(loop, name, quick):
+    body, _title, full, small = BENCHES[name]
+    n = small if quick else full
+    _timed(loop, body, n // 10)  # warm-up, same loop
+    elapsed, ops = _timed(loop, body, n)
+    return {
+        "status": "ok",
+        "elapsed": elapsed,
+        "ops": ops,
+        "ops_per_s": ops / elapsed,
+        "warmup_ops": n // 10,
+    }
+
+
+def _error(status, exc):
+    return {"status": status, "error": describe(exc)}
+
+
+def _create(loop_name):
+    try:
+        loop = make_loop(loop_name)
+    except Exception as exc:  # noqa: BLE001 - any failure means unavailable
+        return None, _error("unavailable", exc)
+    asyncio.set_event_loop(loop)
+    return loop, None
+
+
+def measure(name, loop_name, quick=False):
+    """Run one benchmark on a fresh loop; return the JSON-able result."""
+    loop, failure = _create(loop_name)
+    if failure:
+        return failure
+    try:
+        return _measure(loop, name, quick)
+    except Unsupported as exc:
+        return {"status": "unsupported", "error": str(exc)}
+    except CheckFailed as exc:
+        return {"status": "failed", "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - report, never crash silently
+        status = "unsupported" if _is_unsupported(exc, loop) else "failed"
+        return _error(status, exc)
+    finally:
+        _close(loop)
+
+
+def _close(loop):
+    with contextlib.suppress(Exception):  # closing is best effort here
+        loop.close()
+
+
+def probe(loop_name):
+    """Check that a loop can be imported and created."""
+    loop, failure = _create(loop_name)
+    if failure:
+        return failure
+    _close(loop)
+    path = getattr(sys.modules.get(loop_name), "__file__", None)
+    return {"status": "ok", "version": loop_version(loop_name), "path": path}
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(description="run one micro-benchmark")
+    p.add_argument("--list", action="store_true", help="list benches and loops")
+    p.add_argument("--probe", metavar="LOOP", help="check that LOOP imports")
+    p.add_argument("--quick", action="store_true", help="1/5 sizes")
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="watchdog seconds (default: %(default)s)"
+    )
+    p.add_argument("bench", nargs="?", choices=list(BENCHES))
+    p.add_argument("loop", nargs="?", choices=list(LOOPS))
+    args = p.parse_args(argv)
+    if not (args.list or args.probe) and not (args.bench and args.loop):
+        p.error("need <bench> <loop>, --probe LOOP or --list")
+    return args
+
+
+def _main(argv):
+    args = _parse(argv)
+    if args.list:
+        return {"status": "ok", "benches": list(BENCHES), "loops": list(LOOPS)}
+    if args.probe:
+        return probe(args.probe)
+    _start_watchdog(args.timeout)
+    result = measure(args.bench, args.loop, args.quick)
+    result.update(bench=args.bench, loop=args.loop, quick=args.quick)
+    return result
+
+
+def main():
+    result = _main(sys.argv[1:])
+    print(json.dumps(result), flush=True)
+    return 0 if result["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

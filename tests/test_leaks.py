@@ -1,0 +1,335 @@
+"""Callbacks, their arguments and the loop itself are released when done."""
+
+import asyncio
+import contextvars
+import gc
+import os
+import socket
+import warnings
+import weakref
+
+import pytest
+
+var = contextvars.ContextVar("var")
+
+
+class Payload:
+    """An object we can take a weak reference to."""
+
+
+class CallableObj:
+    def __call__(self, *args):
+        pass
+
+
+def collected(ref):
+    gc.collect()
+    return ref() is None
+
+
+def run_briefly(loop, n=2):
+    for _ in range(n):
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+
+
+def test_call_soon_args_released_after_run(loop):
+    obj, cb = Payload(), CallableObj()
+    refs = weakref.ref(obj), weakref.ref(cb)
+    loop.call_soon(cb, obj)
+    del obj, cb
+    gc.collect()
+    assert refs[0]() is not None  # the pending handle keeps them alive
+    run_briefly(loop)
+    assert collected(refs[0])
+    assert collected(refs[1])
+
+
+def test_call_soon_cancelled_releases_args_at_once(loop):
+    obj, cb = Payload(), CallableObj()
+    refs = weakref.ref(obj), weakref.ref(cb)
+    loop.call_soon(cb, obj).cancel()
+    del obj, cb
+    assert collected(refs[0])
+    assert collected(refs[1])
+    run_briefly(loop)
+
+
+def test_call_later_cancelled_releases_args(loop):
+    obj, cb = Payload(), CallableObj()
+    refs = weakref.ref(obj), weakref.ref(cb)
+    handle = loop.call_later(3600, cb, obj)
+    handle.cancel()
+    del obj, cb, handle
+    assert collected(refs[0])
+    assert collected(refs[1])
+    run_briefly(loop)
+
+
+def test_cancelled_timer_handle_released_after_run(loop):
+    handle = loop.call_later(3600, CallableObj(), Payload())
+    ref = weakref.ref(handle)
+    handle.cancel()
+    del handle
+    run_briefly(loop)
+    assert collected(ref)
+
+
+def test_call_at_fired_releases_args(loop):
+    obj, cb = Payload(), CallableObj()
+    refs = weakref.ref(obj), weakref.ref(cb)
+    handle = loop.call_at(loop.time(), cb, obj)
+    handle_ref = weakref.ref(handle)
+    del obj, cb, handle
+    loop.run_until_complete(asyncio.sleep(0.005))
+    assert collected(refs[0])
+    assert collected(refs[1])
+    assert collected(handle_ref)
+
+
+def test_failing_callback_args_released(loop):
+    obj = Payload()
+    ref = weakref.ref(obj)
+
+    def fail(arg):
+        raise ValueError("boom")
+
+    loop.set_exception_handler(lambda lp, ctx: None)
+    loop.call_soon(fail, obj)
+    del obj
+    run_briefly(loop)
+    assert collected(ref)
+
+
+@pytest.mark.parametrize("how", ["remove", "replace"])
+def test_reader_args_released(loop, how):
+    a, b = socket.socketpair()
+    try:
+        obj, cb = Payload(), CallableObj()
+        refs = weakref.ref(obj), weakref.ref(cb)
+        loop.add_reader(a, cb, obj)
+        loop.add_writer(a, cb, obj)
+        del obj, cb
+        gc.collect()
+        assert refs[0]() is not None
+        if how == "remove":
+            assert loop.remove_reader(a)
+            assert loop.remove_writer(a)
+        else:
+            loop.add_reader(a, print)
+            loop.add_writer(a, print)
+        assert collected(refs[0])
+        assert collected(refs[1])
+        loop.remove_reader(a)
+        loop.remove_writer(a)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_reader_args_released_after_dispatch_and_remove(loop):
+    a, b = socket.socketpair()
+    try:
+        obj = Payload()
+        ref = weakref.ref(obj)
+        fut = loop.create_future()
+
+        def on_read(arg):
+            a.recv(10)
+            loop.remove_reader(a)
+            fut.set_result(None)
+
+        loop.add_reader(a, on_read, obj)
+        del obj
+        b.send(b"x")
+        loop.run_until_complete(asyncio.wait_for(fut, 10))
+        run_briefly(loop)
+        assert collected(ref)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_close_releases_pending_callbacks_timers_and_readers(loop_factory):
+    lp = loop_factory()
+    lp.set_debug(False)
+    a, b = socket.socketpair()
+    try:
+        objs = [Payload() for _ in range(4)]
+        refs = [weakref.ref(o) for o in objs]
+        lp.call_soon(CallableObj(), objs[0])
+        lp.call_later(3600, CallableObj(), objs[1])
+        lp.call_at(lp.time() + 7200, CallableObj(), objs[2])
+        lp.add_reader(a, CallableObj(), objs[3])
+        del objs
+        gc.collect()
+        assert all(r() is not None for r in refs)
+        lp.close()
+        assert all(collected(r) for r in refs)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_closed_loop_is_collectable(loop_factory):
+    lp = loop_factory()
+    lp.set_debug(False)
+    lp.call_soon(lp.get_debug)  # handles referring back to the loop
+    lp.call_later(3600, lp.stop)
+    lp.run_until_complete(asyncio.sleep(0))
+    lp.close()
+    ref = weakref.ref(lp)
+    del lp
+    assert collected(ref)
+
+
+def test_task_result_released(loop):
+    obj = Payload()
+    ref = weakref.ref(obj)
+
+    async def use(arg):
+        await asyncio.sleep(0)
+        return id(arg)
+
+    assert loop.run_until_complete(use(obj)) == id(obj)
+    del obj
+    run_briefly(loop)
+    assert collected(ref)
+
+
+# ---------------------------------------------------------------- RSS
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _churn(loop, cycles, batch=10_000):
+    """cycles x (call_soon + fired call_later + cancelled call_later)."""
+    count = [0]
+
+    def cb(arg):
+        count[0] += 1
+
+    for _ in range(cycles // batch):
+        for i in range(batch):
+            loop.call_soon(cb, i)
+            loop.call_later(0, cb, i)
+            loop.call_later(3600, cb, i).cancel()
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        run_briefly(loop, 1)
+    return count[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc/self/statm")
+@pytest.mark.parametrize("loop_name", ["goloop"])  # the stock loop is too slow for 1M cycles
+def test_rss_flat_over_a_million_cycles(loop):
+    assert _churn(loop, 100_000) == 200_000  # warm-up
+    gc.collect()
+    before = _rss_bytes()
+    assert _churn(loop, 1_000_000) == 2_000_000
+    gc.collect()
+    growth = _rss_bytes() - before
+    assert growth < 20 * 1024 * 1024, f"RSS grew by {growth / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("kind", ["call_soon", "call_later", "call_at"])
+def test_unclosed_loop_with_pending_handle_is_collectable(loop_factory, kind):
+    lp = loop_factory()
+    lp.set_debug(False)
+    if kind == "call_soon":
+        lp.call_soon(lp.stop)
+    elif kind == "call_later":
+        lp.call_later(3600, lp.stop)
+    else:
+        lp.call_at(lp.time() + 3600, lp.stop)
+    ref = weakref.ref(lp)
+    del lp
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # unclosed event loop
+        assert collected(ref)
+
+
+def test_unclosed_loop_with_pending_reader_is_collectable(loop_factory):
+    a, b = socket.socketpair()
+    try:
+        lp = loop_factory()
+        lp.set_debug(False)
+        lp.add_reader(a, lp.stop)
+        ref = weakref.ref(lp)
+        del lp
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            assert collected(ref)
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("kind", ["call_soon", "call_later"])
+def test_cycle_through_context_of_pending_handle(loop, kind):
+    """handle -> context -> value -> handle, abandoned when the loop is closed."""
+    obj = Payload()
+    ref = weakref.ref(obj)
+    token = var.set(obj)
+    try:
+        if kind == "call_soon":
+            obj.handle = loop.call_soon(int)
+        else:
+            obj.handle = loop.call_later(3600, int)
+    finally:
+        var.reset(token)
+    del obj
+    loop.close()
+    assert collected(ref)
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+def test_cycle_through_callback_of_handle(loop, cancel):
+    obj = Payload()
+    ref = weakref.ref(obj)
+    obj.handle = loop.call_later(0, obj.__init__)
+    if cancel:
+        obj.handle.cancel()
+    del obj
+    loop.run_until_complete(asyncio.sleep(0.005))
+    assert collected(ref)
+
+
+# ---------------------------------------------------------------- file descriptors
+
+
+def _open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _fds_after_loop_cycles(loop_factory, close, n=200):
+    def cycle():
+        lp = loop_factory()
+        lp.set_debug(False)
+        lp.call_later(3600, int)  # a pending timer (it refers to the loop)
+        lp.run_until_complete(asyncio.sleep(0))
+        if close:
+            lp.close()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # unclosed loops
+        cycle()  # warm-up: lazy imports, the Go runtime's own fds
+        gc.collect()
+        before = _open_fds()
+        for _ in range(n):
+            cycle()
+        gc.collect()
+    return _open_fds() - before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_closed_loops_release_their_fds(loop_factory):
+    assert _fds_after_loop_cycles(loop_factory, close=True) == 0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_unclosed_loops_release_their_fds_when_collected(loop_factory):
+    assert _fds_after_loop_cycles(loop_factory, close=False) == 0
