@@ -10,6 +10,9 @@ VENV := .venv-3.11
 PY := $(VENV)/bin/python
 SOURCES := $(wildcard goloop/*.go pybridge/*.go pybridge/*.c pybridge/*.h python/goloop/*.py) setup.py pyproject.toml
 DEV_DEPS := pytest build ruff setuptools wheel
+BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0
+
+.PRECIOUS: .venv-%/.ready .venv-%/.built .venv-%/.bench
 
 .PHONY: all setup build test test-go test-py test-all-pythons conformance conformance-all bench lint clean
 
@@ -22,7 +25,7 @@ interp = $(PY$(subst .,,$(1)))
 	@test -n "$(call interp,$*)" || { echo "Python $* not found (pyenv install $*)"; exit 1; }
 	$(call interp,$*) -m venv .venv-$*
 	.venv-$*/bin/pip install -q --upgrade pip
-	.venv-$*/bin/pip install -q $(DEV_DEPS) uvloop==0.23.0 rloop
+	.venv-$*/bin/pip install -q $(DEV_DEPS)
 	touch $@
 
 .venv-%/.built: .venv-%/.ready $(SOURCES)
@@ -35,9 +38,12 @@ build: $(VENV)/.built
 # ---- tests ----------------------------------------------------------------
 test: lint test-go test-all-pythons
 
+CGO_PY_CFLAGS = -I$(shell $(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+
 lint: $(VENV)/.ready
-	gofmt -l goloop pybridge | tee /dev/stderr | (! read)
-	go vet ./goloop/ ./pybridge/
+	@test -z "$$(gofmt -l goloop pybridge)" || { gofmt -l goloop pybridge; echo "gofmt needed"; exit 1; }
+	go vet ./goloop/
+	CGO_CFLAGS="$(CGO_PY_CFLAGS)" go vet ./pybridge/
 	$(VENV)/bin/ruff check python tests benchmarks setup.py
 
 test-go:
@@ -57,7 +63,11 @@ conformance-all: $(addprefix .venv-,$(addsuffix /.built,$(VERSIONS)))
 	for v in $(VERSIONS); do .venv-$$v/bin/python -m goloop.conformance --jobs 2 --markdown docs/conformance-$$v.md || exit 1; done
 
 # ---- benchmarks -----------------------------------------------------------
-bench: $(VENV)/.built
+$(VENV)/.bench: $(VENV)/.ready
+	$(VENV)/bin/pip install -q $(BENCH_DEPS)
+	touch $@
+
+bench: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/run.py --loops asyncio,uvloop,rloop,goloop --require goloop \
 		--json benchmarks/results/micro.json --markdown benchmarks/results/micro.md
 

@@ -100,6 +100,12 @@ int gl_io_dispatch(gl_loop *loop, const gl_event *events, int32_t n);
 void gl_io_clear(gl_loop *loop);
 void gl_io_free(gl_loop *loop);
 
+/* ---- create_future / create_task (futures.c) ---- */
+int gl_futures_init(void);
+PyObject *gl_loop_create_future(gl_loop *self, PyObject *unused);
+PyObject *gl_loop_create_task(gl_loop *self, PyObject *const *args, Py_ssize_t nargsf,
+                              PyObject *kwnames);
+
 /* ---- GC visibility of queued handles (gcexpose.c) ---- */
 void gl_live_add(gl_loop *loop);
 void gl_live_remove(gl_loop *loop);

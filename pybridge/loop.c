@@ -226,6 +226,10 @@ static PyObject *loop_call_soon(gl_loop *self, PyObject *const *args, Py_ssize_t
 static void wake(gl_loop *self)
 {
     if (self->polling && self->wakefd >= 0) {
+        /* One write wakes the loop; until it runs again, further callers
+         * (a producer thread holding the GIL for its whole switch
+         * interval) need not pay a syscall each. */
+        self->polling = 0;
         uint64_t one = 1;
         ssize_t r;
         do {
@@ -651,6 +655,8 @@ static PyMethodDef loop_methods[] = {
     {"call_later", (PyCFunction)(void (*)(void))loop_call_later, FASTKW, NULL},
     {"call_at", (PyCFunction)(void (*)(void))loop_call_at, FASTKW, NULL},
     {"time", (PyCFunction)loop_time, METH_NOARGS, NULL},
+    {"create_future", (PyCFunction)gl_loop_create_future, METH_NOARGS, NULL},
+    {"create_task", (PyCFunction)(void (*)(void))gl_loop_create_task, FASTKW, NULL},
     {"get_debug", (PyCFunction)loop_get_debug, METH_NOARGS, NULL},
     {"_timer_handle_cancelled", (PyCFunction)loop_timer_handle_cancelled, METH_O, NULL},
     {"_schedule_timer", (PyCFunction)loop_schedule_timer, METH_O, NULL},

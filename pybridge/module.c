@@ -2,6 +2,7 @@
  * `import goloop`, because loading it starts the Go runtime (see fork
  * policy in docs/architecture.md). */
 #include "goloop.h"
+#include "_cgo_export.h"
 #include <pthread.h>
 #include <time.h>
 
@@ -46,7 +47,36 @@ static PyObject *mod_forked(PyObject *mod, PyObject *unused)
     return PyBool_FromLong(gl_forked);
 }
 
+/* _bench_crossing(n, release_gil): average ns of one C->Go call (an engine
+ * call on an invalid id, which returns at once), optionally wrapped in the
+ * GIL release/re-acquire that gopy's generated wrappers do on every call.
+ * Used by benchmarks/crossing.py for the README's binding-cost table. */
+static PyObject *mod_bench_crossing(PyObject *mod, PyObject *args)
+{
+    long n;
+    int release;
+    if (!PyArg_ParseTuple(args, "lp", &n, &release)) {
+        return NULL;
+    }
+    if (gl_check_not_forked() < 0) {
+        return NULL;
+    }
+    double t0 = gl_monotonic();
+    for (long i = 0; i < n; i++) {
+        if (release) {
+            Py_BEGIN_ALLOW_THREADS
+            glEngineSetInterest(-1, -1, 0);
+            Py_END_ALLOW_THREADS
+        } else {
+            glEngineSetInterest(-1, -1, 0);
+        }
+    }
+    double dt = gl_monotonic() - t0;
+    return PyFloat_FromDouble(n > 0 ? dt * 1e9 / (double)n : 0.0);
+}
+
 static PyMethodDef module_methods[] = {
+    {"_bench_crossing", mod_bench_crossing, METH_VARARGS, NULL},
     {"forked", mod_forked, METH_NOARGS,
      "True in a child forked after this process started the Go runtime."},
     {"_gc_callback", (PyCFunction)(void (*)(void))gl_gc_callback, METH_FASTCALL,
@@ -92,7 +122,7 @@ static int init_strings(void)
 
 PyMODINIT_FUNC PyInit__goloop(void)
 {
-    if (init_strings() < 0 || PyType_Ready(&gl_LoopCoreType) < 0) {
+    if (init_strings() < 0 || gl_futures_init() < 0 || PyType_Ready(&gl_LoopCoreType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);

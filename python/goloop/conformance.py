@@ -111,6 +111,9 @@ class ModuleRun:
 
     def blame(self, current, status, message):
         """Record a hang/crash; return True when the worker should restart."""
+        if self.order is None:
+            self.error = f"{message} before listing its tests"
+            return False
         pending = self.pending()
         victim = current or (pending[0] if pending else None)
         if victim is None:
@@ -131,11 +134,7 @@ class ModuleRun:
         """The stream ended; return True when the worker should restart."""
         if self.error is not None:
             return False
-        if self.order is None:
-            self.error = (f"worker exited ({_describe_rc(returncode)}) "
-                          "before listing its tests")
-            return False
-        if current is None and not self.pending():
+        if current is None and self.order is not None and not self.pending():
             return False
         return self.blame(current, "crash",
                           f"worker exited ({_describe_rc(returncode)})")
