@@ -144,6 +144,10 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
                 )
         finally:
             self._current_handle = None
+            # As in BaseEventLoop._run_once: a traceback may keep this
+            # frame alive (f_back of the callback's frame), so drop the
+            # handle or it keeps e.g. a finished task alive in a cycle.
+            handle = None  # noqa: F841
 
     # -- signals ----------------------------------------------------------------
 
