@@ -64,8 +64,8 @@ def make_loop_class(kind, shims=True):
             else:
                 super().__init__()
 
-    ConformanceLoop.__name__ = ConformanceLoop.__qualname__ = (
-        "Conformance" + base.__name__.lstrip("_")
+    ConformanceLoop.__name__ = ConformanceLoop.__qualname__ = "Conformance" + base.__name__.lstrip(
+        "_"
     )
     for name, value in HARNESS_SHIMS.items():
         if shims and not hasattr(base, name):
@@ -80,15 +80,17 @@ def install_loop(loop_class):
     the policy (``set_event_loop_policy(None)``) and get a fresh instance.
     """
     unix_events = asyncio.unix_events
-    for name in ("_UnixDefaultEventLoopPolicy", "_DefaultEventLoopPolicy",
-                 "DefaultEventLoopPolicy"):
+    for name in (
+        "_UnixDefaultEventLoopPolicy",
+        "_DefaultEventLoopPolicy",
+        "DefaultEventLoopPolicy",
+    ):
         for module in (unix_events, asyncio.events):
             policy_class = getattr(module, name, None)
             if isinstance(policy_class, type):
                 policy_class._loop_factory = loop_class
     for module in (asyncio, unix_events):
-        for name in ("SelectorEventLoop", "_UnixSelectorEventLoop",
-                     "EventLoop"):
+        for name in ("SelectorEventLoop", "_UnixSelectorEventLoop", "EventLoop"):
             if hasattr(module, name):
                 setattr(module, name, loop_class)
 
@@ -103,9 +105,9 @@ def flatten(suite):
 
 
 def short_error(err):
-    """The last line of a formatted exception: ``Type: message``."""
-    lines = traceback.format_exception_only(err[0], err[1])
-    return lines[-1].strip()[:300] if lines else ""
+    """The first line of ``Type: message`` for an exc_info triple."""
+    text = "".join(traceback.format_exception_only(err[0], err[1])).strip()
+    return text.splitlines()[0][:300] if text else err[0].__name__
 
 
 class StreamingResult(unittest.TestResult):
@@ -133,8 +135,11 @@ class StreamingResult(unittest.TestResult):
     def _begin(self, test):
         self.started.add(test.id())
         self._current = {
-            "id": test.id(), "status": "pass", "message": "",
-            "loops": LoopCounter.created, "t0": time.monotonic(),
+            "id": test.id(),
+            "status": "pass",
+            "message": "",
+            "loops": LoopCounter.created,
+            "t0": time.monotonic(),
         }
 
     def stopTest(self, test):
@@ -143,15 +148,19 @@ class StreamingResult(unittest.TestResult):
             self._begin(test)
         cur, self._current = self._current, None
         loops = LoopCounter.created - cur["loops"]
-        self.emit(event="result", id=cur["id"], status=cur["status"],
-                  exercised=loops > 0, loops=loops,
-                  duration=round(time.monotonic() - cur["t0"], 3),
-                  message=cur["message"])
+        self.emit(
+            event="result",
+            id=cur["id"],
+            status=cur["status"],
+            exercised=loops > 0,
+            loops=loops,
+            duration=round(time.monotonic() - cur["t0"], 3),
+            message=cur["message"],
+        )
 
     def _record(self, test, status, message=""):
         owner = getattr(test, "test_case", test)  # a _SubTest's test
-        if self._current is None and isinstance(test, unittest.TestCase) \
-                and owner is test:
+        if self._current is None and isinstance(test, unittest.TestCase) and owner is test:
             self._begin(test)  # 3.12.1 skips without startTest()
         cur = self._current
         if cur is None or owner.id() != cur["id"]:
@@ -195,8 +204,9 @@ class StreamingResult(unittest.TestResult):
         if err is None:
             return
         failed = issubclass(err[0], test.failureException)
-        self._record(test, "fail" if failed else "error",
-                     f"{subtest._subDescription()}: {short_error(err)}")
+        self._record(
+            test, "fail" if failed else "error", f"{subtest._subDescription()}: {short_error(err)}"
+        )
 
     def report_unstarted(self, ids):
         """Report tests that unittest never started (a fixture failed)."""
@@ -204,9 +214,15 @@ class StreamingResult(unittest.TestResult):
             if test_id in self.started:
                 continue
             status, message = self._fixture_outcome(test_id)
-            self.emit(event="result", id=test_id, status=status,
-                      exercised=False, loops=0, duration=0.0,
-                      message=message)
+            self.emit(
+                event="result",
+                id=test_id,
+                status=status,
+                exercised=False,
+                loops=0,
+                duration=0.0,
+                message=message,
+            )
 
     def _fixture_outcome(self, test_id):
         class_id = test_id.rsplit(".", 1)[0]
@@ -232,15 +248,14 @@ def read_skip_ids(path):
 
 def run(args, stream):
     result = StreamingResult(stream)
-    install_loop(make_loop_class(args.loop, shims=not args.no_shims))
     try:
+        install_loop(make_loop_class(args.loop, shims=not args.no_shims))
         tests = load_tests(args.module)
     except unittest.SkipTest as exc:
         result.emit(event="module_error", skipped=True, message=str(exc))
         return 0
-    except BaseException:  # any import failure is reported
-        result.emit(event="module_error", skipped=False,
-                    message=traceback.format_exc())
+    except BaseException:  # a failing loop or module import is reported
+        result.emit(event="module_error", skipped=False, message=traceback.format_exc())
         return 2
     result.emit(event="tests", ids=[test.id() for test in tests])
     skip = read_skip_ids(args.skip_file)
@@ -252,15 +267,17 @@ def run(args, stream):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loop", required=True,
-                        help="'stock' or a module with a Loop class")
-    parser.add_argument("--module", required=True,
-                        help="test.test_asyncio module name, e.g. test_tasks")
-    parser.add_argument("--fd", type=int, required=True,
-                        help="file descriptor to stream JSON lines to")
+    parser.add_argument("--loop", required=True, help="'stock' or a module with a Loop class")
+    parser.add_argument(
+        "--module", required=True, help="test.test_asyncio module name, e.g. test_tasks"
+    )
+    parser.add_argument(
+        "--fd", type=int, required=True, help="file descriptor to stream JSON lines to"
+    )
     parser.add_argument("--skip-file", help="file of test ids not to run")
-    parser.add_argument("--no-shims", action="store_true",
-                        help="do not add HARNESS_SHIMS to the loop class")
+    parser.add_argument(
+        "--no-shims", action="store_true", help="do not add HARNESS_SHIMS to the loop class"
+    )
     return parser.parse_args(argv)
 
 

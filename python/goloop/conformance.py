@@ -36,13 +36,23 @@ import time
 from ._conformance_worker import HARNESS_SHIMS
 
 DEFAULT_MODULES = (
-    "test_tasks", "test_futures", "test_futures2", "test_locks",
-    "test_queues", "test_runners", "test_timeouts", "test_waitfor",
-    "test_taskgroups", "test_pep492", "test_context", "test_threads",
-    "test_eager_task_factory", "test_unix_events", "test_events",
+    "test_tasks",
+    "test_futures",
+    "test_futures2",
+    "test_locks",
+    "test_queues",
+    "test_runners",
+    "test_timeouts",
+    "test_waitfor",
+    "test_taskgroups",
+    "test_pep492",
+    "test_context",
+    "test_threads",
+    "test_eager_task_factory",
+    "test_unix_events",
+    "test_events",
 )
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      "_conformance_worker.py")
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_conformance_worker.py")
 STOCK = "stock"
 MAX_RESTARTS = 50
 SHOWN_FAILURES = 4
@@ -69,8 +79,7 @@ def select_modules(args):
     if args.all:
         return sorted(present), []
     wanted = args.modules or DEFAULT_MODULES
-    return ([m for m in wanted if m in present],
-            [m for m in wanted if m not in present])
+    return ([m for m in wanted if m in present], [m for m in wanted if m not in present])
 
 
 # ------------------------------------------------------------ one worker
@@ -120,14 +129,14 @@ class ModuleRun:
             return False
         if current is None:
             message += " (outside a test)"
-        self.tests[victim] = _test_record(
-            {"status": status, "exercised": None, "message": message})
+        self.tests[victim] = _test_record({"status": status, "exercised": None, "message": message})
         self.restarts += 1
         if self.restarts <= MAX_RESTARTS:
             return bool(self.pending())
         for test_id in self.pending():
             self.tests[test_id] = _test_record(
-                {"status": "crash", "message": "not run: too many restarts"})
+                {"status": "crash", "message": "not run: too many restarts"}
+            )
         return False
 
     def worker_exited(self, current, returncode):
@@ -136,8 +145,7 @@ class ModuleRun:
             return False
         if current is None and self.order is not None and not self.pending():
             return False
-        return self.blame(current, "crash",
-                          f"worker exited ({_describe_rc(returncode)})")
+        return self.blame(current, "crash", f"worker exited ({_describe_rc(returncode)})")
 
 
 def _test_record(event):
@@ -171,8 +179,7 @@ class EventReader:
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buffer:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self.fd], [], [],
-                                                   remaining)[0]:
+            if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
                 raise TimeoutError
             chunk = os.read(self.fd, 1 << 16)
             if not chunk:
@@ -196,8 +203,7 @@ def worker_env():
 
 def spawn_worker(run, workdir, log, shims):
     """Start a worker for ``run``, skipping the tests it already has."""
-    cmd = [sys.executable, "-P", WORKER, "--loop", run.kind,
-           "--module", run.module]
+    cmd = [sys.executable, "-P", WORKER, "--loop", run.kind, "--module", run.module]
     if not shims:
         cmd.append("--no-shims")
     if run.tests:
@@ -208,9 +214,15 @@ def spawn_worker(run, workdir, log, shims):
     read_fd, write_fd = os.pipe()
     try:
         proc = subprocess.Popen(
-            [*cmd, "--fd", str(write_fd)], cwd=workdir, env=worker_env(),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            pass_fds=(write_fd,), start_new_session=True)
+            [*cmd, "--fd", str(write_fd)],
+            cwd=workdir,
+            env=worker_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+        )
     except BaseException:
         os.close(read_fd)
         raise
@@ -284,8 +296,7 @@ def run_all(modules, loop, jobs, options):
     work = [(m, k) for m in modules for k in (STOCK, loop)]
     runs = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run_module, m, k, options): (m, k)
-                   for m, k in work}
+        futures = {pool.submit(run_module, m, k, options): (m, k) for m, k in work}
         try:
             for future in concurrent.futures.as_completed(futures):
                 run = future.result()
@@ -312,8 +323,11 @@ def _progress(run, done, total):
     detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     if run.error is not None:
         detail = "module skipped" if run.skipped else "module error"
-    print(f"[{done}/{total}] {run.module} ({run.kind}): {detail or 'no tests'}"
-          f" in {run.seconds}s", file=sys.stderr, flush=True)
+    print(
+        f"[{done}/{total}] {run.module} ({run.kind}): {detail or 'no tests'} in {run.seconds}s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 # ------------------------------------------------------------ comparison
@@ -321,12 +335,10 @@ def _progress(run, done, total):
 
 def compare(stock, loop):
     """Compare one module's stock and loop runs."""
-    counted = [t for t, r in stock.tests.items()
-               if r["status"] == "pass" and r["exercised"]]
+    counted = [t for t, r in stock.tests.items() if r["status"] == "pass" and r["exercised"]]
     passes, failures = [], {}
     for test_id in sorted(counted):
-        record = loop.tests.get(test_id) or {"status": "missing",
-                                             "message": ""}
+        record = loop.tests.get(test_id) or {"status": "missing", "message": ""}
         if record["status"] == "pass":
             passes.append(test_id)
         else:
@@ -337,10 +349,8 @@ def compare(stock, loop):
         "passes": passes,
         "failures": failures,
         "skip_mismatches": _skip_mismatches(stock, loop),
-        "unexercised_passes": [t for t in passes
-                               if not loop.tests[t]["exercised"]],
-        "errors": {run.kind: run.error for run in (stock, loop)
-                   if run.error is not None},
+        "unexercised_passes": [t for t in passes if not loop.tests[t]["exercised"]],
+        "errors": {run.kind: run.error for run in (stock, loop) if run.error is not None},
         "skipped": stock.skipped and loop.skipped,
     }
 
@@ -349,8 +359,7 @@ def _skip_mismatches(stock, loop):
     """Tests skipped under one loop kind but not the other."""
     found = {}
     for test_id in sorted(set(stock.tests) & set(loop.tests)):
-        statuses = (stock.tests[test_id]["status"],
-                    loop.tests[test_id]["status"])
+        statuses = (stock.tests[test_id]["status"], loop.tests[test_id]["status"])
         if (statuses[0] == "skip") != (statuses[1] == "skip"):
             found[test_id] = {"stock": statuses[0], "loop": statuses[1]}
     return found
@@ -382,25 +391,28 @@ def _failure_label(test_id, record):
 
 
 def failure_summary(comparison, limit=SHOWN_FAILURES):
-    labels = [_failure_label(t, r)
-              for t, r in comparison["failures"].items()]
+    labels = [_failure_label(t, r) for t, r in comparison["failures"].items()]
     if comparison["errors"]:
-        labels.insert(0, "MODULE " + ("SKIPPED" if comparison["skipped"]
-                                      else "ERROR"))
+        labels.insert(0, "MODULE " + ("SKIPPED" if comparison["skipped"] else "ERROR"))
     if limit is not None and len(labels) > limit:
         labels = [*labels[:limit], f"+{len(labels) - limit} more"]
     return ", ".join(labels)
 
 
 def table_rows(comparisons, loop):
-    header = ["module", "stock-passing exercised", f"{loop} passes", "%",
-              "failures"]
-    rows = [[c["module"], str(c["counted"]), str(len(c["passes"])),
-             percent(len(c["passes"]), c["counted"]), failure_summary(c)]
-            for c in comparisons]
+    header = ["module", "stock-passing exercised", f"{loop} passes", "%", "failures"]
+    rows = [
+        [
+            c["module"],
+            str(c["counted"]),
+            str(len(c["passes"])),
+            percent(len(c["passes"]), c["counted"]),
+            failure_summary(c),
+        ]
+        for c in comparisons
+    ]
     counted, passes = totals(comparisons)
-    rows.append(["TOTAL", str(counted), str(passes),
-                 percent(passes, counted), ""])
+    rows.append(["TOTAL", str(counted), str(passes), percent(passes, counted), ""])
     return header, rows
 
 
@@ -431,10 +443,12 @@ def run_metadata(args, seconds):
 
 def describe_environment(meta):
     shims = ", ".join(meta["harness_shims"]) or "none"
-    return (f"Python {meta['python']} ({meta['implementation']}, "
-            f"{meta['executable']}); loop under test: {meta['loop']} "
-            f"{meta['loop_version']}; harness shims: {shims}; "
-            f"per-test timeout {meta['timeout']:g}s")
+    return (
+        f"Python {meta['python']} ({meta['implementation']}, "
+        f"{meta['executable']}); loop under test: {meta['loop']} "
+        f"{meta['loop_version']}; harness shims: {shims}; "
+        f"per-test timeout {meta['timeout']:g}s"
+    )
 
 
 def _loop_version(loop):
@@ -451,15 +465,17 @@ def notes_lines(comparisons):
     for c in comparisons:
         for kind, error in c["errors"].items():
             what = "skipped" if c["skipped"] else "error"
-            lines.append(f"{c['module']} ({kind}) module {what}: "
-                         f"{error.strip().splitlines()[-1]}")
+            lines.append(f"{c['module']} ({kind}) module {what}: {error.strip().splitlines()[-1]}")
         for test_id, statuses in c["skip_mismatches"].items():
-            lines.append(f"skip mismatch: {short_name(test_id)} in "
-                         f"{c['module']}: stock={statuses['stock']} "
-                         f"loop={statuses['loop']}")
+            lines.append(
+                f"skip mismatch: {short_name(test_id)} in "
+                f"{c['module']}: stock={statuses['stock']} "
+                f"loop={statuses['loop']}"
+            )
         if c["unexercised_passes"]:
-            lines.append(f"{c['module']}: {len(c['unexercised_passes'])} "
-                         "passes created no loop under test")
+            lines.append(
+                f"{c['module']}: {len(c['unexercised_passes'])} passes created no loop under test"
+            )
     return lines
 
 
@@ -490,13 +506,17 @@ def text_report(comparisons, meta):
 
 def markdown_report(comparisons, meta):
     header, rows = table_rows(comparisons, meta["loop"])
-    lines = [f"# asyncio conformance: {meta['loop']}", "",
-             describe_environment(meta), "",
-             f"Wall time: {meta['seconds']:.0f}s", "",
-             "| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |"
-              for row in rows]
+    lines = [
+        f"# asyncio conformance: {meta['loop']}",
+        "",
+        describe_environment(meta),
+        "",
+        f"Wall time: {meta['seconds']:.0f}s",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     reasons = top_reasons(comparisons)
     if reasons:
         lines += ["", "## Most common reasons for not passing", ""]
@@ -517,13 +537,11 @@ def _markdown_failures(comparisons):
     for c in comparisons:
         if not c["failures"]:
             continue
-        lines += ["", f"## {c['module']}: {len(c['failures'])} not passing",
-                  ""]
+        lines += ["", f"## {c['module']}: {len(c['failures'])} not passing", ""]
         for test_id, record in c["failures"].items():
             message = record["message"].strip().splitlines()
             detail = f": {message[-1][:160]}" if message else ""
-            lines.append(f"- `{short_name(test_id)}` {record['status']}"
-                         f"{_md_cell(detail)}")
+            lines.append(f"- `{short_name(test_id)}` {record['status']}{_md_cell(detail)}")
     return lines
 
 
@@ -532,22 +550,27 @@ def json_report(comparisons, runs, meta):
     return {
         **meta,
         "total": {"counted": counted, "passes": passes},
-        "modules": {c["module"]: _json_module(c, runs, meta["loop"])
-                    for c in comparisons},
+        "modules": {c["module"]: _json_module(c, runs, meta["loop"]) for c in comparisons},
     }
 
 
 def _json_module(comparison, runs, loop):
     module = comparison["module"]
-    result = {"counted": comparison["counted"],
-              "passes": len(comparison["passes"]),
-              "failures": comparison["failures"],
-              "skip_mismatches": comparison["skip_mismatches"],
-              "errors": comparison["errors"]}
+    result = {
+        "counted": comparison["counted"],
+        "passes": len(comparison["passes"]),
+        "failures": comparison["failures"],
+        "skip_mismatches": comparison["skip_mismatches"],
+        "errors": comparison["errors"],
+    }
     for kind, label in ((STOCK, "stock"), (loop, "loop")):
         run = runs[module, kind]
-        result[label] = {"seconds": run.seconds, "restarts": run.restarts,
-                         "fixtures": run.fixtures, "tests": run.tests}
+        result[label] = {
+            "seconds": run.seconds,
+            "restarts": run.restarts,
+            "fixtures": run.fixtures,
+            "tests": run.tests,
+        }
     return result
 
 
@@ -600,12 +623,13 @@ def update_ratchet(path, required, comparisons, runs, loop):
 def _ratchet_header(path, loop):
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f
-                    if line.lstrip().startswith("#")]
+            return [line.rstrip("\n") for line in f if line.lstrip().startswith("#")]
     version = f"Python {sys.version_info[0]}.{sys.version_info[1]}"
-    return [f"# test.test_asyncio tests that must pass under {loop} on {version}",
-            "# Checked by: python -m goloop.conformance --ratchet FILE",
-            "# and extended (never shrunk) with --update-ratchet."]
+    return [
+        f"# test.test_asyncio tests that must pass under {loop} on {version}",
+        "# Checked by: python -m goloop.conformance --ratchet FILE",
+        "# and extended (never shrunk) with --update-ratchet.",
+    ]
 
 
 def apply_ratchet(args, comparisons, runs):
@@ -613,15 +637,18 @@ def apply_ratchet(args, comparisons, runs):
     required = read_ratchet(args.ratchet)
     checked, broken = check_ratchet(required, runs, args.loop)
     if args.update_ratchet:
-        added = update_ratchet(args.ratchet, required, comparisons, runs,
-                               args.loop)
+        added = update_ratchet(args.ratchet, required, comparisons, runs, args.loop)
         print(f"Ratchet {args.ratchet}: added {len(added)} tests.")
     if not broken:
-        print(f"Ratchet {args.ratchet}: {checked} listed tests checked, all "
-              f"passed ({len(required) - checked} in modules not run).")
+        print(
+            f"Ratchet {args.ratchet}: {checked} listed tests checked, all "
+            f"passed ({len(required) - checked} in modules not run)."
+        )
         return 0
-    print(f"RATCHET FAILED: {len(broken)} tests listed in {args.ratchet} "
-          f"did not pass under {args.loop}:")
+    print(
+        f"RATCHET FAILED: {len(broken)} tests listed in {args.ratchet} "
+        f"did not pass under {args.loop}:"
+    )
     for test_id, status in sorted(broken.items()):
         print(f"  {test_id}: {status}")
     return 1
@@ -633,32 +660,40 @@ def apply_ratchet(args, comparisons, runs):
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m goloop.conformance",
-        description="Run test.test_asyncio under a loop and compare with "
-                    "the stock loop.")
-    parser.add_argument("--loop", default="goloop",
-                        help="module whose Loop class is tested "
-                             "(goloop, uvloop, ...); default goloop")
-    parser.add_argument("--modules", nargs="+", metavar="MODULE",
-                        help="test.test_asyncio modules (default: a core set)")
-    parser.add_argument("--all", action="store_true",
-                        help="every test.test_asyncio module")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds without progress before a test is "
-                             "declared hung (default 60)")
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="workers in parallel (default 2)")
+        description="Run test.test_asyncio under a loop and compare with the stock loop.",
+    )
+    parser.add_argument(
+        "--loop",
+        default="goloop",
+        help="module whose Loop class is tested (goloop, uvloop, ...); default goloop",
+    )
+    parser.add_argument(
+        "--modules",
+        nargs="+",
+        metavar="MODULE",
+        help="test.test_asyncio modules (default: a core set)",
+    )
+    parser.add_argument("--all", action="store_true", help="every test.test_asyncio module")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds without progress before a test is declared hung (default 60)",
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="workers in parallel (default 2)")
     parser.add_argument("--json", metavar="FILE", help="write JSON results")
-    parser.add_argument("--markdown", metavar="FILE",
-                        help="write a markdown report")
-    parser.add_argument("--ratchet", metavar="FILE",
-                        help="tests (one id a line) that must pass")
-    parser.add_argument("--update-ratchet", action="store_true",
-                        help="add newly passing tests to the ratchet file")
-    parser.add_argument("--no-shims", action="store_true",
-                        help="don't give the loop the private attributes "
-                             "the test harness reads (_default_executor)")
-    parser.add_argument("--log-dir", metavar="DIR",
-                        help="keep each worker's stdout/stderr here")
+    parser.add_argument("--markdown", metavar="FILE", help="write a markdown report")
+    parser.add_argument("--ratchet", metavar="FILE", help="tests (one id a line) that must pass")
+    parser.add_argument(
+        "--update-ratchet", action="store_true", help="add newly passing tests to the ratchet file"
+    )
+    parser.add_argument(
+        "--no-shims",
+        action="store_true",
+        help="don't give the loop the private attributes "
+        "the test harness reads (_default_executor)",
+    )
+    parser.add_argument("--log-dir", metavar="DIR", help="keep each worker's stdout/stderr here")
     args = parser.parse_args(argv)
     if args.update_ratchet and not args.ratchet:
         parser.error("--update-ratchet needs --ratchet FILE")
@@ -675,8 +710,7 @@ def write_outputs(args, comparisons, runs, seconds):
             f.write(markdown_report(comparisons, meta))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(json_report(comparisons, runs, meta), f, indent=1,
-                      sort_keys=True)
+            json.dump(json_report(comparisons, runs, meta), f, indent=1, sort_keys=True)
             f.write("\n")
 
 
@@ -684,8 +718,7 @@ def main(argv=None):
     args = parse_args(argv)
     modules, absent = select_modules(args)
     if absent:
-        print(f"Not on this interpreter, skipped: {' '.join(absent)}",
-              file=sys.stderr)
+        print(f"Not on this interpreter, skipped: {' '.join(absent)}", file=sys.stderr)
     if not modules:
         print("No test modules to run.", file=sys.stderr)
         return 2
@@ -693,8 +726,7 @@ def main(argv=None):
     options = WorkerOptions(args.timeout, not args.no_shims, args.log_dir)
     runs = run_all(modules, args.loop, args.jobs, options)
     seconds = time.monotonic() - start
-    comparisons = [compare(runs[m, STOCK], runs[m, args.loop])
-                   for m in modules]
+    comparisons = [compare(runs[m, STOCK], runs[m, args.loop]) for m in modules]
     write_outputs(args, comparisons, runs, seconds)
     return apply_ratchet(args, comparisons, runs) if args.ratchet else 0
 
