@@ -28,7 +28,8 @@ typedef struct gl_loop_s {
     int closed;
     int stopping;
     int debug;
-    int engine;   /* Go engine id, -1 once closed */
+    int engine;   /* Go engine id, -1 once closed or when fallback is used */
+    struct gl_fallback *fallback; /* C engine in a child forked after Go started */
     int wakefd;   /* the engine's eventfd, written by call_soon_threadsafe */
     int polling;  /* set while the loop thread waits in Go without the GIL */
 
@@ -110,6 +111,24 @@ PyObject *gl_loop_create_task(gl_loop *self, PyObject *const *args, Py_ssize_t n
 void gl_live_add(gl_loop *loop);
 void gl_live_remove(gl_loop *loop);
 PyObject *gl_gc_callback(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+/* ---- engine selection (backend.c) and the C fallback (fallback.c) ---- */
+typedef struct gl_fallback gl_fallback;
+int gl_engine_open(gl_loop *loop);
+void gl_engine_close(gl_loop *loop);
+int gl_engine_usable(gl_loop *loop);
+int gl_engine_set_interest(gl_loop *loop, int fd, uint32_t mask); /* 0 or errno */
+void gl_engine_poll(gl_loop *loop, int block, gl_timer_op *ops, int32_t nops,
+                    gl_poll_result *res);
+void gl_engine_pop_expired(gl_loop *loop, gl_poll_result *res);
+gl_fallback *gl_fallback_open(int *wakefd);
+void gl_fallback_close(gl_fallback *fb);
+int gl_fallback_set_interest(gl_fallback *fb, int fd, uint32_t mask);
+void gl_fallback_poll(gl_fallback *fb, int block, const gl_timer_op *ops, int32_t nops,
+                      gl_event *events, int32_t nevents, int32_t *expired, int32_t nexpired,
+                      gl_poll_result *res);
+void gl_fallback_pop_expired(gl_fallback *fb, int32_t *expired, int32_t cap,
+                             gl_poll_result *res);
 
 /* ---- misc (module.c) ---- */
 extern volatile int gl_forked;  /* set in a child forked after the Go runtime started */

@@ -5,7 +5,6 @@
  * add/remove, next to the epoll_ctl syscall it causes). Semantics follow
  * selector_events.BaseSelectorEventLoop._add_reader & co. */
 #include "goloop.h"
-#include "_cgo_export.h"
 #include <errno.h>
 
 /* selectors._fileobj_to_fd, with the same errors. */
@@ -85,10 +84,10 @@ static uint32_t gl_fd_mask(gl_loop *loop, int fd)
 
 static int set_interest(gl_loop *loop, int fd, uint32_t mask)
 {
-    if (gl_check_not_forked() < 0) {
+    if (gl_engine_usable(loop) < 0) {
         return -1;
     }
-    int err = glEngineSetInterest(loop->engine, fd, mask);
+    int err = gl_engine_set_interest(loop, fd, mask);
     if (err != 0) {
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError);
@@ -179,9 +178,7 @@ static int remove_fd(gl_loop *loop, int fd, int write)
     }
     table[fd] = NULL;
     uint32_t mask = gl_fd_mask(loop, fd);
-    if (!gl_forked) {
-        (void)glEngineSetInterest(loop->engine, fd, mask);
-    }
+    (void)gl_engine_set_interest(loop, fd, mask);
     if (mask == 0) {
         loop->nfds--;
     }

@@ -6,12 +6,11 @@
  * fd dispatch); the slow paths (validation messages, debug mode, exception
  * reporting, executors, async generators) stay asyncio's own Python code.
  *
- * Crossings into Go: at most one per loop iteration (glEnginePoll), and
+ * Crossings into Go: at most one per loop iteration (gl_engine_poll), and
  * none at all while callbacks are ready, no user fd is watched and no
  * timer is due: then the iteration is pure C, which is what makes a
  * self-rescheduling callback chain cheap. */
 #include "goloop.h"
-#include "_cgo_export.h"
 #include <errno.h>
 #include <math.h>
 #include <unistd.h>
@@ -25,14 +24,12 @@
 
 static PyObject *loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    if (gl_check_not_forked() < 0) {
-        return NULL;
-    }
     gl_loop *self = (gl_loop *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
     }
     self->engine = -1;
+    self->wakefd = -1;
     self->internal_fd = -1;
     self->ops_min_when = INFINITY;
     self->events = PyMem_Malloc(GL_EVENTS_INIT * sizeof(gl_event));
@@ -43,29 +40,12 @@ static PyObject *loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->events_cap = GL_EVENTS_INIT;
     self->expired_cap = GL_EXPIRED_CAP;
-    int wakefd = -1;
-    int id = glEngineNew(&wakefd);
-    if (id < 0) {
+    if (gl_engine_open(self) < 0) {
         Py_DECREF(self);
-        errno = -id;
-        return PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
     }
-    self->engine = id;
-    self->wakefd = wakefd;
     gl_live_add(self);
     return (PyObject *)self;
-}
-
-static void release_engine(gl_loop *self)
-{
-    if (self->engine >= 0) {
-        /* In a forked child the Go runtime is unusable: leak the engine
-         * rather than hang in it. */
-        if (!gl_forked) {
-            glEngineFree(self->engine);
-        }
-        self->engine = -1;
-    }
 }
 
 static int loop_traverse(gl_loop *self, visitproc visit, void *arg)
@@ -96,7 +76,7 @@ static void loop_dealloc(gl_loop *self)
     PyObject_GC_UnTrack(self);
     gl_live_remove(self);
     loop_clear(self);
-    release_engine(self);
+    gl_engine_close(self);
     PyMem_Free(self->ready.buf);
     gl_timers_free(self);
     gl_io_free(self);
@@ -476,13 +456,11 @@ static int poll_engine(gl_loop *self, int block)
     if (block) {
         self->polling = 1;
         Py_BEGIN_ALLOW_THREADS
-        glEnginePoll(self->engine, 1, -1, ops, nops, self->events, self->events_cap,
-                     self->expired, self->expired_cap, &res);
+        gl_engine_poll(self, 1, ops, nops, &res);
         Py_END_ALLOW_THREADS
         self->polling = 0;
     } else {
-        glEnginePoll(self->engine, 0, 0, ops, nops, self->events, self->events_cap,
-                     self->expired, self->expired_cap, &res);
+        gl_engine_poll(self, 0, ops, nops, &res);
     }
     int err = res.err;
     if (gl_io_dispatch(self, self->events, res.nevents) < 0) {
@@ -498,7 +476,7 @@ static int poll_engine(gl_loop *self, int block)
         if (!res.more) {
             break;
         }
-        glEnginePopExpired(self->engine, self->expired, self->expired_cap, &res);
+        gl_engine_pop_expired(self, &res);
     }
     self->go_has_deadline = res.has_deadline;
     self->go_next_deadline = res.next_deadline;
@@ -557,11 +535,7 @@ static int run_ready(gl_loop *self)
 /* One iteration of BaseEventLoop._run_once. */
 static int run_once(gl_loop *self)
 {
-    if (gl_check_not_forked() < 0) {
-        return -1;
-    }
-    if (self->engine < 0) {
-        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+    if (gl_engine_usable(self) < 0) {
         return -1;
     }
     int has_work = self->ready.len > 0 || self->stopping;
@@ -595,7 +569,7 @@ static PyObject *loop_run_until_stopped(gl_loop *self, PyObject *unused)
 static PyObject *loop_close_core(gl_loop *self, PyObject *unused)
 {
     loop_clear(self);
-    release_engine(self);
+    gl_engine_close(self);
     Py_RETURN_NONE;
 }
 

@@ -15,7 +15,8 @@ int gl_loop_init_strings(void);
 
 /* Go's threads do not survive fork(): in the child any goroutine or GC
  * activity hangs forever. A child of a process that started Go therefore
- * refuses to touch the engine instead of hanging in it. */
+ * never enters Go again: loops it inherited refuse to run, and loops it
+ * creates use the C fallback engine (backend.c). */
 static void after_fork_child(void)
 {
     gl_forked = 1;
@@ -25,11 +26,10 @@ int gl_check_not_forked(void)
 {
     if (gl_forked) {
         PyErr_SetString(PyExc_RuntimeError,
-                        "goloop cannot run in a process forked after goloop started its Go "
-                        "runtime: the Go runtime's threads do not survive fork(). Create goloop "
-                        "loops before forking or only in the children, start workers with "
-                        "multiprocessing's 'spawn' or 'forkserver' method, or use the stock "
-                        "asyncio loop in this process.");
+                        "goloop cannot run this event loop in a process forked after the loop "
+                        "was created: its Go engine's threads do not survive fork(). Create a "
+                        "new loop in the child (it runs on goloop's fork-safe C engine), or "
+                        "start workers with multiprocessing's 'spawn' or 'forkserver' method.");
         return -1;
     }
     return 0;

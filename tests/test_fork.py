@@ -114,11 +114,15 @@ pre_fork_loop = goloop.new_event_loop()
 
 def grandchild():
     assert asyncio.run(answer()) == 42
+    sys.exit(0 if goloop.run(answer()) == 42 else 5)
+
+
+def run_new_loop():
+    loop = goloop.new_event_loop()
     try:
-        goloop.new_event_loop()
-    except RuntimeError:
-        sys.exit(0)
-    sys.exit(5)
+        assert loop.run_until_complete(answer()) == 42
+    finally:
+        loop.close()
 
 def attempt(fn):
     try:
@@ -133,10 +137,8 @@ if pid == 0:
     os.close(r)
     res = {}
     try:
-        res["new_event_loop"] = attempt(goloop.new_event_loop)
-        coro = answer()
-        res["run"] = attempt(lambda: goloop.run(coro))
-        coro.close()
+        res["new_event_loop"] = attempt(run_new_loop)
+        res["run"] = attempt(lambda: goloop.run(answer()))
         res["pre_fork_run"] = attempt(
             lambda: pre_fork_loop.run_until_complete(asyncio.sleep(0)))
         res["pre_fork_add_reader"] = attempt(lambda: pre_fork_loop.add_reader(w, print))
@@ -176,7 +178,11 @@ def test_forked_child_after_go_started():
     res = _json_line(check_child(proc))
     assert "error" not in res, res["error"]
     assert res["child_exit"] == 0
-    for key in ("new_event_loop", "run", "pre_fork_run", "pre_fork_add_reader"):
+    # Loops created in the child work (on the C fallback engine) ...
+    assert res["new_event_loop"] == ["ok", None]
+    assert res["run"] == ["ok", None]
+    # ... while the loop inherited from the parent refuses to enter Go.
+    for key in ("pre_fork_run", "pre_fork_add_reader"):
         exc_type, message = res[key]
         assert exc_type == "RuntimeError", (key, res[key])
         assert "fork" in message, (key, message)
@@ -211,24 +217,35 @@ print(json.dumps(goloop.run(main())))
     assert json.loads(lines[-1]) == [7, "timers still fire"]
 
 
-def test_forked_child_error_is_quick():
-    """new_event_loop in a post-Go child fails at once (no hang in Go)."""
+def test_forked_child_runs_new_loops():
+    """Loops made in a post-Go child run timers, fds and threadsafe calls."""
     code = WAIT_HELPERS + """
-import asyncio, json
+import asyncio, json, socket, threading
 import goloop
+
+async def work():
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    got = loop.create_future()
+    loop.add_reader(a, lambda: got.done() or got.set_result(a.recv(16)))
+    loop.call_later(0.01, b.send, b"ping")
+    data = await got
+    loop.remove_reader(a)
+    a.close()
+    b.close()
+    fut = loop.create_future()
+    threading.Thread(target=loop.call_soon_threadsafe, args=(fut.set_result, "ts")).start()
+    timers = [loop.call_later(0.001 * (i % 5), lambda: None) for i in range(500)]
+    for t in timers[::2]:
+        t.cancel()
+    await asyncio.sleep(0.01)
+    return data.decode(), await fut
 
 goloop.run(asyncio.sleep(0))
 pid = os.fork()
 if pid == 0:
-    code = 0
-    for _ in range(3):
-        try:
-            goloop.new_event_loop()
-        except RuntimeError:
-            pass
-        else:
-            code = 3
-    os._exit(code)
+    ok = all(goloop.run(work()) == ("ping", "ts") for _ in range(3))
+    os._exit(0 if ok else 3)
 print(json.dumps({"code": wait_child(pid, 10)}))
 """
     proc = run_python(code, timeout=FORK_TIMEOUT, python_args=NO_FORK_WARNING)

@@ -1,0 +1,90 @@
+/* The engine behind a loop: the Go engine, or the C fallback.
+ *
+ * A loop normally drives the Go engine (engine.go). In a child forked
+ * after this process started the Go runtime, Go cannot run (its threads
+ * did not survive fork; any goroutine or GC activity hangs), so loops
+ * created there use the C fallback engine (fallback.c), which implements
+ * the same contract with epoll and a binary heap. Loops inherited from the
+ * parent are Go-backed and refuse to run in the child. */
+#include "goloop.h"
+#include "_cgo_export.h"
+#include <errno.h>
+
+int gl_engine_open(gl_loop *loop)
+{
+    int wakefd = -1;
+    if (gl_forked) {
+        loop->fallback = gl_fallback_open(&wakefd);
+        if (loop->fallback == NULL) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+    } else {
+        int id = glEngineNew(&wakefd);
+        if (id < 0) {
+            errno = -id;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        loop->engine = id;
+    }
+    loop->wakefd = wakefd;
+    return 0;
+}
+
+int gl_engine_usable(gl_loop *loop)
+{
+    if (loop->fallback == NULL && gl_forked) {
+        return gl_check_not_forked();
+    }
+    if (loop->fallback == NULL && loop->engine < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    return 0;
+}
+
+void gl_engine_close(gl_loop *loop)
+{
+    if (loop->fallback != NULL) {
+        gl_fallback_close(loop->fallback);
+        loop->fallback = NULL;
+    } else if (loop->engine >= 0 && !gl_forked) {
+        glEngineFree(loop->engine);
+    }
+    /* A Go engine inherited through fork is leaked, never entered. */
+    loop->engine = -1;
+    loop->wakefd = -1;
+}
+
+int gl_engine_set_interest(gl_loop *loop, int fd, uint32_t mask)
+{
+    if (loop->fallback != NULL) {
+        return gl_fallback_set_interest(loop->fallback, fd, mask);
+    }
+    if (gl_forked || loop->engine < 0) {
+        return EBADF;
+    }
+    return glEngineSetInterest(loop->engine, fd, mask);
+}
+
+void gl_engine_poll(gl_loop *loop, int block, gl_timer_op *ops, int32_t nops,
+                    gl_poll_result *res)
+{
+    if (loop->fallback != NULL) {
+        gl_fallback_poll(loop->fallback, block, ops, nops, loop->events, loop->events_cap,
+                         loop->expired, loop->expired_cap, res);
+    } else {
+        glEnginePoll(loop->engine, block, -1, ops, nops, loop->events, loop->events_cap,
+                     loop->expired, loop->expired_cap, res);
+    }
+}
+
+void gl_engine_pop_expired(gl_loop *loop, gl_poll_result *res)
+{
+    if (loop->fallback != NULL) {
+        gl_fallback_pop_expired(loop->fallback, loop->expired, loop->expired_cap, res);
+    } else {
+        glEnginePopExpired(loop->engine, loop->expired, loop->expired_cap, res);
+    }
+}

@@ -1,0 +1,280 @@
+/* The C fallback engine, for processes forked after Go started.
+ *
+ * Same contract as goloop.Engine (goloop/engine_linux.go): epoll with
+ * selectors-style readiness, an eventfd wake-up that is never reported,
+ * and a timer heap keyed by (deadline, insertion order) with O(log n)
+ * removal by slot. It exists only because the Go runtime cannot run in
+ * such a child; everywhere else the Go engine is used. */
+#include "goloop.h"
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+typedef struct {
+    double when;
+    uint64_t seq;
+    int32_t slot;
+} fb_timer;
+
+struct gl_fallback {
+    int epfd;
+    int evfd;
+    struct epoll_event *buf;
+    int32_t bufcap;
+    fb_timer *heap;
+    int32_t n, cap;
+    int32_t *pos; /* slot -> heap index + 1, 0 when absent */
+    int32_t poscap;
+    uint64_t seq;
+    double last_end;
+};
+
+gl_fallback *gl_fallback_open(int *wakefd)
+{
+    gl_fallback *fb = calloc(1, sizeof(*fb));
+    if (fb == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    fb->epfd = epoll_create1(EPOLL_CLOEXEC);
+    fb->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fb->evfd};
+    if (fb->epfd < 0 || fb->evfd < 0 || epoll_ctl(fb->epfd, EPOLL_CTL_ADD, fb->evfd, &ev) < 0) {
+        int err = errno;
+        gl_fallback_close(fb);
+        errno = err;
+        return NULL;
+    }
+    *wakefd = fb->evfd;
+    return fb;
+}
+
+void gl_fallback_close(gl_fallback *fb)
+{
+    if (fb->epfd >= 0) {
+        close(fb->epfd);
+    }
+    if (fb->evfd >= 0) {
+        close(fb->evfd);
+    }
+    free(fb->buf);
+    free(fb->heap);
+    free(fb->pos);
+    free(fb);
+}
+
+int gl_fallback_set_interest(gl_fallback *fb, int fd, uint32_t mask)
+{
+    if (fd < 0 || fd == fb->evfd) {
+        return fd < 0 ? EBADF : EINVAL;
+    }
+    struct epoll_event ev = {.data.fd = fd};
+    ev.events = ((mask & GL_EVENT_READ) ? EPOLLIN : 0) | ((mask & GL_EVENT_WRITE) ? EPOLLOUT : 0);
+    if (mask == 0) {
+        epoll_ctl(fb->epfd, EPOLL_CTL_DEL, fd, NULL); /* closed fds are already gone */
+        return 0;
+    }
+    if (epoll_ctl(fb->epfd, EPOLL_CTL_MOD, fd, &ev) == 0) {
+        return 0;
+    }
+    if (errno == ENOENT && epoll_ctl(fb->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
+        return 0;
+    }
+    return errno;
+}
+
+/* ---- indexed binary heap ---- */
+
+static int before(const fb_timer *a, const fb_timer *b)
+{
+    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+
+static void place(gl_fallback *fb, int32_t i, fb_timer t)
+{
+    fb->heap[i] = t;
+    fb->pos[t.slot] = i + 1;
+}
+
+static void sift_up(gl_fallback *fb, int32_t i)
+{
+    fb_timer t = fb->heap[i];
+    while (i > 0) {
+        int32_t parent = (i - 1) / 2;
+        if (!before(&t, &fb->heap[parent])) {
+            break;
+        }
+        place(fb, i, fb->heap[parent]);
+        i = parent;
+    }
+    place(fb, i, t);
+}
+
+static void sift_down(gl_fallback *fb, int32_t i)
+{
+    fb_timer t = fb->heap[i];
+    for (;;) {
+        int32_t child = 2 * i + 1;
+        if (child >= fb->n) {
+            break;
+        }
+        if (child + 1 < fb->n && before(&fb->heap[child + 1], &fb->heap[child])) {
+            child++;
+        }
+        if (!before(&fb->heap[child], &t)) {
+            break;
+        }
+        place(fb, i, fb->heap[child]);
+        i = child;
+    }
+    place(fb, i, t);
+}
+
+static void remove_at(gl_fallback *fb, int32_t i)
+{
+    fb->pos[fb->heap[i].slot] = 0;
+    fb->n--;
+    if (i == fb->n) {
+        return;
+    }
+    fb_timer last = fb->heap[fb->n];
+    place(fb, i, last);
+    sift_down(fb, i);
+    sift_up(fb, fb->pos[last.slot] - 1);
+}
+
+static int grow(void **p, int32_t *cap, int32_t need, size_t size)
+{
+    if (need <= *cap) {
+        return 0;
+    }
+    int32_t ncap = *cap ? *cap : 64;
+    while (ncap < need) {
+        ncap *= 2;
+    }
+    void *n = realloc(*p, (size_t)ncap * size);
+    if (n == NULL) {
+        return -1;
+    }
+    *p = n;
+    *cap = ncap;
+    return 0;
+}
+
+static void timer_remove(gl_fallback *fb, int32_t slot)
+{
+    if (slot >= 0 && slot < fb->poscap && fb->pos[slot] > 0) {
+        remove_at(fb, fb->pos[slot] - 1);
+    }
+}
+
+static void timer_add(gl_fallback *fb, int32_t slot, double when)
+{
+    if (slot < 0) {
+        return;
+    }
+    int32_t oldcap = fb->poscap;
+    if (grow((void **)&fb->pos, &fb->poscap, slot + 1, sizeof(int32_t)) < 0 ||
+        grow((void **)&fb->heap, &fb->cap, fb->n + 1, sizeof(fb_timer)) < 0) {
+        return; /* out of memory: the timer is dropped rather than crash */
+    }
+    for (int32_t i = oldcap; i < fb->poscap; i++) {
+        fb->pos[i] = 0;
+    }
+    timer_remove(fb, slot);
+    fb_timer t = {.when = isnan(when) ? -INFINITY : when, .seq = fb->seq++, .slot = slot};
+    fb->heap[fb->n] = t;
+    fb->pos[slot] = fb->n + 1;
+    fb->n++;
+    sift_up(fb, fb->n - 1);
+}
+
+/* ---- polling ---- */
+
+static int timeout_ms(gl_fallback *fb, int block)
+{
+    if (!block) {
+        return 0;
+    }
+    if (fb->n == 0) {
+        return -1;
+    }
+    double ms = ceil((fb->heap[0].when - gl_monotonic()) * 1e3);
+    if (!(ms > 0)) {
+        return 0;
+    }
+    return ms > 86400000.0 ? 86400000 : (int)ms;
+}
+
+static void fill_deadline(gl_fallback *fb, gl_poll_result *res)
+{
+    res->has_deadline = fb->n > 0;
+    res->next_deadline = fb->n > 0 ? fb->heap[0].when : 0.0;
+}
+
+void gl_fallback_pop_expired(gl_fallback *fb, int32_t *expired, int32_t cap,
+                             gl_poll_result *res)
+{
+    int32_t k = 0;
+    while (fb->n > 0 && fb->heap[0].when < fb->last_end && k < cap) {
+        expired[k++] = fb->heap[0].slot;
+        remove_at(fb, 0);
+    }
+    res->nexpired = k;
+    res->more = fb->n > 0 && fb->heap[0].when < fb->last_end;
+    fill_deadline(fb, res);
+}
+
+static int32_t wait_events(gl_fallback *fb, int block, gl_event *events, int32_t cap,
+                           int32_t *err)
+{
+    if (grow((void **)&fb->buf, &fb->bufcap, cap + 1, sizeof(struct epoll_event)) < 0) {
+        *err = ENOMEM;
+        return 0;
+    }
+    int n = epoll_wait(fb->epfd, fb->buf, cap + 1, timeout_ms(fb, block));
+    if (n < 0) {
+        *err = errno == EINTR ? 0 : errno;
+        return 0;
+    }
+    int32_t k = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t ev = fb->buf[i].events;
+        if (fb->buf[i].data.fd == fb->evfd) {
+            uint64_t v;
+            while (read(fb->evfd, &v, sizeof(v)) > 0) {
+            }
+            continue;
+        }
+        if (k == cap) {
+            continue; /* level-triggered: reported again next time */
+        }
+        uint32_t mask = ((ev & ~(uint32_t)EPOLLOUT) ? GL_EVENT_READ : 0) |
+                        ((ev & ~(uint32_t)EPOLLIN) ? GL_EVENT_WRITE : 0);
+        events[k].fd = fb->buf[i].data.fd;
+        events[k].mask = mask;
+        k++;
+    }
+    return k;
+}
+
+void gl_fallback_poll(gl_fallback *fb, int block, const gl_timer_op *ops, int32_t nops,
+                      gl_event *events, int32_t nevents, int32_t *expired, int32_t nexpired,
+                      gl_poll_result *res)
+{
+    for (int32_t i = 0; i < nops; i++) {
+        if (ops[i].kind == GL_TIMER_ADD) {
+            timer_add(fb, ops[i].slot, ops[i].when);
+        } else {
+            timer_remove(fb, ops[i].slot);
+        }
+    }
+    int32_t err = 0;
+    res->nevents = wait_events(fb, block, events, nevents, &err);
+    res->err = err;
+    fb->last_end = gl_monotonic() + 1e-9;
+    gl_fallback_pop_expired(fb, expired, nexpired, res);
+}
