@@ -75,6 +75,7 @@ extern PyTypeObject *gl_TimerHandleType; /* goloop subclass of asyncio.events.Ti
 #define GL_TIMER_SLOT(obj) (*(Py_ssize_t *)((char *)(obj) + gl_off.timer_slot))
 
 int gl_handles_init(PyObject *module);
+PyObject *gl_tuple_from(PyObject *const *items, Py_ssize_t n);
 PyObject *gl_handle_new(gl_loop *loop, PyObject *callback, PyObject *args, PyObject *context);
 PyObject *gl_timer_handle_new(gl_loop *loop, PyObject *when, PyObject *callback,
                               PyObject *args, PyObject *context);

@@ -121,6 +121,19 @@ int gl_handles_init(PyObject *module)
     return PyModule_AddObjectRef(module, "TimerHandle", (PyObject *)gl_TimerHandleType);
 }
 
+/* A new tuple of n borrowed items: a handle's args. */
+PyObject *gl_tuple_from(PyObject *const *items, Py_ssize_t n)
+{
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTuple_SET_ITEM(t, i, Py_NewRef(items[i]));
+    }
+    return t;
+}
+
 static void set_slot(PyObject *obj, Py_ssize_t off, PyObject *value)
 {
     PyObject *old = GL_SLOT(obj, off);

@@ -107,17 +107,6 @@ static int cancel_handle(PyObject *handle)
     return 0;
 }
 
-static PyObject *args_tuple(PyObject *const *args, Py_ssize_t n)
-{
-    PyObject *t = PyTuple_New(n);
-    if (t == NULL) {
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyTuple_SET_ITEM(t, i, Py_NewRef(args[i]));
-    }
-    return t;
-}
 
 /* _add_reader(fd, callback, *args) / _add_writer(...): returns the Handle. */
 PyObject *gl_io_add(gl_loop *loop, int write, PyObject *const *args, Py_ssize_t nargs)
@@ -135,7 +124,7 @@ PyObject *gl_io_add(gl_loop *loop, int write, PyObject *const *args, Py_ssize_t 
     if (fd < 0 || ensure_fd(loop, fd) < 0) {
         return NULL;
     }
-    PyObject *cbargs = args_tuple(args + 2, nargs - 2);
+    PyObject *cbargs = gl_tuple_from(args + 2, nargs - 2);
     if (cbargs == NULL) {
         return NULL;
     }

@@ -108,17 +108,6 @@ static int parse_context(const char *fname, PyObject *const *args, Py_ssize_t na
     return 0;
 }
 
-static PyObject *tuple_from(PyObject *const *items, Py_ssize_t n)
-{
-    PyObject *t = PyTuple_New(n);
-    if (t == NULL) {
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyTuple_SET_ITEM(t, i, Py_NewRef(items[i]));
-    }
-    return t;
-}
 
 static int check_closed(gl_loop *self)
 {
@@ -151,12 +140,29 @@ static const char *const names_callback[] = {"callback"};
 static const char *const names_when[] = {"when", "callback"};
 static const char *const names_delay[] = {"delay", "callback"};
 
+/* Parse (required..., *args, context=None) the way the Python signatures
+ * of call_soon & co. would, with the same TypeError messages. */
+static int parse_call(const char *fname, const char *const *names, int nnames,
+                      PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames,
+                      Py_ssize_t *nargs, PyObject **context)
+{
+    *nargs = PyVectorcall_NARGS(nargsf);
+    if (parse_context(fname, args, *nargs, kwnames, context) < 0) {
+        return -1;
+    }
+    if (*nargs < nnames) {
+        missing_args(fname, names, nnames, *nargs);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---------- call_soon family ---------- */
 
 static PyObject *push_ready_handle(gl_loop *self, PyObject *callback, PyObject *const *args,
                                    Py_ssize_t nargs, PyObject *context, PyObject *method)
 {
-    PyObject *cbargs = tuple_from(args, nargs);
+    PyObject *cbargs = gl_tuple_from(args, nargs);
     if (cbargs == NULL) {
         return NULL;
     }
@@ -186,13 +192,10 @@ static PyObject *str_call_soon, *str_call_soon_threadsafe, *str_call_at;
 static PyObject *loop_call_soon(gl_loop *self, PyObject *const *args, Py_ssize_t nargsf,
                                 PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nargs;
     PyObject *context;
-    if (parse_context("call_soon", args, nargs, kwnames, &context) < 0) {
+    if (parse_call("call_soon", names_callback, 1, args, nargsf, kwnames, &nargs, &context) < 0) {
         return NULL;
-    }
-    if (nargs < 1) {
-        return missing_args("call_soon", names_callback, 1, nargs);
     }
     if (check_closed(self) < 0) {
         return NULL;
@@ -221,13 +224,10 @@ static void wake(gl_loop *self)
 static PyObject *loop_call_soon_threadsafe(gl_loop *self, PyObject *const *args,
                                            Py_ssize_t nargsf, PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nargs;
     PyObject *context;
-    if (parse_context("call_soon_threadsafe", args, nargs, kwnames, &context) < 0) {
+    if (parse_call("call_soon_threadsafe", names_callback, 1, args, nargsf, kwnames, &nargs, &context) < 0) {
         return NULL;
-    }
-    if (nargs < 1) {
-        return missing_args("call_soon_threadsafe", names_callback, 1, nargs);
     }
     if (check_closed(self) < 0) {
         return NULL;
@@ -246,7 +246,7 @@ static PyObject *schedule_at(gl_loop *self, PyObject *when, PyObject *const *arg
     if (check_closed(self) < 0) {
         return NULL;
     }
-    PyObject *cbargs = tuple_from(args + 1, nargs - 1);
+    PyObject *cbargs = gl_tuple_from(args + 1, nargs - 1);
     if (cbargs == NULL) {
         return NULL;
     }
@@ -278,13 +278,10 @@ static PyObject *schedule_at(gl_loop *self, PyObject *when, PyObject *const *arg
 static PyObject *loop_call_at(gl_loop *self, PyObject *const *args, Py_ssize_t nargsf,
                               PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nargs;
     PyObject *context;
-    if (parse_context("call_at", args, nargs, kwnames, &context) < 0) {
+    if (parse_call("call_at", names_when, 2, args, nargsf, kwnames, &nargs, &context) < 0) {
         return NULL;
-    }
-    if (nargs < 2) {
-        return missing_args("call_at", names_when, 2, nargs);
     }
     if (args[0] == Py_None) {
         PyErr_SetString(PyExc_TypeError, "when cannot be None");
@@ -296,13 +293,10 @@ static PyObject *loop_call_at(gl_loop *self, PyObject *const *args, Py_ssize_t n
 static PyObject *loop_call_later(gl_loop *self, PyObject *const *args, Py_ssize_t nargsf,
                                  PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nargs;
     PyObject *context;
-    if (parse_context("call_later", args, nargs, kwnames, &context) < 0) {
+    if (parse_call("call_later", names_delay, 2, args, nargsf, kwnames, &nargs, &context) < 0) {
         return NULL;
-    }
-    if (nargs < 2) {
-        return missing_args("call_later", names_delay, 2, nargs);
     }
     if (args[0] == Py_None) {
         PyErr_SetString(PyExc_TypeError, "delay must not be None");
