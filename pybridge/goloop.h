@@ -96,6 +96,8 @@ void gl_timers_free(gl_loop *loop);
 /* ---- fd watching (io.c) ---- */
 PyObject *gl_io_add(gl_loop *loop, int write, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_io_remove(gl_loop *loop, int write, PyObject *fileobj);
+int gl_io_init(void);
+PyObject *gl_io_set(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_io_registration(gl_loop *loop, PyObject *fd);
 PyObject *gl_io_registrations(gl_loop *loop);
 int gl_io_dispatch(gl_loop *loop, const gl_event *events, int32_t n);

@@ -7,6 +7,43 @@
 #include "goloop.h"
 #include <errno.h>
 
+/* asyncio's own _add_reader & co. (selector_events), used in debug mode so
+ * handles get asyncio's source tracebacks; they reach our tables through
+ * EngineSelector.register/modify/unregister -> gl_io_set. */
+static PyObject *stock_add[2], *stock_remove[2];
+
+int gl_io_init(void)
+{
+    PyObject *mod = PyImport_ImportModule("asyncio.selector_events");
+    PyObject *cls = mod ? PyObject_GetAttrString(mod, "BaseSelectorEventLoop") : NULL;
+    Py_XDECREF(mod);
+    if (cls == NULL) {
+        return -1;
+    }
+    stock_add[0] = PyObject_GetAttrString(cls, "_add_reader");
+    stock_add[1] = PyObject_GetAttrString(cls, "_add_writer");
+    stock_remove[0] = PyObject_GetAttrString(cls, "_remove_reader");
+    stock_remove[1] = PyObject_GetAttrString(cls, "_remove_writer");
+    Py_DECREF(cls);
+    return (stock_add[0] && stock_add[1] && stock_remove[0] && stock_remove[1]) ? 0 : -1;
+}
+
+static PyObject *call_stock(PyObject *func, gl_loop *loop, PyObject *const *args,
+                            Py_ssize_t nargs)
+{
+    PyObject *all = PyTuple_New(nargs + 1);
+    if (all == NULL) {
+        return NULL;
+    }
+    PyTuple_SET_ITEM(all, 0, Py_NewRef((PyObject *)loop));
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(all, i + 1, Py_NewRef(args[i]));
+    }
+    PyObject *r = PyObject_Call(func, all, NULL);
+    Py_DECREF(all);
+    return r;
+}
+
 /* selectors._fileobj_to_fd, with the same errors. */
 static int fileobj_to_fd(PyObject *obj)
 {
@@ -116,6 +153,9 @@ PyObject *gl_io_add(gl_loop *loop, int write, PyObject *const *args, Py_ssize_t 
                      write ? "_add_writer" : "_add_reader");
         return NULL;
     }
+    if (loop->debug) {
+        return call_stock(stock_add[write], loop, args, nargs);
+    }
     if (loop->closed) {
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
         return NULL;
@@ -176,6 +216,9 @@ static int remove_fd(gl_loop *loop, int fd, int write)
 
 PyObject *gl_io_remove(gl_loop *loop, int write, PyObject *fileobj)
 {
+    if (loop->debug) {
+        return call_stock(stock_remove[write], loop, &fileobj, 1);
+    }
     if (loop->closed) {
         Py_RETURN_FALSE;
     }
@@ -238,6 +281,34 @@ void gl_io_free(gl_loop *loop)
     loop->readers = loop->writers = NULL;
     loop->events = NULL;
     loop->fdcap = loop->events_cap = 0;
+}
+
+/* _fd_set(fd, reader, writer): make fd's handles exactly these (None for
+ * none), as EngineSelector.register/modify/unregister ask; unlike
+ * _add_reader it cancels nothing (asyncio's caller does that). */
+PyObject *gl_io_set(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_fd_set(fd, reader, writer)");
+        return NULL;
+    }
+    int fd = fileobj_to_fd(args[0]);
+    if (fd < 0 || ensure_fd(loop, fd) < 0) {
+        return NULL;
+    }
+    PyObject *reader = args[1] == Py_None ? NULL : args[1];
+    PyObject *writer = args[2] == Py_None ? NULL : args[2];
+    uint32_t old = gl_fd_mask(loop, fd);
+    uint32_t mask = (reader ? GL_EVENT_READ : 0) | (writer ? GL_EVENT_WRITE : 0);
+    if (mask == 0) {
+        (void)gl_engine_set_interest(loop, fd, 0);
+    } else if (mask != old && set_interest(loop, fd, mask) < 0) {
+        return NULL;
+    }
+    Py_XSETREF(loop->readers[fd], Py_XNewRef(reader));
+    Py_XSETREF(loop->writers[fd], Py_XNewRef(writer));
+    loop->nfds += (mask != 0) - (old != 0);
+    Py_RETURN_NONE;
 }
 
 /* (events, reader, writer) of fd, for the EngineSelector view. */

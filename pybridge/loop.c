@@ -388,6 +388,11 @@ static PyObject *loop_fd_registration(gl_loop *self, PyObject *fd)
     return gl_io_registration(self, fd);
 }
 
+static PyObject *loop_fd_set(gl_loop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return gl_io_set(self, args, nargs);
+}
+
 static PyObject *loop_fd_registrations(gl_loop *self, PyObject *unused)
 {
     return gl_io_registrations(self);
@@ -634,6 +639,7 @@ static PyMethodDef loop_methods[] = {
     {"_remove_reader", (PyCFunction)loop_remove_reader, METH_O, NULL},
     {"_remove_writer", (PyCFunction)loop_remove_writer, METH_O, NULL},
     {"_fd_registration", (PyCFunction)loop_fd_registration, METH_O, NULL},
+    {"_fd_set", (PyCFunction)(void (*)(void))loop_fd_set, METH_FASTCALL, NULL},
     {"_fd_registrations", (PyCFunction)loop_fd_registrations, METH_NOARGS, NULL},
     {"_set_internal_fd", (PyCFunction)loop_set_internal_fd, METH_O, NULL},
     {"_run_once", (PyCFunction)loop_run_once, METH_NOARGS, NULL},

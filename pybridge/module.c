@@ -122,7 +122,7 @@ static int init_strings(void)
 
 PyMODINIT_FUNC PyInit__goloop(void)
 {
-    if (init_strings() < 0 || gl_futures_init() < 0 || PyType_Ready(&gl_LoopCoreType) < 0) {
+    if (init_strings() < 0 || gl_futures_init() < 0 || gl_io_init() < 0 || PyType_Ready(&gl_LoopCoreType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);

@@ -314,11 +314,6 @@ def test_default_handler_shows_current_handle_origin_like_stock(loop, stock_loop
     assert scenario(loop) == expected
 
 
-@pytest.mark.goloop_bug(
-    "in debug mode, add_reader/add_writer handles are built in C without a source "
-    "traceback: errors in I/O callbacks lack context['source_traceback'] and the "
-    "handle repr lacks 'created at'"
-)
 def test_debug_reader_handle_has_source_traceback_like_stock(loop, stock_loop):
     def scenario(lp):
         lp.set_debug(True)
@@ -347,7 +342,6 @@ def test_debug_reader_handle_has_source_traceback_like_stock(loop, stock_loop):
     assert scenario(loop) == expected
 
 
-@pytest.mark.goloop_bug("in debug mode, add_reader/add_writer handles have no source traceback")
 @pytest.mark.parametrize("method", ["add_reader", "add_writer"])
 def test_debug_io_handle_repr_like_stock(loop, stock_loop, method):
     def scenario(lp):

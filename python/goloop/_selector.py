@@ -1,13 +1,14 @@
-"""A read-only selectors.BaseSelector view of the Go engine's fd table.
+"""A selectors.BaseSelector view of the C core's fd table.
 
 goloop does not poll through a Python selector: fd interest lives in the
 C core and in Go's epoll set. asyncio's transports still look at
-``loop._selector`` to describe themselves (``read=polling`` in a repr), so
-the loop exposes this view, which answers from the C core's tables.
+``loop._selector`` to describe themselves (``read=polling`` in a repr),
+and in debug mode the loop runs asyncio's own ``_add_reader`` & co., which
+register through the selector; this view serves both from the C core's
+tables. ``select()`` does not exist: the engine polls.
 """
 
 import selectors
-import weakref
 from collections.abc import Mapping
 
 
@@ -32,13 +33,15 @@ class EngineSelector(selectors.BaseSelector):
     """The loop's registered fds, as ``selectors.SelectorKey`` objects."""
 
     def __init__(self, loop):
-        self._loop = weakref.ref(loop)
+        # A strong reference: asyncio's close() path (also from the loop's
+        # __del__, after weakrefs are cleared) goes through the selector.
+        # The cycle is broken by close().
+        self._loop = loop
 
     def _core(self):
-        loop = self._loop()
-        if loop is None:
-            raise RuntimeError("the event loop is gone")
-        return loop
+        if self._loop is None:
+            raise RuntimeError("the selector is closed")
+        return self._loop
 
     def _fds(self):
         return self._core()._fd_registrations()
@@ -54,15 +57,27 @@ class EngineSelector(selectors.BaseSelector):
         return _FdMap(self)
 
     def register(self, fileobj, events, data=None):
-        raise NotImplementedError("goloop: register fds with loop.add_reader/add_writer")
+        if not events or events & ~(selectors.EVENT_READ | selectors.EVENT_WRITE):
+            raise ValueError(f"Invalid events: {events!r}")
+        reader, writer = data if data is not None else (None, None)
+        self._core()._fd_set(
+            fileobj,
+            reader if events & selectors.EVENT_READ else None,
+            writer if events & selectors.EVENT_WRITE else None,
+        )
+        return self.get_key(fileobj)
+
+    modify = register
 
     def unregister(self, fileobj):
-        raise NotImplementedError("goloop: unregister fds with loop.remove_reader/remove_writer")
+        key = self.get_key(fileobj)
+        self._core()._fd_set(fileobj, None, None)
+        return key
 
     def select(self, timeout=None):
         raise NotImplementedError("goloop: the Go engine polls; there is no Python select()")
 
     def close(self):
-        loop = self._loop()
+        loop, self._loop = self._loop, None
         if loop is not None:
             loop._close_core()

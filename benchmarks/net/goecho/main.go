@@ -1,0 +1,88 @@
+// Command goecho is the native Go echo server of the network benchmarks:
+// the physical-limit row the Python event loops are compared against.
+//
+//	goecho -addr tcp:127.0.0.1:0|unix:/path [-bufsize 65536]
+//
+// One goroutine per connection echoes with a fixed buffer (a plain
+// Read/Write loop: no splice, no ReadFrom fast path). Once listening it
+// prints "READY <addr>" (with the real port) and exits on SIGTERM/SIGINT.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	addr := flag.String("addr", "tcp:127.0.0.1:0", "tcp:HOST:PORT or unix:PATH")
+	bufSize := flag.Int("bufsize", 64*1024, "per-connection read buffer in bytes")
+	flag.Parse()
+	ln, err := listen(*addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "goecho:", err)
+		os.Exit(1)
+	}
+	go stopOnSignal(ln)
+	fmt.Printf("READY %s\n", describe(ln))
+	serve(ln, *bufSize)
+}
+
+func listen(addr string) (net.Listener, error) {
+	network, where, ok := strings.Cut(addr, ":")
+	if !ok || (network != "tcp" && network != "unix") {
+		return nil, fmt.Errorf("bad -addr %q (want tcp:HOST:PORT or unix:PATH)", addr)
+	}
+	if network == "unix" {
+		_ = os.Remove(where)
+	}
+	return net.Listen(network, where)
+}
+
+func describe(ln net.Listener) string {
+	a := ln.Addr()
+	return a.Network() + ":" + a.String()
+}
+
+func stopOnSignal(ln net.Listener) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	<-ch
+	ln.Close() // also unlinks a Unix socket path
+	os.Exit(0)
+}
+
+func serve(ln net.Listener, bufSize int) {
+	for {
+		conn, err := ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "goecho: accept:", err)
+			continue
+		}
+		go echo(conn, bufSize)
+	}
+}
+
+func echo(conn net.Conn, bufSize int) {
+	defer conn.Close()
+	buf := make([]byte, bufSize)
+	for {
+		n, err := conn.Read(buf)
+		if n > 0 {
+			if _, werr := conn.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
