@@ -231,12 +231,6 @@ def test_run_inside_running_loop_like_asyncio_run():
     assert got == expected
 
 
-@pytest.mark.xfail(
-    sys.version_info >= (3, 12),
-    strict=True,
-    reason="goloop bug: on 3.12+ goloop.run() inside a running loop leaks its internal "
-    "wrapper coroutine (RuntimeWarning: coroutine 'run.<locals>.wrapper' was never awaited)",
-)
 def test_run_inside_running_loop_warns_like_asyncio_run():
     async def noop():
         pass
