@@ -73,6 +73,8 @@ $(VENV)/.bench: $(VENV)/.ready
 bench: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/run.py --loops asyncio,uvloop,rloop,goloop --require goloop \
 		--json benchmarks/results/micro.json --markdown benchmarks/results/micro.md
+	$(PY) benchmarks/timer_memory.py | tee benchmarks/results/timer_memory.md
+	$(PY) benchmarks/crossing.py | tee benchmarks/results/crossing.md
 
 clean:
 	rm -rf .venv-* build dist python/goloop/*.so python/goloop/*.egg-info
