@@ -77,6 +77,8 @@ extern PyTypeObject *gl_TimerHandleType; /* goloop subclass of asyncio.events.Ti
 int gl_handles_init(PyObject *module);
 PyObject *gl_tuple_from(PyObject *const *items, Py_ssize_t n);
 PyObject *gl_handle_new(gl_loop *loop, PyObject *callback, PyObject *args, PyObject *context);
+PyObject *gl_handle_new_queued(gl_loop *loop, PyObject *callback, PyObject *args,
+                               PyObject *context); /* untracked, maybe recycled */
 PyObject *gl_timer_handle_new(gl_loop *loop, PyObject *when, PyObject *callback,
                               PyObject *args, PyObject *context);
 int gl_handle_is_cancelled(PyObject *handle);

@@ -192,6 +192,56 @@ void gl_handle_untrack(PyObject *handle)
     }
 }
 
+/* Recycled asyncio.Handle objects for call_soon. A handle the loop holds
+ * the only reference to when it has run is emptied and kept instead of
+ * freed: the next call_soon skips the allocator, the GC link/unlink and
+ * subtype_dealloc's walk over the slots. Only untracked, exact Handles
+ * without weak references qualify, so nothing outside can see the reuse. */
+#define GL_HANDLE_FREELIST 256
+static PyObject *handle_freelist[GL_HANDLE_FREELIST];
+static int handle_freelist_len;
+
+static int recyclable(PyObject *handle)
+{
+    if (Py_REFCNT(handle) != 1 || !Py_IS_TYPE(handle, gl_HandleType) ||
+        PyObject_GC_IsTracked(handle) || handle_freelist_len == GL_HANDLE_FREELIST) {
+        return 0;
+    }
+    Py_ssize_t wl = gl_HandleType->tp_weaklistoffset;
+    return wl <= 0 || *(PyObject **)((char *)handle + wl) == NULL;
+}
+
+static void empty_handle(PyObject *handle)
+{
+    Py_CLEAR(GL_SLOT(handle, gl_off.callback));
+    Py_CLEAR(GL_SLOT(handle, gl_off.args));
+    Py_CLEAR(GL_SLOT(handle, gl_off.context));
+    Py_CLEAR(GL_SLOT(handle, gl_off.loop));
+    Py_CLEAR(GL_SLOT(handle, gl_off.source_traceback));
+    Py_CLEAR(GL_SLOT(handle, gl_off.repr));
+    Py_CLEAR(GL_SLOT(handle, gl_off.cancelled));
+}
+
+PyObject *gl_handle_new_queued(gl_loop *loop, PyObject *callback, PyObject *args,
+                               PyObject *context)
+{
+    if (handle_freelist_len == 0) {
+        PyObject *h = gl_handle_new(loop, callback, args, context);
+        if (h != NULL) {
+            gl_handle_untrack(h);
+        }
+        return h;
+    }
+    PyObject *h = handle_freelist[--handle_freelist_len];
+    if (fill_handle(h, loop, callback, args, context) < 0) {
+        empty_handle(h);
+        handle_freelist[handle_freelist_len++] = h;
+        return NULL;
+    }
+    gl_handle_untrack(h);
+    return h;
+}
+
 void gl_handle_release(PyObject *handle)
 {
     /* The context must be tracked again before it can die: Context's
@@ -199,6 +249,15 @@ void gl_handle_release(PyObject *handle)
     PyObject *ctx = GL_SLOT(handle, gl_off.context);
     if (ctx != NULL && PyContext_CheckExact(ctx) && !PyObject_GC_IsTracked(ctx)) {
         PyObject_GC_Track(ctx);
+    }
+    if (recyclable(handle)) {
+        empty_handle(handle); /* may run finalizers, which may call call_soon */
+        if (handle_freelist_len < GL_HANDLE_FREELIST) {
+            handle_freelist[handle_freelist_len++] = handle;
+        } else {
+            Py_DECREF(handle);
+        }
+        return;
     }
     if (Py_REFCNT(handle) > 1 && !PyObject_GC_IsTracked(handle)) {
         PyObject_GC_Track(handle);

@@ -174,12 +174,11 @@ static PyObject *push_ready_handle(gl_loop *self, PyObject *callback, PyObject *
         Py_DECREF(cbargs);
         return handle;
     }
-    handle = gl_handle_new(self, callback, cbargs, context);
+    handle = gl_handle_new_queued(self, callback, cbargs, context);
     Py_DECREF(cbargs);
     if (handle == NULL) {
         return NULL;
     }
-    gl_handle_untrack(handle);
     if (gl_ring_push(&self->ready, Py_NewRef(handle)) < 0) {
         Py_DECREF(handle);
         return NULL;

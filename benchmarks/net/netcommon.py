@@ -78,7 +78,14 @@ def format_addr(sock):
 
 
 def describe(exc):
-    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+    """``Type: message (in function)`` for an exception, with its origin."""
+    text = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        text += f" (in {tb.tb_frame.f_code.co_name})"
+    return text
 
 
 def install_stop(loop, event):

@@ -1,0 +1,393 @@
+"""Echo benchmark: request/response throughput and server CPU per request.
+
+For every message size x transport x server mode, each loop's echo server
+(echo_server.py, a fresh process per measurement, pinned to CPU 0) is
+driven by the Go load generator (loadgen/, pinned to CPU 1): --conns
+connections, each sending one message and waiting for the whole, verified
+echo before the next.  After --warmup, the measured window lasts
+--duration; the server's user and system CPU time (/proc/<pid>/stat) is
+sampled as the window opens and closes.  The native Go echo server
+(goecho/, column ``go``) is the physical limit; it has no modes, so it is
+measured once per size x transport and shown on every mode row.
+
+Repetitions are interleaved (every cell once per repetition, loops in a
+shuffled order per row).  Reported: median requests/s with the spread,
+median server CPU µs per request (user + system), ratios vs --baseline.
+
+    python benchmarks/net/run_echo.py [--quick] [--reps 3] [--duration 1.5]
+        [--loops asyncio,uvloop,rloop,goloop,go] [--modes protocol,...]
+        [--sizes 1k,10k,100k] [--transports tcp,unix] [--only '1k-tcp-*']
+
+Writes benchmarks/results/net.json and net.md (see --json / --markdown).
+Exit status 1 when any cell FAILED (n/a for an unsupported API is not a
+failure).
+"""
+
+import argparse
+import fnmatch
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import netcommon as nc
+import netreport as nr
+
+SIZES = {"1k": 1024, "10k": 10 * 1024, "100k": 100 * 1024}
+TRANSPORTS = ("tcp", "unix")
+MODES = ("protocol", "buffered", "streams", "sock")
+GO = "go"
+COLUMNS = (*nc.LOOPS, GO)
+ECHO_SERVER = nc.HERE / "echo_server.py"
+QUICK = {"reps": 1, "duration": 0.3, "warmup": 0.1}
+FULL = {"reps": 3, "duration": 1.5, "warmup": 0.3}
+
+
+# ----------------------------------------------------------- arguments
+
+
+def _csv(choices):
+    def parse(text):
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(choices))
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown: {', '.join(unknown)} (choose from {', '.join(choices)})"
+            )
+        return names
+
+    return parse
+
+
+def _patterns(text):
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="echo benchmark over event loops")
+    p.add_argument("--loops", type=_csv(COLUMNS), default=list(COLUMNS))
+    p.add_argument("--modes", type=_csv(MODES), default=list(MODES))
+    p.add_argument("--sizes", type=_csv(SIZES), default=list(SIZES))
+    p.add_argument("--transports", type=_csv(TRANSPORTS), default=list(TRANSPORTS))
+    p.add_argument(
+        "--only", type=_patterns, default=None, help="row globs, e.g. '1k-tcp-protocol,*-unix-*'"
+    )
+    p.add_argument("--reps", type=int, default=None, help="repetitions (3; 1 with --quick)")
+    p.add_argument("--duration", type=float, default=None, help="measured seconds (1.5)")
+    p.add_argument("--warmup", type=float, default=None, help="warm-up seconds (0.3)")
+    p.add_argument("--conns", type=int, default=8, help="concurrent connections (8)")
+    p.add_argument("--quick", action="store_true", help="smoke test: 1 rep of 0.3 s")
+    p.add_argument("--baseline", choices=COLUMNS, default="uvloop")
+    p.add_argument("--json", default=str(nc.RESULTS / "net.json"), help="'' = none")
+    p.add_argument("--markdown", default=str(nc.RESULTS / "net.md"), help="'' = none")
+    p.add_argument("--seed", type=int, default=None, help="seed for the loop order")
+    args = p.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.reps < 1 or args.duration <= 0 or args.warmup < 0 or args.conns < 1:
+        p.error("--reps, --duration, --conns must be positive, --warmup >= 0")
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(2**32)
+    return args
+
+
+def plan_groups(args):
+    """[(size, transport, [row ids])], rows named SIZE-TRANSPORT-MODE."""
+    groups = []
+    for size in args.sizes:
+        for transport in args.transports:
+            rows = [f"{size}-{transport}-{mode}" for mode in args.modes]
+            if args.only:
+                rows = [r for r in rows if any(fnmatch.fnmatch(r, g) for g in args.only)]
+            if rows:
+                groups.append((size, transport, rows))
+    return groups
+
+
+def native_row(size, transport):
+    return f"{size}-{transport}-native"
+
+
+# ---------------------------------------------------------- one sample
+
+
+class Tools:
+    """Go binaries built for this run, and a directory for Unix sockets."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="goloop-net-")
+        self.loadgen = nc.build_go(nc.HERE / "loadgen", self.dir)
+        self.goecho = nc.build_go(nc.HERE / "goecho", self.dir)
+        self.seq = 0
+
+    def address(self, transport):
+        self.seq += 1
+        if transport == "unix":
+            return f"unix:{self.dir}/echo{self.seq}.sock"
+        return "tcp:127.0.0.1:0"
+
+    def server_cmd(self, column, mode, addr):
+        if column == GO:
+            return [self.goecho, "-addr", addr]
+        cmd = [sys.executable, str(ECHO_SERVER), "--loop", column, "--mode", mode]
+        return [*cmd, "--addr", addr]
+
+    def close(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def measure(args, tools, job):
+    """One fresh server + one load generator run -> a result dict."""
+    addr = tools.address(job["transport"])
+    server = nc.Child(tools.server_cmd(job["column"], job["mode"], addr), 0, nc.python_env())
+    try:
+        status, info = nc.wait_ready(server, 20)
+        if status != "ok":
+            return {"status": status, "error": info}
+        return drive(args, tools, server, info, SIZES[job["size"]])
+    finally:
+        server.stop()
+
+
+def _loadgen_cmd(args, tools, addr, size):
+    bound = args.warmup + args.duration + 30
+    return [
+        tools.loadgen,
+        *("-addr", addr, "-size", str(size), "-conns", str(args.conns)),
+        *("-warmup", f"{args.warmup}s", "-duration", f"{args.duration}s"),
+        *("-events", "-timeout", f"{bound}s"),
+    ]
+
+
+def _read_event(gen, timeout):
+    line = gen.next_line(timeout)
+    if line is None:
+        return {"event": "eof", "error": f"load generator died: {gen.error_tail()}"}
+    return json.loads(line)
+
+
+def drive(args, tools, server, addr, size):
+    gen = nc.Child(_loadgen_cmd(args, tools, addr, size), 1)
+    try:
+        marks = []
+        for want, wait in (("start", args.warmup), ("stop", args.duration), ("result", 0)):
+            event = _read_event(gen, wait + 20)
+            if event.get("event") != want:
+                return _failure(event, server)
+            marks.append((nc.proc_cpu(server.pid), nc.proc_cpu(gen.pid)))
+        return _sample(event, marks)
+    except (TimeoutError, OSError, ValueError) as exc:
+        return _failure({"error": nc.describe(exc)}, server)
+    finally:
+        gen.stop()
+
+
+def _delta(before, after):
+    return tuple(b - a for a, b in zip(before, after, strict=True))
+
+
+def _sample(result, marks):
+    if result["errors"] or not result["requests"]:
+        return {"status": "failed", "error": result.get("error", "no requests")}
+    (s0, c0), (s1, c1) = marks[0], marks[1]
+    sample = nr.cpu_sample(result["requests"], result["seconds"], _delta(s0, s1), _delta(c0, c1))
+    return {"status": "ok", "sample": sample}
+
+
+def _failure(event, server):
+    error = event.get("error", f"unexpected output {event}")
+    tail = server.error_tail(2) if server.proc.poll() is not None else _stderr_now(server)
+    status = "unsupported" if "NotImplementedError" in tail else "failed"
+    return {"status": status, "error": f"{error}; server: {tail}"}
+
+
+def _stderr_now(server):
+    server.stderr.seek(0)
+    text = server.stderr.read().decode(errors="replace").strip().splitlines()
+    return " | ".join(text[-2:]) or "no stderr"
+
+
+# ------------------------------------------------------------ the runs
+
+
+def probe_loops(columns):
+    info = {}
+    for name in columns:
+        if name == GO:
+            info[name] = {"available": True, "version": nc.metadata_go_version(), "note": None}
+            continue
+        cmd = [sys.executable, str(ECHO_SERVER), "--probe", name]
+        child = nc.Child(cmd, env=nc.python_env())
+        line = child.next_line(30) or "{}"
+        child.stop()
+        result = json.loads(line) if line.startswith("{") else {"error": line}
+        ok = result.get("status") == "ok"
+        note = None if ok else result.get("error", "probe failed")
+        info[name] = {"available": ok, "version": result.get("version"), "note": note}
+        info[name]["path"] = result.get("path")
+    return info
+
+
+def new_cells(groups, columns, loop_info):
+    cells = {}
+    for size, transport, rows in groups:
+        for row in rows:
+            cells[row] = {c: nr.new_cell() for c in columns if c != GO}
+        if GO in columns:
+            cells[native_row(size, transport)] = {GO: nr.new_cell()}
+    for row in cells.values():
+        for name, cell in row.items():
+            if not loop_info[name]["available"]:
+                cell["status"] = "unavailable"
+    return cells
+
+
+def _jobs_for_row(args, rng, group, row):
+    size, transport, rows = group
+    mode = row.rsplit("-", 1)[1]
+    columns = [c for c in args.loops if c != GO]
+    if GO in args.loops and row == rows[0]:
+        columns.append(GO)
+    rng.shuffle(columns)
+    for column in columns:
+        cell_row = native_row(size, transport) if column == GO else row
+        yield {"row": cell_row, "column": column, "size": size, "transport": transport,
+               "mode": "native" if column == GO else mode}
+
+
+def run_all(args, tools, cells, groups):
+    rng = random.Random(args.seed)  # noqa: S311 - shuffling only
+    for rep in range(1, args.reps + 1):
+        for group in groups:
+            for row in group[2]:
+                done = []
+                for job in _jobs_for_row(args, rng, group, row):
+                    cell = cells[job["row"]][job["column"]]
+                    if cell["status"] == "ok":
+                        _store(cell, measure(args, tools, job), job, rep)
+                        done.append((job["column"], cell))
+                _progress(rep, args.reps, row, done)
+
+
+def _store(cell, result, job, rep):
+    where = {"rep": rep, "label": f"{job['column']} / {job['row']}"}
+    if result["status"] == "ok":
+        cell["samples"].append({"rep": rep} | result["sample"])
+    else:
+        nr.record_error(cell, result["status"], result["error"], where)
+
+
+def _progress(rep, reps, row, done):
+    parts = []
+    for name, cell in done:
+        if cell["status"] != "ok":
+            parts.append(f"{name} {cell['status'].upper()}")
+        elif cell["samples"] and cell["samples"][-1]["rep"] == rep:
+            s = cell["samples"][-1]
+            parts.append(f"{name} {nr.fmt_rate(s['rps'])}/s {s['cpu_us']:.1f}µs")
+    print(f"[rep {rep}/{reps}] {row:<18} " + "  ".join(parts), file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------ rendering
+
+
+def _row_cells(args, cells, size, transport, row):
+    native = cells.get(native_row(size, transport), {})
+    return {c: native.get(GO) if c == GO else cells[row].get(c) for c in args.loops}
+
+
+def _table(args, cells, groups, fmt, metric):
+    others = [c for c in args.loops if c != args.baseline]
+    head = ["size", "transport", "mode", *args.loops, *(f"{c}/{args.baseline}" for c in others)]
+    rows = []
+    for size, transport, row_ids in groups:
+        for row in row_ids:
+            by_col = _row_cells(args, cells, size, transport, row)
+            base = by_col.get(args.baseline)
+            values = [fmt(by_col[c]) for c in args.loops]
+            values += [nr.fmt_ratio(_ratio(by_col[c], base, metric)) for c in others]
+            rows.append([size, transport, row.rsplit("-", 1)[1], *values])
+    return nr.table(head, rows, left=3)
+
+
+def _ratio(cell, base, metric):
+    if cell is None or base is None:
+        return None
+    return nr.ratio(cell, base, metric)
+
+
+def _notes(args, cells, loop_info):
+    out = []
+    for name in args.loops:
+        if not loop_info[name]["available"]:
+            out.append(f"- **{name} not available** (column n/a): {loop_info[name]['note']}")
+    for row, by_col in cells.items():
+        for name, cell in by_col.items():
+            if cell["status"] in ("failed", "unsupported") and cell["errors"]:
+                label = "FAILED" if cell["status"] == "failed" else "n/a (unsupported)"
+                out.append(f"- {name} / {row}: {label}: {cell['errors'][0]['error']}")
+    util = nr.utilisation_note(c for by_col in cells.values() for c in by_col.values())
+    if util:
+        out.append(f"- {util}")
+    return out
+
+
+def render(args, cells, groups, loop_info, meta):
+    setup = (
+        f"{args.conns} connections, request/response, every echoed byte verified; "
+        f"median of {args.reps} fresh-server runs of {args.duration:g} s "
+        f"(after {args.warmup:g} s warm-up); server on CPU 0, load generator on CPU 1; "
+        "± = half the (max - min) range relative to the median."
+    )
+    out = ["## Echo: requests/s (higher is better)", "", setup, ""]
+    out += _table(args, cells, groups, nr.fmt_rps, "rps")
+    out += ["", "## Echo: server CPU µs per request, user+system (lower is better)", ""]
+    out += _table(args, cells, groups, nr.fmt_cpu, "cpu_us")
+    out += ["", f"`x/{args.baseline}`: ratio of medians (requests/s: >1 = faster; CPU: "
+            f">1 = more CPU per request than {args.baseline}). `go` = native Go echo server "
+            "(goroutine per connection, 64 KiB buffer): it has no modes, the same "
+            "measurement is shown on every mode row of its size and transport.", ""]
+    out += _notes(args, cells, loop_info)
+    return out + ["", nc.machine_line(meta), f"Wall time: {meta['wall_seconds']} s."]
+
+
+# ----------------------------------------------------------------- main
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.perf_counter()
+    groups = plan_groups(args)
+    if not groups:
+        print("error: no rows selected", file=sys.stderr)
+        return 2
+    loop_info = probe_loops(args.loops)
+    meta = nc.metadata_doc(args, [c for c in args.loops if c != GO])
+    cells = new_cells(groups, args.loops, loop_info)
+    tools = Tools()
+    try:
+        run_all(args, tools, cells, groups)
+    finally:
+        tools.close()
+    for by_col in cells.values():
+        for cell in by_col.values():
+            nr.summarize(cell)
+    meta["wall_seconds"] = round(time.perf_counter() - started, 1)
+    text = "\n".join(render(args, cells, groups, loop_info, meta)) + "\n"
+    print(text)
+    if args.markdown:
+        nc.write_file(args.markdown, text)
+    if args.json:
+        doc = {"meta": meta, "loops": loop_info, "sizes": SIZES, "results": cells}
+        nc.write_file(args.json, json.dumps(doc, indent=2) + "\n")
+    print(f"total wall time: {meta['wall_seconds']} s", file=sys.stderr)
+    failed = [r for r, by_col in cells.items() for c in by_col.values() if c["status"] == "failed"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
