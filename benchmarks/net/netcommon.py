@@ -8,6 +8,7 @@ the loop lacks an API the mode needs (exit status 3), or
 
 import asyncio
 import importlib
+import json
 import os
 import platform
 import queue
@@ -114,6 +115,20 @@ def proc_cpu(pid):
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
+def system_cpu(cpus=(0, 1)):
+    """Seconds the given CPUs spent in (user + system, irq + softirq, steal)."""
+    names = {f"cpu{n}" for n in cpus}
+    busy = irq = steal = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] in names:
+            user, nice, system, _idle, _iowait, hard, soft, stolen = map(int, fields[1:9])
+            busy += user + nice + system
+            irq += hard + soft
+            steal += stolen
+    return busy / CLK_TCK, irq / CLK_TCK, steal / CLK_TCK
+
+
 def proc_rss_kib(pid):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -199,6 +214,25 @@ def wait_ready(child, timeout):
     return "failed", f"server did not start: {child.error_tail()}"
 
 
+def probe_loop(name):
+    """Import and create a loop in a child: {available, version, path, note}."""
+    cmd = [sys.executable, str(HERE / "echo_server.py"), "--probe", name]
+    child = Child(cmd, env=python_env())
+    try:
+        line = child.next_line(60) or ""
+    except TimeoutError as exc:
+        line = json.dumps({"error": f"probe: {exc}"})
+    child.stop()
+    result = json.loads(line) if line.startswith("{") else {"error": child.error_tail()}
+    ok = result.get("status") == "ok"
+    return {
+        "available": ok,
+        "version": result.get("version"),
+        "path": result.get("path"),
+        "note": None if ok else result.get("error", "probe failed"),
+    }
+
+
 # -------------------------------------------------------------- Go tools
 
 
@@ -233,7 +267,12 @@ def _run_text(cmd):
         return None
 
 
-def metadata_doc(args, loops):
+def go_version():
+    return _run_text(["go", "env", "GOVERSION"])
+
+
+def metadata_doc(args, loop_info):
+    """Run metadata; ``loop_info`` = {name: probe_loop(name)} (others ignored)."""
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -245,8 +284,12 @@ def metadata_doc(args, loops):
         },
         "python": platform.python_version(),
         "python_executable": sys.executable,
-        "go": _run_text(["go", "env", "GOVERSION"]),
-        "packages": {name: loop_version(name) for name in loops if name != "asyncio"},
+        "go": go_version(),
+        "packages": {
+            name: info.get("version") or "n/a"
+            for name, info in loop_info.items()
+            if name in LOOPS and name != "asyncio"
+        },
         "git_commit": _run_text(["git", "-C", str(REPO), "rev-parse", "HEAD"]),
         "argv": sys.argv[1:],
         "args": {k: v for k, v in vars(args).items() if k not in ("json", "markdown")},

@@ -9,8 +9,19 @@ time per request) plus the CPU utilisation of server and client.
 
 import statistics
 import sys
+import time
 
-METRICS = ("rps", "cpu_us", "cpu_user_us", "cpu_sys_us", "server_util", "client_util")
+METRICS = (
+    "rps",
+    "cpu_us",
+    "cpu_user_us",
+    "cpu_sys_us",
+    "server_util",
+    "client_util",
+    "other_util",
+    "irq_util",
+    "steal_util",
+)
 
 
 def new_cell():
@@ -25,8 +36,13 @@ def record_error(cell, status, error, where):
     print(f"{where.get('label', '?')}: {label}: {error}", file=sys.stderr, flush=True)
 
 
-def cpu_sample(requests, seconds, server_cpu, client_cpu=None):
-    """Per-request server CPU (µs) from (user, sys) deltas in seconds."""
+def cpu_sample(requests, seconds, server_cpu, client_cpu=None, machine=None):
+    """Per-request server CPU (µs) from (user, sys) deltas in seconds.
+
+    ``machine``: deltas of netcommon.system_cpu() over the window; what the
+    two CPUs did besides server and client is reported as ``other_util``
+    (another process, or kernel time not charged to either).
+    """
     user, system = server_cpu
     sample = {
         "requests": requests,
@@ -39,7 +55,49 @@ def cpu_sample(requests, seconds, server_cpu, client_cpu=None):
     }
     if client_cpu is not None:
         sample["client_util"] = sum(client_cpu) / seconds
+    if machine is not None:
+        busy, irq, steal = machine
+        ours = user + system + sum(client_cpu or (0, 0))
+        sample["other_util"] = max(busy - ours, 0.0) / seconds
+        sample["irq_util"], sample["steal_util"] = irq / seconds, steal / seconds
     return sample
+
+
+def measure_quiet(measure, busy, retries):
+    """Call ``measure()`` -> result dict; while the machine was busy during
+    the window (``other_util`` > ``busy``: another process ran on the two
+    CPUs), wait a little and measure again, at most ``retries`` times.  The
+    last result is kept, with the number of retries and the ``busy`` flag."""
+    for attempt in range(retries + 1):
+        result = measure()
+        sample = result.get("sample")
+        if sample is None:
+            return result
+        sample["retries"] = attempt
+        sample["busy"] = sample.get("other_util", 0.0) > busy
+        if not sample["busy"]:
+            return result
+        print(
+            f"  busy machine: {sample['other_util']:.0%} of a CPU used by others, "
+            + ("measuring again" if attempt < retries else "keeping it (flagged)"),
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(1.0)
+    return result
+
+
+def busy_note(cells):
+    """How many samples were re-measured or kept although the machine was busy."""
+    samples = [s for cell in cells for s in cell["samples"]]
+    retried = sum(s.get("retries", 0) for s in samples)
+    busy = sum(bool(s.get("busy")) for s in samples)
+    if not (retried or busy):
+        return None
+    return (
+        f"busy machine: {retried} sample(s) re-measured because another process used the "
+        f"CPUs during the window; {busy} of {len(samples)} kept although still busy"
+    )
 
 
 def summarize(cell):
@@ -105,7 +163,8 @@ def fmt_cpu(cell):
     text = status_text(cell)
     if text is None:
         user, system = median(cell, "cpu_user_us"), median(cell, "cpu_sys_us")
-        text = f"{median(cell, 'cpu_us'):.1f} ({user:.1f}u+{system:.1f}s) ±{spread(cell, 'cpu_us'):.0%}"
+        total, rel = median(cell, "cpu_us"), spread(cell, "cpu_us")
+        text = f"{total:.1f} ({user:.1f}u+{system:.1f}s) ±{rel:.0%}"
     return text
 
 
@@ -120,17 +179,26 @@ def table(head, rows, left=1):
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+UTIL_LABELS = {
+    "server_util": "server",
+    "client_util": "load generator",
+    "other_util": "anything else on the two CPUs",
+    "irq_util": "irq+softirq",
+    "steal_util": "steal",
+}
+
+
 def utilisation_note(cells):
-    """One line on how busy server and client were (is the server the limit?)."""
-    server, client = [], []
+    """How busy server, client and the rest of the machine were (range of
+    per-cell medians): is the server the limit, was the machine quiet?"""
+    values = {key: [] for key in UTIL_LABELS}
     for cell in cells:
-        if "stats" in cell:
-            server.append(median(cell, "server_util"))
-            if median(cell, "client_util") is not None:
-                client.append(median(cell, "client_util"))
-    if not server:
+        for key, found in values.items():
+            if median(cell, key) is not None:
+                found.append(median(cell, key))
+    parts = [f"{UTIL_LABELS[key]} {min(v):.0%}–{max(v):.0%}" for key, v in values.items() if v]
+    if not parts:
         return None
-    text = f"server CPU utilisation (median per cell) {min(server):.0%}–{max(server):.0%}"
-    if client:
-        text += f"; load generator {min(client):.0%}–{max(client):.0%}"
-    return text
+    return "CPU utilisation during the windows (range of per-cell medians, 100% = one CPU): " + (
+        ", ".join(parts)
+    )

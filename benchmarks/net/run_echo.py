@@ -31,7 +31,6 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import netcommon as nc
 import netreport as nr
@@ -83,6 +82,13 @@ def parse_args(argv=None):
     p.add_argument("--baseline", choices=COLUMNS, default="uvloop")
     p.add_argument("--json", default=str(nc.RESULTS / "net.json"), help="'' = none")
     p.add_argument("--markdown", default=str(nc.RESULTS / "net.md"), help="'' = none")
+    p.add_argument(
+        "--busy",
+        type=float,
+        default=0.2,
+        help="re-measure when others used more than this much CPU in the window (0.2)",
+    )
+    p.add_argument("--retries", type=int, default=2, help="re-measurements when busy (2)")
     p.add_argument("--seed", type=int, default=None, help="seed for the loop order")
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
@@ -178,7 +184,7 @@ def drive(args, tools, server, addr, size):
             event = _read_event(gen, wait + 20)
             if event.get("event") != want:
                 return _failure(event, server)
-            marks.append((nc.proc_cpu(server.pid), nc.proc_cpu(gen.pid)))
+            marks.append((nc.proc_cpu(server.pid), nc.proc_cpu(gen.pid), nc.system_cpu()))
         return _sample(event, marks)
     except (TimeoutError, OSError, ValueError) as exc:
         return _failure({"error": nc.describe(exc)}, server)
@@ -193,8 +199,9 @@ def _delta(before, after):
 def _sample(result, marks):
     if result["errors"] or not result["requests"]:
         return {"status": "failed", "error": result.get("error", "no requests")}
-    (s0, c0), (s1, c1) = marks[0], marks[1]
-    sample = nr.cpu_sample(result["requests"], result["seconds"], _delta(s0, s1), _delta(c0, c1))
+    (s0, c0, m0), (s1, c1, m1) = marks[0], marks[1]
+    deltas = _delta(s0, s1), _delta(c0, c1), _delta(m0, m1)
+    sample = nr.cpu_sample(result["requests"], result["seconds"], *deltas)
     return {"status": "ok", "sample": sample}
 
 
@@ -215,20 +222,9 @@ def _stderr_now(server):
 
 
 def probe_loops(columns):
-    info = {}
-    for name in columns:
-        if name == GO:
-            info[name] = {"available": True, "version": nc.metadata_go_version(), "note": None}
-            continue
-        cmd = [sys.executable, str(ECHO_SERVER), "--probe", name]
-        child = nc.Child(cmd, env=nc.python_env())
-        line = child.next_line(30) or "{}"
-        child.stop()
-        result = json.loads(line) if line.startswith("{") else {"error": line}
-        ok = result.get("status") == "ok"
-        note = None if ok else result.get("error", "probe failed")
-        info[name] = {"available": ok, "version": result.get("version"), "note": note}
-        info[name]["path"] = result.get("path")
+    info = {name: nc.probe_loop(name) for name in columns if name != GO}
+    if GO in columns:
+        info[GO] = {"available": True, "version": nc.go_version(), "note": None}
     return info
 
 
@@ -255,8 +251,13 @@ def _jobs_for_row(args, rng, group, row):
     rng.shuffle(columns)
     for column in columns:
         cell_row = native_row(size, transport) if column == GO else row
-        yield {"row": cell_row, "column": column, "size": size, "transport": transport,
-               "mode": "native" if column == GO else mode}
+        yield {
+            "row": cell_row,
+            "column": column,
+            "size": size,
+            "transport": transport,
+            "mode": "native" if column == GO else mode,
+        }
 
 
 def run_all(args, tools, cells, groups):
@@ -264,13 +265,21 @@ def run_all(args, tools, cells, groups):
     for rep in range(1, args.reps + 1):
         for group in groups:
             for row in group[2]:
-                done = []
-                for job in _jobs_for_row(args, rng, group, row):
-                    cell = cells[job["row"]][job["column"]]
-                    if cell["status"] == "ok":
-                        _store(cell, measure(args, tools, job), job, rep)
-                        done.append((job["column"], cell))
-                _progress(rep, args.reps, row, done)
+                done = [
+                    run_job(args, tools, cells, job, rep)
+                    for job in _jobs_for_row(args, rng, group, row)
+                ]
+                _progress(rep, args.reps, row, [d for d in done if d])
+
+
+def run_job(args, tools, cells, job, rep):
+    """Measure one cell once (unless it already failed); (column, cell)."""
+    cell = cells[job["row"]][job["column"]]
+    if cell["status"] != "ok":  # a FAILED / n/a cell stays so
+        return None
+    result = nr.measure_quiet(lambda: measure(args, tools, job), args.busy, args.retries)
+    _store(cell, result, job, rep)
+    return job["column"], cell
 
 
 def _store(cell, result, job, rep):
@@ -330,9 +339,10 @@ def _notes(args, cells, loop_info):
             if cell["status"] in ("failed", "unsupported") and cell["errors"]:
                 label = "FAILED" if cell["status"] == "failed" else "n/a (unsupported)"
                 out.append(f"- {name} / {row}: {label}: {cell['errors'][0]['error']}")
-    util = nr.utilisation_note(c for by_col in cells.values() for c in by_col.values())
-    if util:
-        out.append(f"- {util}")
+    all_cells = [c for by_col in cells.values() for c in by_col.values()]
+    out += [
+        f"- {note}" for note in (nr.utilisation_note(all_cells), nr.busy_note(all_cells)) if note
+    ]
     return out
 
 
@@ -347,10 +357,14 @@ def render(args, cells, groups, loop_info, meta):
     out += _table(args, cells, groups, nr.fmt_rps, "rps")
     out += ["", "## Echo: server CPU µs per request, user+system (lower is better)", ""]
     out += _table(args, cells, groups, nr.fmt_cpu, "cpu_us")
-    out += ["", f"`x/{args.baseline}`: ratio of medians (requests/s: >1 = faster; CPU: "
-            f">1 = more CPU per request than {args.baseline}). `go` = native Go echo server "
-            "(goroutine per connection, 64 KiB buffer): it has no modes, the same "
-            "measurement is shown on every mode row of its size and transport.", ""]
+    out += [
+        "",
+        f"`x/{args.baseline}`: ratio of medians (requests/s: >1 = faster; CPU: "
+        f">1 = more CPU per request than {args.baseline}). `go` = native Go echo server "
+        "(goroutine per connection, 64 KiB buffer): it has no modes, the same "
+        "measurement is shown on every mode row of its size and transport.",
+        "",
+    ]
     out += _notes(args, cells, loop_info)
     return out + ["", nc.machine_line(meta), f"Wall time: {meta['wall_seconds']} s."]
 
@@ -366,7 +380,7 @@ def main(argv=None):
         print("error: no rows selected", file=sys.stderr)
         return 2
     loop_info = probe_loops(args.loops)
-    meta = nc.metadata_doc(args, [c for c in args.loops if c != GO])
+    meta = nc.metadata_doc(args, loop_info)
     cells = new_cells(groups, args.loops, loop_info)
     tools = Tools()
     try:
