@@ -32,6 +32,7 @@ typedef struct gl_loop_s {
     struct gl_fallback *fallback; /* C engine in a child forked after Go started */
     int wakefd;   /* the engine's eventfd, written by call_soon_threadsafe */
     int polling;  /* set while the loop thread waits in Go without the GIL */
+    int running;  /* inside _run_until_stopped / _run_once */
 
     /* timers (timers.c): slot table of scheduled TimerHandles + op log */
     PyObject **tslots;

@@ -545,7 +545,10 @@ static int run_once(gl_loop *self)
 
 static PyObject *loop_run_once(gl_loop *self, PyObject *unused)
 {
-    if (run_once(self) < 0) {
+    self->running++;
+    int r = run_once(self);
+    self->running--;
+    if (r < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -554,14 +557,16 @@ static PyObject *loop_run_once(gl_loop *self, PyObject *unused)
 /* The body of run_forever: iterate until stop() (or an exception). */
 static PyObject *loop_run_until_stopped(gl_loop *self, PyObject *unused)
 {
-    for (;;) {
-        if (run_once(self) < 0) {
-            return NULL;
-        }
-        if (self->stopping) {
-            Py_RETURN_NONE;
-        }
+    int r;
+    self->running++;
+    do {
+        r = run_once(self);
+    } while (r == 0 && !self->stopping);
+    self->running--;
+    if (r < 0) {
+        return NULL;
     }
+    Py_RETURN_NONE;
 }
 
 static PyObject *loop_close_core(gl_loop *self, PyObject *unused)
