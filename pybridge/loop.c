@@ -1,10 +1,11 @@
 /* LoopCore: the native half of goloop.Loop.
  *
- * goloop.Loop (python/goloop/loop.py) subclasses this type and
- * asyncio.BaseEventLoop: everything that runs once per callback or once per
- * iteration is here (call_soon, call_at, the ready queue, the run loop,
- * fd dispatch); the slow paths (validation messages, debug mode, exception
- * reporting, executors, async generators) stay asyncio's own Python code.
+ * goloop.Loop (python/goloop/loop.py) subclasses this type and asyncio's
+ * Unix SelectorEventLoop: everything that runs once per callback or once
+ * per iteration is here (call_soon, call_at, the ready queue, the run loop,
+ * fd dispatch, create_task); the slow paths (validation messages, debug
+ * mode, exception reporting, executors, async generators, and for now the
+ * transports) stay asyncio's own Python code.
  *
  * Crossings into Go: at most one per loop iteration (gl_engine_poll), and
  * none at all while callbacks are ready, no user fd is watched and no
@@ -107,7 +108,6 @@ static int parse_context(const char *fname, PyObject *const *args, Py_ssize_t na
     }
     return 0;
 }
-
 
 static int check_closed(gl_loop *self)
 {
