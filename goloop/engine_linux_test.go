@@ -373,3 +373,39 @@ func TestEngineSmallEventsBufferReportsEveryFdEventually(t *testing.T) {
 	assert.Len(t, seen, 3)
 	assert.False(t, readable(t, e.WakeFD()))
 }
+
+func TestEngineExpireTimersAppliesOpsAndPops(t *testing.T) {
+	e, err := NewEngine()
+	require.NoError(t, err)
+	defer e.Close()
+	ops := []TimerOp{
+		{Slot: 1, Kind: TimerAdd, When: 10},
+		{Slot: 2, Kind: TimerAdd, When: 5},
+		{Slot: 3, Kind: TimerAdd, When: 20},
+		{Slot: 3, Kind: TimerRemove},
+	}
+	expired := make([]int32, 1)
+	var res PollResult
+	e.ExpireTimers(ops, 11, expired, &res)
+	require.EqualValues(t, 1, res.NExpired)
+	assert.Equal(t, int32(2), expired[0])
+	assert.EqualValues(t, 1, res.More, "slot 1 is due too but did not fit")
+	e.PopExpired(expired, &res)
+	require.EqualValues(t, 1, res.NExpired)
+	assert.Equal(t, int32(1), expired[0])
+	assert.EqualValues(t, 0, res.More)
+	assert.EqualValues(t, 0, res.HasDeadline, "slot 3 was removed")
+	assert.Positive(t, e.EpollFD())
+}
+
+func TestEngineExpireTimersAllocs(t *testing.T) {
+	e, err := NewEngine()
+	require.NoError(t, err)
+	defer e.Close()
+	ops := []TimerOp{{Slot: 0, Kind: TimerAdd, When: 1}, {Slot: 0, Kind: TimerRemove}}
+	expired := make([]int32, 8)
+	var res PollResult
+	e.ExpireTimers(ops, 2, expired, &res)
+	allocs := testing.AllocsPerRun(100, func() { e.ExpireTimers(ops, 2, expired, &res) })
+	assert.Zero(t, allocs)
+}

@@ -53,6 +53,10 @@ func NewPoller() (*Poller, error) {
 	return &Poller{epfd: fd, buf: make([]unix.EpollEvent, minRawEvents)}, nil
 }
 
+// FD returns the epoll instance's fd, for a caller that waits on it
+// outside Go (see Engine.EpollFD).
+func (p *Poller) FD() int { return p.epfd }
+
 // Close closes the epoll fd. Calling it again is a no-op.
 func (p *Poller) Close() error {
 	if p.epfd < 0 {

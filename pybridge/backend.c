@@ -12,15 +12,15 @@
 
 int gl_engine_open(gl_loop *loop)
 {
-    int wakefd = -1;
+    int wakefd = -1, epfd = -1;
     if (gl_forked) {
-        loop->fallback = gl_fallback_open(&wakefd);
+        loop->fallback = gl_fallback_open(&wakefd, &epfd);
         if (loop->fallback == NULL) {
             PyErr_SetFromErrno(PyExc_OSError);
             return -1;
         }
     } else {
-        int id = glEngineNew(&wakefd);
+        int id = glEngineNew(&wakefd, &epfd);
         if (id < 0) {
             errno = -id;
             PyErr_SetFromErrno(PyExc_OSError);
@@ -29,6 +29,7 @@ int gl_engine_open(gl_loop *loop)
         loop->engine = id;
     }
     loop->wakefd = wakefd;
+    loop->epfd = epfd;
     return 0;
 }
 
@@ -55,6 +56,7 @@ void gl_engine_close(gl_loop *loop)
     /* A Go engine inherited through fork is leaked, never entered. */
     loop->engine = -1;
     loop->wakefd = -1;
+    loop->epfd = -1;
 }
 
 int gl_engine_set_interest(gl_loop *loop, int fd, uint32_t mask)
@@ -68,15 +70,15 @@ int gl_engine_set_interest(gl_loop *loop, int fd, uint32_t mask)
     return glEngineSetInterest(loop->engine, fd, mask);
 }
 
-void gl_engine_poll(gl_loop *loop, int block, gl_timer_op *ops, int32_t nops,
-                    gl_poll_result *res)
+void gl_engine_expire_timers(gl_loop *loop, gl_timer_op *ops, int32_t nops, double end,
+                             gl_poll_result *res)
 {
     if (loop->fallback != NULL) {
-        gl_fallback_poll(loop->fallback, block, ops, nops, loop->events, loop->events_cap,
-                         loop->expired, loop->expired_cap, res);
+        gl_fallback_expire_timers(loop->fallback, ops, nops, end, loop->expired,
+                                  loop->expired_cap, res);
     } else {
-        glEnginePoll(loop->engine, block, -1, ops, nops, loop->events, loop->events_cap,
-                     loop->expired, loop->expired_cap, res);
+        glEngineExpireTimers(loop->engine, ops, nops, end, loop->expired, loop->expired_cap,
+                             res);
     }
 }
 

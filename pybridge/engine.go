@@ -3,10 +3,11 @@
 //
 // This file is the whole C->Go surface: an engine is created once per loop,
 // interest changes cross once per add_reader/remove_reader (each is an
-// epoll_ctl syscall anyway), and the run loop crosses once per iteration
-// through glEnginePoll, which also carries the batched timer log. Everything
-// that happens once per callback (handles, the ready queue, invoking
-// callbacks) stays on the C side: a C->Go call costs ~57 ns here, against a
+// epoll_ctl syscall anyway), and the run loop crosses at most once per
+// iteration, through glEngineExpireTimers with the batched timer log, and
+// only when timers changed or fell due. Everything that happens once per
+// callback (handles, the ready queue, invoking callbacks) stays on the C
+// side: a C->Go call costs ~50 ns here (benchmarks/crossing.py), against a
 // per-callback budget of ~100 ns.
 package main
 
@@ -80,11 +81,12 @@ func errnoOf(err error) C.int {
 	return C.int(unix.EIO)
 }
 
-// glEngineNew creates an engine and stores its eventfd in *wakefd; it returns
+// glEngineNew creates an engine and stores its eventfd in *wakefd and its
+// epoll fd in *epfd (the C side waits on it itself, see poll.c); it returns
 // the engine id, or -errno.
 //
 //export glEngineNew
-func glEngineNew(wakefd *C.int) C.int {
+func glEngineNew(wakefd *C.int, epfd *C.int) C.int {
 	e, err := goloop.NewEngine()
 	if err != nil {
 		return -errnoOf(err)
@@ -95,6 +97,7 @@ func glEngineNew(wakefd *C.int) C.int {
 		return -C.int(unix.EMFILE)
 	}
 	*wakefd = C.int(e.WakeFD())
+	*epfd = C.int(e.EpollFD())
 	return C.int(id)
 }
 
@@ -119,27 +122,23 @@ func glEngineSetInterest(id C.int, fd C.int, mask C.uint32_t) C.int {
 	return errnoOf(e.SetInterest(int(fd), uint32(mask)))
 }
 
-// glEnginePoll is the once-per-iteration crossing: it applies the timer log,
-// waits (the caller released the GIL when block is set), and writes ready
-// fds and expired timer slots into the caller's arrays.
+// glEngineExpireTimers is the once-per-iteration crossing, made only when
+// the timer log is non-empty or a timer fell due: it applies the whole log
+// and writes the slots of timers due before end into the caller's array.
+// It never blocks: the wait for I/O happens in C (poll.c), because
+// blocking inside a Go call costs Go-scheduler syscalls on every wait.
 //
-//export glEnginePoll
-func glEnginePoll(id C.int, block C.int, maxTimeoutMs C.int,
-	ops *C.gl_timer_op, nops C.int,
-	events *C.gl_event, nevents C.int,
-	expired *C.int32_t, nexpired C.int,
-	res *C.gl_poll_result) {
+//export glEngineExpireTimers
+func glEngineExpireTimers(id C.int, ops *C.gl_timer_op, nops C.int, end C.double,
+	expired *C.int32_t, nexpired C.int, res *C.gl_poll_result) {
 	out := (*goloop.PollResult)(unsafe.Pointer(res))
 	e := engineFor(id)
 	if e == nil {
 		*out = goloop.PollResult{Err: int32(unix.EBADF)}
 		return
 	}
-	e.Poll(block != 0, int(maxTimeoutMs),
-		cSlice[goloop.TimerOp](unsafe.Pointer(ops), nops),
-		cSlice[goloop.Event](unsafe.Pointer(events), nevents),
-		cSlice[int32](unsafe.Pointer(expired), nexpired),
-		out)
+	e.ExpireTimers(cSlice[goloop.TimerOp](unsafe.Pointer(ops), nops), float64(end),
+		cSlice[int32](unsafe.Pointer(expired), nexpired), out)
 }
 
 // glEnginePopExpired drains timers that did not fit in the last poll.

@@ -1,14 +1,16 @@
 /* The C fallback engine, for processes forked after Go started.
  *
- * Same contract as goloop.Engine (goloop/engine_linux.go): epoll with
- * selectors-style readiness, an eventfd wake-up that is never reported,
- * and a timer heap keyed by (deadline, insertion order) with O(log n)
- * removal by slot. It exists only because the Go runtime cannot run in
- * such a child; everywhere else the Go engine is used. */
+ * Same contract as goloop.Engine (goloop/engine_linux.go) as the loop uses
+ * it: an epoll set with an eventfd wake-up registered (the wait itself is
+ * poll.c's, shared by both engines), and a timer heap keyed by (deadline,
+ * insertion order) with O(log n) removal by slot. It exists only because
+ * the Go runtime cannot run in such a child; everywhere else the Go engine
+ * is used. */
 #include "goloop.h"
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -22,8 +24,6 @@ typedef struct {
 struct gl_fallback {
     int epfd;
     int evfd;
-    struct epoll_event *buf;
-    int32_t bufcap;
     fb_timer *heap;
     int32_t n, cap;
     int32_t *pos; /* slot -> heap index + 1, 0 when absent */
@@ -32,7 +32,7 @@ struct gl_fallback {
     double last_end;
 };
 
-gl_fallback *gl_fallback_open(int *wakefd)
+gl_fallback *gl_fallback_open(int *wakefd, int *epfd)
 {
     gl_fallback *fb = calloc(1, sizeof(*fb));
     if (fb == NULL) {
@@ -49,6 +49,7 @@ gl_fallback *gl_fallback_open(int *wakefd)
         return NULL;
     }
     *wakefd = fb->evfd;
+    *epfd = fb->epfd;
     return fb;
 }
 
@@ -60,7 +61,6 @@ void gl_fallback_close(gl_fallback *fb)
     if (fb->evfd >= 0) {
         close(fb->evfd);
     }
-    free(fb->buf);
     free(fb->heap);
     free(fb->pos);
     free(fb);
@@ -192,22 +192,7 @@ static void timer_add(gl_fallback *fb, int32_t slot, double when)
     sift_up(fb, fb->n - 1);
 }
 
-/* ---- polling ---- */
-
-static int timeout_ms(gl_fallback *fb, int block)
-{
-    if (!block) {
-        return 0;
-    }
-    if (fb->n == 0) {
-        return -1;
-    }
-    double ms = ceil((fb->heap[0].when - gl_monotonic()) * 1e3);
-    if (!(ms > 0)) {
-        return 0;
-    }
-    return ms > 86400000.0 ? 86400000 : (int)ms;
-}
+/* ---- expiry ---- */
 
 static void fill_deadline(gl_fallback *fb, gl_poll_result *res)
 {
@@ -228,42 +213,8 @@ void gl_fallback_pop_expired(gl_fallback *fb, int32_t *expired, int32_t cap,
     fill_deadline(fb, res);
 }
 
-static int32_t wait_events(gl_fallback *fb, int block, gl_event *events, int32_t cap,
-                           int32_t *err)
-{
-    if (grow((void **)&fb->buf, &fb->bufcap, cap + 1, sizeof(struct epoll_event)) < 0) {
-        *err = ENOMEM;
-        return 0;
-    }
-    int n = epoll_wait(fb->epfd, fb->buf, cap + 1, timeout_ms(fb, block));
-    if (n < 0) {
-        *err = errno == EINTR ? 0 : errno;
-        return 0;
-    }
-    int32_t k = 0;
-    for (int i = 0; i < n; i++) {
-        uint32_t ev = fb->buf[i].events;
-        if (fb->buf[i].data.fd == fb->evfd) {
-            uint64_t v;
-            while (read(fb->evfd, &v, sizeof(v)) > 0) {
-            }
-            continue;
-        }
-        if (k == cap) {
-            continue; /* level-triggered: reported again next time */
-        }
-        uint32_t mask = ((ev & ~(uint32_t)EPOLLOUT) ? GL_EVENT_READ : 0) |
-                        ((ev & ~(uint32_t)EPOLLIN) ? GL_EVENT_WRITE : 0);
-        events[k].fd = fb->buf[i].data.fd;
-        events[k].mask = mask;
-        k++;
-    }
-    return k;
-}
-
-void gl_fallback_poll(gl_fallback *fb, int block, const gl_timer_op *ops, int32_t nops,
-                      gl_event *events, int32_t nevents, int32_t *expired, int32_t nexpired,
-                      gl_poll_result *res)
+void gl_fallback_expire_timers(gl_fallback *fb, const gl_timer_op *ops, int32_t nops,
+                               double end, int32_t *expired, int32_t cap, gl_poll_result *res)
 {
     for (int32_t i = 0; i < nops; i++) {
         if (ops[i].kind == GL_TIMER_ADD) {
@@ -272,9 +223,7 @@ void gl_fallback_poll(gl_fallback *fb, int block, const gl_timer_op *ops, int32_
             timer_remove(fb, ops[i].slot);
         }
     }
-    int32_t err = 0;
-    res->nevents = wait_events(fb, block, events, nevents, &err);
-    res->err = err;
-    fb->last_end = gl_monotonic() + 1e-9;
-    gl_fallback_pop_expired(fb, expired, nexpired, res);
+    memset(res, 0, sizeof(*res));
+    fb->last_end = end;
+    gl_fallback_pop_expired(fb, expired, cap, res);
 }

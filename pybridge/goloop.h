@@ -7,6 +7,8 @@
 #include <structmember.h>
 #include "engine_abi.h"
 
+struct epoll_event;
+
 /* ---- ready queue: a ring of owned Handle references (readyq.c) ---- */
 typedef struct {
     PyObject **buf;
@@ -41,8 +43,6 @@ typedef struct gl_loop_s {
     int32_t ntfree;
     gl_timer_op *ops;
     int32_t nops, ops_cap;
-    gl_timer_op *ops_spare; /* the other half of a double buffer, see loop.c */
-    int32_t ops_spare_cap;
     double ops_min_when;
     int go_has_deadline;
     double go_next_deadline;
@@ -55,8 +55,9 @@ typedef struct gl_loop_s {
     int fdcap;
     int nfds;        /* fds with any interest registered */
     int internal_fd; /* self-pipe fd not counted as user I/O, or -1 */
-    gl_event *events;
-    int events_cap;
+    int epfd;                /* the engine's epoll fd; poll.c waits on it */
+    struct epoll_event *ebuf; /* epoll_wait output, grown when it fills */
+    int ebuf_cap;
 } gl_loop;
 
 extern PyTypeObject gl_LoopCoreType;
@@ -103,7 +104,8 @@ int gl_io_init(void);
 PyObject *gl_io_set(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_io_registration(gl_loop *loop, PyObject *fd);
 PyObject *gl_io_registrations(gl_loop *loop);
-int gl_io_dispatch(gl_loop *loop, const gl_event *events, int32_t n);
+int gl_io_dispatch_fd(gl_loop *loop, int fd, uint32_t mask);
+int gl_poll_io(gl_loop *loop, int timeout_ms); /* poll.c */
 void gl_io_clear(gl_loop *loop);
 void gl_io_free(gl_loop *loop);
 
@@ -124,15 +126,14 @@ int gl_engine_open(gl_loop *loop);
 void gl_engine_close(gl_loop *loop);
 int gl_engine_usable(gl_loop *loop);
 int gl_engine_set_interest(gl_loop *loop, int fd, uint32_t mask); /* 0 or errno */
-void gl_engine_poll(gl_loop *loop, int block, gl_timer_op *ops, int32_t nops,
-                    gl_poll_result *res);
+void gl_engine_expire_timers(gl_loop *loop, gl_timer_op *ops, int32_t nops, double end,
+                             gl_poll_result *res);
 void gl_engine_pop_expired(gl_loop *loop, gl_poll_result *res);
-gl_fallback *gl_fallback_open(int *wakefd);
+gl_fallback *gl_fallback_open(int *wakefd, int *epfd);
 void gl_fallback_close(gl_fallback *fb);
 int gl_fallback_set_interest(gl_fallback *fb, int fd, uint32_t mask);
-void gl_fallback_poll(gl_fallback *fb, int block, const gl_timer_op *ops, int32_t nops,
-                      gl_event *events, int32_t nevents, int32_t *expired, int32_t nexpired,
-                      gl_poll_result *res);
+void gl_fallback_expire_timers(gl_fallback *fb, const gl_timer_op *ops, int32_t nops,
+                               double end, int32_t *expired, int32_t cap, gl_poll_result *res);
 void gl_fallback_pop_expired(gl_fallback *fb, int32_t *expired, int32_t cap,
                              gl_poll_result *res);
 

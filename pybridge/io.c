@@ -245,20 +245,17 @@ static int dispatch_one(gl_loop *loop, int fd, int write)
     return gl_ring_push(&loop->ready, Py_NewRef(handle));
 }
 
-/* selector_events._process_events over the events Go wrote for us. */
-int gl_io_dispatch(gl_loop *loop, const gl_event *events, int32_t n)
+/* selector_events._process_events for one ready fd. */
+int gl_io_dispatch_fd(gl_loop *loop, int fd, uint32_t mask)
 {
-    for (int32_t i = 0; i < n; i++) {
-        int fd = events[i].fd;
-        if (fd < 0 || fd >= loop->fdcap) {
-            continue;
-        }
-        if ((events[i].mask & GL_EVENT_READ) && dispatch_one(loop, fd, 0) < 0) {
-            return -1;
-        }
-        if ((events[i].mask & GL_EVENT_WRITE) && dispatch_one(loop, fd, 1) < 0) {
-            return -1;
-        }
+    if (fd < 0 || fd >= loop->fdcap) {
+        return 0;
+    }
+    if ((mask & GL_EVENT_READ) && dispatch_one(loop, fd, 0) < 0) {
+        return -1;
+    }
+    if ((mask & GL_EVENT_WRITE) && dispatch_one(loop, fd, 1) < 0) {
+        return -1;
     }
     return 0;
 }
@@ -277,10 +274,10 @@ void gl_io_free(gl_loop *loop)
     gl_io_clear(loop);
     PyMem_Free(loop->readers);
     PyMem_Free(loop->writers);
-    PyMem_Free(loop->events);
+    PyMem_Free(loop->ebuf);
     loop->readers = loop->writers = NULL;
-    loop->events = NULL;
-    loop->fdcap = loop->events_cap = 0;
+    loop->ebuf = NULL;
+    loop->fdcap = loop->ebuf_cap = 0;
 }
 
 /* _fd_set(fd, reader, writer): make fd's handles exactly these (None for

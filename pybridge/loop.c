@@ -18,7 +18,6 @@
 
 /* Apply the timer log at least this often even when Go is not needed. */
 #define GL_OPS_FLUSH 4096
-#define GL_EVENTS_INIT 256
 #define GL_EXPIRED_CAP 1024
 
 /* ---------- construction and GC ---------- */
@@ -33,13 +32,12 @@ static PyObject *loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->wakefd = -1;
     self->internal_fd = -1;
     self->ops_min_when = INFINITY;
-    self->events = PyMem_Malloc(GL_EVENTS_INIT * sizeof(gl_event));
+    self->epfd = -1;
     self->expired = PyMem_Malloc(GL_EXPIRED_CAP * sizeof(int32_t));
-    if (self->events == NULL || self->expired == NULL) {
+    if (self->expired == NULL) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
-    self->events_cap = GL_EVENTS_INIT;
     self->expired_cap = GL_EXPIRED_CAP;
     if (gl_engine_open(self) < 0) {
         Py_DECREF(self);
@@ -416,57 +414,49 @@ static int user_fds(gl_loop *self)
     return self->nfds - internal;
 }
 
-static int grow_events(gl_loop *self)
+/* The earliest deadline the loop may have: Go's last report or the
+ * earliest timer added since (cancelled ones only make this early, which
+ * costs one needless Go call, never a late timer). */
+static double earliest_deadline(gl_loop *self)
 {
-    int ncap = self->events_cap * 2;
-    gl_event *n = PyMem_Realloc(self->events, ncap * sizeof(gl_event));
-    if (n == NULL) {
-        PyErr_NoMemory();
-        return -1;
+    double earliest = self->ops_min_when;
+    if (self->go_has_deadline && self->go_next_deadline < earliest) {
+        earliest = self->go_next_deadline;
     }
-    self->events = n;
-    self->events_cap = ncap;
-    return 0;
+    return earliest;
 }
 
-/* Hand the timer log to Go and start a fresh one: while the GIL is
- * released another thread may (wrongly, but it must not crash) call
- * call_at, which then appends to the other buffer. */
-static gl_timer_op *swap_ops(gl_loop *self, int32_t *nops)
+/* epoll_wait timeout in ms as BaseEventLoop._run_once and selectors
+ * compute it: 0 with callbacks ready, else up to the next deadline rounded
+ * up to whole ms (capped at 24 h), -1 (forever) with no timer. */
+static int poll_timeout(gl_loop *self, int has_work)
 {
-    gl_timer_op *ops = self->ops;
-    int32_t cap = self->ops_cap;
-    *nops = self->nops;
-    self->ops = self->ops_spare;
-    self->ops_cap = self->ops_spare_cap;
-    self->ops_spare = ops;
-    self->ops_spare_cap = cap;
+    if (has_work) {
+        return 0;
+    }
+    double earliest = earliest_deadline(self);
+    if (earliest == INFINITY) {
+        return -1;
+    }
+    double ms = ceil((earliest - gl_monotonic()) * 1e3);
+    if (!(ms > 0)) {
+        return 0;
+    }
+    return ms > 86400000.0 ? 86400000 : (int)ms;
+}
+
+/* Move due timers to the ready queue: one Go call applying the whole
+ * timer log, made only when the log is long or a timer may be due. */
+static int expire_timers(gl_loop *self)
+{
+    double end = gl_monotonic() + 1e-9; /* asyncio's end_time */
+    if (self->nops < GL_OPS_FLUSH && !(earliest_deadline(self) < end)) {
+        return 0;
+    }
+    gl_poll_result res;
+    gl_engine_expire_timers(self, self->ops, self->nops, end, &res);
     self->nops = 0;
     self->ops_min_when = INFINITY;
-    return ops;
-}
-
-static int poll_engine(gl_loop *self, int block)
-{
-    gl_poll_result res;
-    int32_t nops;
-    gl_timer_op *ops = swap_ops(self, &nops);
-    if (block) {
-        self->polling = 1;
-        Py_BEGIN_ALLOW_THREADS
-        gl_engine_poll(self, 1, ops, nops, &res);
-        Py_END_ALLOW_THREADS
-        self->polling = 0;
-    } else {
-        gl_engine_poll(self, 0, ops, nops, &res);
-    }
-    int err = res.err;
-    if (gl_io_dispatch(self, self->events, res.nevents) < 0) {
-        return -1;
-    }
-    if (res.nevents == self->events_cap && grow_events(self) < 0) {
-        return -1;
-    }
     for (;;) {
         if (gl_timer_expire(self, self->expired, res.nexpired) < 0) {
             return -1;
@@ -478,29 +468,12 @@ static int poll_engine(gl_loop *self, int block)
     }
     self->go_has_deadline = res.has_deadline;
     self->go_next_deadline = res.next_deadline;
-    if (err != 0) {
-        /* Timers Go popped are queued above, so a failed wait loses none. */
-        errno = err;
+    if (res.err != 0) {
+        errno = res.err;
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    /* Python-level signal handlers (SIGINT -> KeyboardInterrupt) run here,
-     * as they do when select() returns EINTR in the stock loop. */
-    return PyErr_CheckSignals();
-}
-
-/* True when this iteration needs nothing from Go: callbacks are ready (so
- * the poll would not block), no user fd is watched, and no timer is due. */
-static int can_skip_poll(gl_loop *self)
-{
-    if (self->nops >= GL_OPS_FLUSH || user_fds(self) > 0) {
-        return 0;
-    }
-    double earliest = self->ops_min_when;
-    if (self->go_has_deadline && self->go_next_deadline < earliest) {
-        earliest = self->go_next_deadline;
-    }
-    return earliest == INFINITY || earliest >= gl_monotonic() + 1e-9;
+    return 0;
 }
 
 static int run_ready(gl_loop *self)
@@ -530,14 +503,24 @@ static int run_ready(gl_loop *self)
     return 0;
 }
 
-/* One iteration of BaseEventLoop._run_once. */
+/* One iteration of BaseEventLoop._run_once: wait for I/O (skipped while
+ * callbacks are ready and no user fd is watched), queue I/O callbacks,
+ * then due timers, then run what was ready at that point. */
 static int run_once(gl_loop *self)
 {
     if (gl_engine_usable(self) < 0) {
         return -1;
     }
     int has_work = self->ready.len > 0 || self->stopping;
-    if (!(has_work && can_skip_poll(self)) && poll_engine(self, !has_work) < 0) {
+    if (!(has_work && user_fds(self) == 0) && gl_poll_io(self, poll_timeout(self, has_work)) < 0) {
+        return -1;
+    }
+    if (expire_timers(self) < 0) {
+        return -1;
+    }
+    /* Python-level signal handlers (SIGINT -> KeyboardInterrupt) run here,
+     * as they do when select() returns EINTR in the stock loop. */
+    if (PyErr_CheckSignals() < 0) {
         return -1;
     }
     return run_ready(self);

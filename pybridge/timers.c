@@ -3,7 +3,7 @@
  * The heap itself lives in the Go engine (goloop/timerheap.go). C never
  * calls Go to schedule or cancel: call_at appends {slot, ADD, when} to the
  * op log and TimerHandle.cancel appends {slot, REMOVE}; the next
- * glEnginePoll applies the whole log at once. That keeps call_later at zero
+ * glEngineExpireTimers applies the whole log at once. That keeps call_later at zero
  * C->Go crossings (one would cost ~57 ns) and cancel at O(log n) in Go,
  * where asyncio leaves cancelled timers in its heap until they surface.
  * The slot table maps the slots Go reports back to the TimerHandle objects,
@@ -172,9 +172,6 @@ void gl_timers_free(gl_loop *loop)
     PyMem_Free(loop->tslots);
     PyMem_Free(loop->tfree);
     PyMem_Free(loop->ops);
-    PyMem_Free(loop->ops_spare);
-    loop->ops_spare = NULL;
-    loop->ops_spare_cap = 0;
     PyMem_Free(loop->expired);
     loop->tslots = NULL;
     loop->tfree = NULL;
