@@ -10,11 +10,11 @@ VENV := .venv-3.11
 PY := $(VENV)/bin/python
 SOURCES := $(wildcard goloop/*.go pybridge/*.go pybridge/*.c pybridge/*.h python/goloop/*.py) setup.py pyproject.toml
 DEV_DEPS := pytest build ruff setuptools wheel
-BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0
+BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0
 
 .PRECIOUS: .venv-%/.ready .venv-%/.built .venv-%/.bench
 
-.PHONY: all setup build test test-go test-all-pythons conformance bench lint clean
+.PHONY: all setup build test test-go test-all-pythons conformance bench bench-micro bench-net lint clean
 
 all: build
 
@@ -70,11 +70,21 @@ $(VENV)/.bench: $(VENV)/.ready
 	$(VENV)/bin/pip install -q $(BENCH_DEPS)
 	touch $@
 
-bench: $(VENV)/.built $(VENV)/.bench
+bench: bench-micro bench-net
+
+bench-micro: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/run.py --loops asyncio,uvloop,rloop,goloop --require goloop \
 		--json benchmarks/results/micro.json --markdown benchmarks/results/micro.md
 	$(PY) benchmarks/timer_memory.py | tee benchmarks/results/timer_memory.md
 	$(PY) benchmarks/crossing.py | tee benchmarks/results/crossing.md
+
+# Echo (Go load generator), HTTP (wrk) and idle-connection memory, side by
+# side; results in benchmarks/results/{net,http,idle}.md.
+bench-net: $(VENV)/.built $(VENV)/.bench
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) benchmarks/net/run_echo.py
+	$(PY) benchmarks/net/run_http.py
+	$(PY) benchmarks/net/idle_conns.py
 
 clean:
 	rm -rf .venv-* build dist python/goloop/*.so python/goloop/*.egg-info

@@ -7,6 +7,7 @@ the loop lacks an API the mode needs (exit status 3), or
 """
 
 import asyncio
+import hashlib
 import importlib
 import json
 import os
@@ -16,6 +17,7 @@ import resource
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -184,7 +186,8 @@ class Child:
     def error_tail(self, lines=3):
         self.stderr.seek(0)
         text = self.stderr.read().decode(errors="replace").strip().splitlines()
-        return " | ".join(text[-lines:]) or f"exit status {self.proc.poll()}"
+        status = self.proc.poll()
+        return " | ".join(text[-lines:]) or ("no stderr" if status is None else f"exit {status}")
 
     def stop(self, timeout=3.0):
         """SIGTERM, then SIGKILL after ``timeout``; returns the exit status."""
@@ -271,6 +274,18 @@ def go_version():
     return _run_text(["go", "env", "GOVERSION"])
 
 
+def _extension_info():
+    """Which build of goloop's extension the servers load (path, mtime, sha256)."""
+    tag = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    path = REPO / "python" / "goloop" / f"_goloop{tag}"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    return {"path": str(path), "mtime": mtime, "sha256": hashlib.sha256(data).hexdigest()[:16]}
+
+
 def metadata_doc(args, loop_info):
     """Run metadata; ``loop_info`` = {name: probe_loop(name)} (others ignored)."""
     return {
@@ -291,6 +306,10 @@ def metadata_doc(args, loop_info):
             if name in LOOPS and name != "asyncio"
         },
         "git_commit": _run_text(["git", "-C", str(REPO), "rev-parse", "HEAD"]),
+        "git_dirty": bool(
+            _run_text(["git", "-C", str(REPO), "status", "--porcelain", "--", "python"])
+        ),
+        "goloop_extension": _extension_info(),
         "argv": sys.argv[1:],
         "args": {k: v for k, v in vars(args).items() if k not in ("json", "markdown")},
     }
@@ -299,10 +318,11 @@ def metadata_doc(args, loop_info):
 def machine_line(meta):
     m = meta["machine"]
     packages = ", ".join(f"{k} {v}" for k, v in meta["packages"].items())
-    return (
-        f"Machine: {m['arch']}, {m['cpu']}, {m['nproc']} CPUs; Python {meta['python']}; "
-        f"{meta['go']}; {packages}; {meta['date']}"
-    )
+    parts = [f"Machine: {m['arch']}, {m['cpu']}, {m['nproc']} CPUs", f"Python {meta['python']}"]
+    ext = meta.get("goloop_extension")
+    if ext and "goloop" in meta["packages"]:
+        packages += f" (extension {ext['sha256']}, built {ext['mtime']})"
+    return "; ".join(p for p in (*parts, meta["go"], packages, meta["date"]) if p)
 
 
 def write_file(path, text):

@@ -207,15 +207,9 @@ def _sample(result, marks):
 
 def _failure(event, server):
     error = event.get("error", f"unexpected output {event}")
-    tail = server.error_tail(2) if server.proc.poll() is not None else _stderr_now(server)
+    tail = server.error_tail(2)
     status = "unsupported" if "NotImplementedError" in tail else "failed"
     return {"status": status, "error": f"{error}; server: {tail}"}
-
-
-def _stderr_now(server):
-    server.stderr.seek(0)
-    text = server.stderr.read().decode(errors="replace").strip().splitlines()
-    return " | ".join(text[-2:]) or "no stderr"
 
 
 # ------------------------------------------------------------ the runs
@@ -334,11 +328,15 @@ def _notes(args, cells, loop_info):
     for name in args.loops:
         if not loop_info[name]["available"]:
             out.append(f"- **{name} not available** (column n/a): {loop_info[name]['note']}")
+    problems = {}  # same loop, status and error on several rows: one line
     for row, by_col in cells.items():
         for name, cell in by_col.items():
             if cell["status"] in ("failed", "unsupported") and cell["errors"]:
-                label = "FAILED" if cell["status"] == "failed" else "n/a (unsupported)"
-                out.append(f"- {name} / {row}: {label}: {cell['errors'][0]['error']}")
+                key = (name, cell["status"], cell["errors"][0]["error"])
+                problems.setdefault(key, []).append(row)
+    for (name, status, error), rows in problems.items():
+        label = "FAILED" if status == "failed" else "n/a (unsupported)"
+        out.append(f"- {name} / {', '.join(rows)}: {label}: {error}")
     all_cells = [c for by_col in cells.values() for c in by_col.values()]
     out += [
         f"- {note}" for note in (nr.utilisation_note(all_cells), nr.busy_note(all_cells)) if note
@@ -361,8 +359,13 @@ def render(args, cells, groups, loop_info, meta):
         "",
         f"`x/{args.baseline}`: ratio of medians (requests/s: >1 = faster; CPU: "
         f">1 = more CPU per request than {args.baseline}). `go` = native Go echo server "
-        "(goroutine per connection, 64 KiB buffer): it has no modes, the same "
-        "measurement is shown on every mode row of its size and transport.",
+        "(goroutine per connection, 256 KiB buffer): it has no modes, the same "
+        "measurement is shown on every mode row of its size and transport. "
+        "Server and load generator share one machine (one CPU each) and the kernel's "
+        "loopback work, so requests/s also depends on the client and on wake-up latency; "
+        "server CPU per request is the steadier comparison of the loops. Before each run "
+        "one extra connection is opened, used and closed (a fresh server then starts "
+        "from the allocator state of a long-running one).",
         "",
     ]
     out += _notes(args, cells, loop_info)

@@ -1,7 +1,7 @@
 // Command goecho is the native Go echo server of the network benchmarks:
 // the physical-limit row the Python event loops are compared against.
 //
-//	goecho -addr tcp:127.0.0.1:0|unix:/path [-bufsize 65536]
+//	goecho -addr tcp:127.0.0.1:0|unix:/path [-bufsize 262144]
 //
 // One goroutine per connection echoes with a fixed buffer (a plain
 // Read/Write loop: no splice, no ReadFrom fast path). Once listening it
@@ -21,7 +21,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "tcp:127.0.0.1:0", "tcp:HOST:PORT or unix:PATH")
-	bufSize := flag.Int("bufsize", 64*1024, "per-connection read buffer in bytes")
+	bufSize := flag.Int("bufsize", 256*1024, "per-connection buffer in bytes (the loops read up to 256 KiB)")
 	flag.Parse()
 	ln, err := listen(*addr)
 	if err != nil {

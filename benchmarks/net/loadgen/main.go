@@ -194,7 +194,11 @@ func primeServer(cfg config, s *shared) error {
 		return err
 	}
 	defer conn.Close()
-	return exchange(conn, s.message(cfg.conns, 0, cfg.size), make([]byte, cfg.size), nil)
+	out := startWriter(conn, cfg.size)
+	if out != nil {
+		defer close(out)
+	}
+	return exchange(conn, s.message(cfg.conns, 0, cfg.size), make([]byte, cfg.size), out)
 }
 
 // dial retries for a short while, in case the server is still starting.
@@ -276,11 +280,9 @@ func waitPhase(cfg config, s *shared, d time.Duration, target int64) {
 // worker drives one connection until the stop flag is set.
 func worker(s *shared, conn net.Conn, c, size int) {
 	buf := make([]byte, size)
-	var out chan []byte
-	if size > splitAbove {
-		out = make(chan []byte)
+	out := startWriter(conn, size)
+	if out != nil {
 		defer close(out)
-		go writer(conn, out)
 	}
 	for k := 0; !s.stop.Load(); k++ {
 		msg := s.message(c, k, size)
@@ -290,6 +292,17 @@ func worker(s *shared, conn net.Conn, c, size int) {
 		}
 		s.done.Add(1)
 	}
+}
+
+// startWriter starts a writer goroutine for messages above splitAbove
+// bytes and returns its channel (close it when done), else nil.
+func startWriter(conn net.Conn, size int) chan []byte {
+	if size <= splitAbove {
+		return nil
+	}
+	out := make(chan []byte)
+	go writer(conn, out)
+	return out
 }
 
 // writer writes the messages it is handed; on error it closes the
