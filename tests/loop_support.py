@@ -95,3 +95,54 @@ def make_loop():
         return goloop.new_event_loop()
     return asyncio.SelectorEventLoop()
 """
+
+
+# ---------------------------------------------------------------- networking
+# Used by the test_net_* modules. Traffic stays on loopback and Unix sockets.
+
+#: Address kinds the network tests run over.
+ADDR_KINDS = ("tcp4", "tcp6", "unix")
+
+
+def run_bounded(loop, aw, timeout=HANG_TIMEOUT):
+    """Run aw to completion on loop; the timeout only turns a hang into a failure."""
+    return loop.run_until_complete(asyncio.wait_for(aw, timeout))
+
+
+def ipv6_available():
+    """Whether ::1 can be bound (IPv6 enabled on loopback)."""
+    import socket
+
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def unix_path(tmp_path, name="s.sock"):
+    """A Unix socket path under tmp_path (checked to fit in sun_path)."""
+    path = str(tmp_path / name)
+    assert len(os.fsencode(path)) < 100, f"tmp_path too long for a Unix socket: {path}"
+    return path
+
+
+def bind_address(kind, tmp_path, name="s.sock"):
+    """(family, address) to bind a listening socket of the given kind to.
+
+    Skips the test for "tcp6" when IPv6 is unavailable.
+    """
+    import socket
+
+    if kind == "tcp4":
+        return socket.AF_INET, ("127.0.0.1", 0)
+    if kind == "tcp6":
+        if not ipv6_available():
+            pytest.skip("IPv6 unavailable on loopback")
+        return socket.AF_INET6, ("::1", 0)
+    if kind == "unix":
+        return socket.AF_UNIX, unix_path(tmp_path, name)
+    raise ValueError(kind)
