@@ -283,6 +283,31 @@ def test_cancelled_sock_recv_leaves_socket_usable(loop, listener):
     run_bounded(loop, main())
 
 
+def test_two_pending_sock_recv_cancel_first_like_stock(loop, listener):
+    """The second sock_recv replaces the first's reader; cancelling the first
+    must not unregister the second."""
+
+    def scenario(lp):
+        async def main():
+            client, conn, _ = await _connected_pair(lp, listener)
+            with client, conn:
+                first = asyncio.ensure_future(lp.sock_recv(conn, 10))
+                await asyncio.sleep(0)
+                second = asyncio.ensure_future(lp.sock_recv(conn, 10))
+                await asyncio.sleep(0)
+                first.cancel()
+                await asyncio.sleep(0)
+                await lp.sock_sendall(client, b"data")
+                done, _ = await asyncio.wait({second}, timeout=5)
+                return first.cancelled(), (second.result() if done else "second hangs")
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == (True, b"data")
+    assert scenario(loop) == expected
+
+
 def test_cancelled_sock_accept_leaves_listener_usable(loop, listener):
     async def main():
         task = asyncio.ensure_future(loop.sock_accept(listener))

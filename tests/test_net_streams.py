@@ -351,6 +351,77 @@ def test_happy_eyeballs_and_interleave(loop, monkeypatch):
     }
 
 
+def _listen_queue(port):
+    """(accept queue length, backlog) of the TCP socket listening on port, from `ss`."""
+    out = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, timeout=10
+    ).stdout.split()
+    return int(out[1]), int(out[2])  # State Recv-Q Send-Q ...
+
+
+def _stalled_listener():
+    """A listener whose accept queue is full: new connection attempts stay pending.
+
+    Returns (listener, fillers). Linux drops SYNs to a listener whose accept
+    queue is full, so a connect() to it neither succeeds nor fails for seconds.
+    """
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        queued, backlog = _listen_queue(port)
+        if queued > backlog:
+            return lsock, fillers
+        c = socket.socket()
+        c.settimeout(5)
+        c.connect(lsock.getsockname())  # completes: the queue is not full yet
+        fillers.append(c)
+    for c in fillers:
+        c.close()
+    lsock.close()
+    pytest.skip("could not fill a listener's accept queue")
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_happy_eyeballs_delay_starts_next_attempt(loop, monkeypatch):
+    """The first address stalls; after happy_eyeballs_delay the next one is tried."""
+
+    async def main():
+        good = await loop.create_server(Echo, "127.0.0.1", 0)
+        stalled, fillers = _stalled_listener()
+        try:
+            stream = (socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+            infos = [
+                (socket.AF_INET, *stream, stalled.getsockname()),
+                (socket.AF_INET, *stream, good.sockets[0].getsockname()),
+            ]
+            monkeypatch.setattr(loop, "getaddrinfo", _fake_getaddrinfo(infos))
+            # without happy eyeballs the first attempt blocks the second
+            seq = asyncio.ensure_future(loop.create_connection(Recorder, "fake.invalid", 1))
+            done, _ = await asyncio.wait({seq}, timeout=0.2)
+            seq.cancel()
+            await asyncio.wait({seq})
+            assert not done, "the first address did not stall"
+            tr, proto = await loop.create_connection(
+                Recorder, "fake.invalid", 1, happy_eyeballs_delay=0.05
+            )
+            peer = tr.get_extra_info("peername")
+            tr.write(b"he")
+            assert await proto.received(2) == b"he"
+            tr.close()
+            await proto.lost
+            return peer == good.sockets[0].getsockname()
+        finally:
+            for c in fillers:
+                c.close()
+            stalled.close()
+            await close_server(good)
+
+    assert run_bounded(loop, main()) is True
+
+
 def test_all_addresses_refused_like_stock(loop, monkeypatch):
     need_ipv6()
 
@@ -503,10 +574,7 @@ def test_create_server_reuse_port_shares_port_like_stock(loop, kind, tmp_path):
 
 def _listen_backlog(port):
     """The listen backlog of the TCP socket listening on port, from `ss`."""
-    out = subprocess.run(
-        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, timeout=10
-    ).stdout.split()
-    return int(out[2])  # State Recv-Q Send-Q ...: Send-Q is the backlog
+    return _listen_queue(port)[1]
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
