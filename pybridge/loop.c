@@ -184,7 +184,7 @@ static PyObject *push_ready_handle(gl_loop *self, PyObject *callback, PyObject *
     return handle;
 }
 
-static PyObject *str_call_soon, *str_call_soon_threadsafe, *str_call_at;
+static PyObject *str_call_soon, *str_call_soon_threadsafe;
 
 static PyObject *loop_call_soon(gl_loop *self, PyObject *const *args, Py_ssize_t nargsf,
                                 PyObject *kwnames)
@@ -652,6 +652,5 @@ int gl_loop_init_strings(void)
 {
     str_call_soon = PyUnicode_InternFromString("call_soon");
     str_call_soon_threadsafe = PyUnicode_InternFromString("call_soon_threadsafe");
-    str_call_at = PyUnicode_InternFromString("call_at");
-    return (str_call_soon && str_call_soon_threadsafe && str_call_at) ? 0 : -1;
+    return (str_call_soon && str_call_soon_threadsafe) ? 0 : -1;
 }
