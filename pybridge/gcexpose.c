@@ -52,7 +52,7 @@ static void set_tracked(PyObject *obj, int track)
 
 static void expose_handle(PyObject *handle, int track)
 {
-    if (handle == NULL) {
+    if (handle == NULL || GL_IS_WATCH(handle)) {
         return;
     }
     PyObject *ctx = GL_SLOT(handle, gl_off.context);

@@ -88,6 +88,25 @@ void gl_handle_untrack(PyObject *handle);
 void gl_handle_release(PyObject *handle); /* DECREF, re-tracking if still shared */
 void gl_handle_set_scheduled(PyObject *timer, int scheduled);
 int gl_handle_run(gl_loop *loop, PyObject *handle);
+int gl_report_callback_error(gl_loop *loop, PyObject *handle);
+PyObject *gl_take_exception(void);
+
+/* ---- native fd watchers (watch.c) ---- */
+typedef int (*gl_watch_fn)(PyObject *owner, int write);
+typedef struct {
+    PyObject_HEAD
+    PyObject *owner;   /* e.g. the transport */
+    PyObject *context; /* copied at registration, as asyncio's reader Handle does */
+    PyObject *loop;
+    gl_watch_fn fn;
+    char write;
+    char cancelled;
+} gl_watch;
+
+extern PyTypeObject gl_WatchType;
+#define GL_IS_WATCH(o) Py_IS_TYPE((o), &gl_WatchType)
+PyObject *gl_watch_new(gl_loop *loop, PyObject *owner, gl_watch_fn fn, int write);
+int gl_watch_run(gl_loop *loop, PyObject *watch);
 
 /* ---- timers (timers.c) ---- */
 int gl_timer_schedule(gl_loop *loop, PyObject *timer, double when);
@@ -104,10 +123,15 @@ int gl_io_init(void);
 PyObject *gl_io_set(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_io_registration(gl_loop *loop, PyObject *fd);
 PyObject *gl_io_registrations(gl_loop *loop);
+int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn fn);
+int gl_io_unwatch(gl_loop *loop, int fd, int write);
 int gl_io_dispatch_fd(gl_loop *loop, int fd, uint32_t mask);
 int gl_poll_io(gl_loop *loop, int timeout_ms); /* poll.c */
 void gl_io_clear(gl_loop *loop);
 void gl_io_free(gl_loop *loop);
+
+/* ---- socket stream transport core (stream.c) ---- */
+int gl_stream_init(PyObject *module);
 
 /* ---- create_future / create_task (futures.c) ---- */
 int gl_futures_init(void);

@@ -244,6 +244,10 @@ PyObject *gl_handle_new_queued(gl_loop *loop, PyObject *callback, PyObject *args
 
 void gl_handle_release(PyObject *handle)
 {
+    if (GL_IS_WATCH(handle)) {
+        Py_DECREF(handle);
+        return;
+    }
     /* The context must be tracked again before it can die: Context's
      * dealloc untracks unconditionally. */
     PyObject *ctx = GL_SLOT(handle, gl_off.context);
@@ -288,6 +292,9 @@ void gl_handle_set_scheduled(PyObject *timer, int scheduled)
 
 int gl_handle_is_cancelled(PyObject *handle)
 {
+    if (GL_IS_WATCH(handle)) {
+        return ((gl_watch *)handle)->cancelled;
+    }
     PyObject *c = GL_SLOT(handle, gl_off.cancelled);
     if (c == Py_False) {
         return 0;
@@ -298,7 +305,7 @@ int gl_handle_is_cancelled(PyObject *handle)
     return c != NULL && PyObject_IsTrue(c) == 1;
 }
 
-static PyObject *take_exception(void)
+PyObject *gl_take_exception(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     return PyErr_GetRaisedException();
@@ -318,13 +325,13 @@ static PyObject *take_exception(void)
 /* Report an exception from a callback the way Handle._run does: through
  * the loop's exception handler, keeping only SystemExit and
  * KeyboardInterrupt fatal. The formatting is slow-path Python. */
-static int report_callback_error(gl_loop *loop, PyObject *handle)
+int gl_report_callback_error(gl_loop *loop, PyObject *handle)
 {
     if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
         PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
         return -1;
     }
-    PyObject *exc = take_exception();
+    PyObject *exc = gl_take_exception();
     PyObject *r = PyObject_CallMethodObjArgs((PyObject *)loop, gl_str_callback_error,
                                              handle, exc, NULL);
     Py_XDECREF(exc);
@@ -366,7 +373,7 @@ int gl_handle_run(gl_loop *loop, PyObject *handle)
     Py_DECREF(args);
     Py_DECREF(ctx);
     if (res == NULL) {
-        return report_callback_error(loop, handle);
+        return gl_report_callback_error(loop, handle);
     }
     Py_DECREF(res);
     return 0;

@@ -135,6 +135,11 @@ static int set_interest(gl_loop *loop, int fd, uint32_t mask)
 
 static int cancel_handle(PyObject *handle)
 {
+    if (GL_IS_WATCH(handle)) {
+        ((gl_watch *)handle)->cancelled = 1;
+        Py_DECREF(handle);
+        return 0;
+    }
     PyObject *r = PyObject_CallMethodNoArgs(handle, gl_str_cancel);
     Py_DECREF(handle);
     if (r == NULL) {
@@ -144,6 +149,23 @@ static int cancel_handle(PyObject *handle)
     return 0;
 }
 
+/* Make obj (a Handle or a watch) fd's callback for one direction; the
+ * table takes its own reference and the one it replaces is cancelled. */
+static int install(gl_loop *loop, int fd, int write, PyObject *obj)
+{
+    uint32_t old = gl_fd_mask(loop, fd);
+    uint32_t bit = write ? GL_EVENT_WRITE : GL_EVENT_READ;
+    if (!(old & bit) && set_interest(loop, fd, old | bit) < 0) {
+        return -1;
+    }
+    PyObject **table = write ? loop->writers : loop->readers;
+    PyObject *prev = table[fd];
+    table[fd] = Py_NewRef(obj);
+    if (old == 0) {
+        loop->nfds++;
+    }
+    return prev != NULL ? cancel_handle(prev) : 0;
+}
 
 /* _add_reader(fd, callback, *args) / _add_writer(...): returns the Handle. */
 PyObject *gl_io_add(gl_loop *loop, int write, PyObject *const *args, Py_ssize_t nargs)
@@ -173,19 +195,7 @@ PyObject *gl_io_add(gl_loop *loop, int write, PyObject *const *args, Py_ssize_t 
     if (handle == NULL) {
         return NULL;
     }
-    uint32_t old = gl_fd_mask(loop, fd);
-    uint32_t bit = write ? GL_EVENT_WRITE : GL_EVENT_READ;
-    if (!(old & bit) && set_interest(loop, fd, old | bit) < 0) {
-        Py_DECREF(handle);
-        return NULL;
-    }
-    PyObject **table = write ? loop->writers : loop->readers;
-    PyObject *prev = table[fd];
-    table[fd] = Py_NewRef(handle);
-    if (old == 0) {
-        loop->nfds++;
-    }
-    if (prev != NULL && cancel_handle(prev) < 0) {
+    if (install(loop, fd, write, handle) < 0) {
         Py_DECREF(handle);
         return NULL;
     }
@@ -212,6 +222,34 @@ static int remove_fd(gl_loop *loop, int fd, int write)
         loop->nfds--;
     }
     return cancel_handle(handle) < 0 ? -1 : 1;
+}
+
+/* Register a native watch (watch.c) for fd: _add_reader without a Handle. */
+int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn fn)
+{
+    if (loop->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    if (ensure_fd(loop, fd) < 0) {
+        return -1;
+    }
+    PyObject *w = gl_watch_new(loop, owner, fn, write);
+    if (w == NULL) {
+        return -1;
+    }
+    int r = install(loop, fd, write, w);
+    Py_DECREF(w);
+    return r;
+}
+
+/* _remove_reader(fd) / _remove_writer(fd) from C: 1 if removed. */
+int gl_io_unwatch(gl_loop *loop, int fd, int write)
+{
+    if (loop->closed) {
+        return 0;
+    }
+    return remove_fd(loop, fd, write);
 }
 
 PyObject *gl_io_remove(gl_loop *loop, int write, PyObject *fileobj)

@@ -492,6 +492,8 @@ static int run_ready(gl_loop *self)
                                                       gl_str_run_handle_debug, handle);
             r = res == NULL ? -1 : 0;
             Py_XDECREF(res);
+        } else if (GL_IS_WATCH(handle)) {
+            r = gl_watch_run(self, handle);
         } else {
             r = gl_handle_run(self, handle);
         }

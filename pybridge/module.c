@@ -122,14 +122,15 @@ static int init_strings(void)
 
 PyMODINIT_FUNC PyInit__goloop(void)
 {
-    if (init_strings() < 0 || gl_futures_init() < 0 || gl_io_init() < 0 || PyType_Ready(&gl_LoopCoreType) < 0) {
+    if (init_strings() < 0 || gl_futures_init() < 0 || gl_io_init() < 0 || PyType_Ready(&gl_LoopCoreType) < 0 ||
+        PyType_Ready(&gl_WatchType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) {
         return NULL;
     }
-    if (gl_handles_init(m) < 0 || register_gc_callback(m) < 0 ||
+    if (gl_handles_init(m) < 0 || gl_stream_init(m) < 0 || register_gc_callback(m) < 0 ||
         PyModule_AddObjectRef(m, "LoopCore", (PyObject *)&gl_LoopCoreType) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(params=LOOP_NAMES)
 def loop_name(request):
-    """"asyncio" or "goloop"."""
+    """ "asyncio" or "goloop"."""
     return request.param
 
 

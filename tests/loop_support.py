@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -33,6 +34,17 @@ def outcome(fn, *args, **kwargs):
     except BaseException as exc:  # report any exception, even SystemExit
         return type(exc), str(exc)
     return "ok", result
+
+
+def norm_repr(text):
+    """A transport/handle description without fds and with one name for the
+    socket transport class (asyncio's _SelectorSocketTransport, goloop's
+    SocketTransport): they differ in name only."""
+    text = re.sub(r"fd=\d+", "fd=N", text)
+    # reprlib cuts long reprs in callback descriptions at a width that
+    # depends on the class name's length.
+    text = re.sub(r"<_?\w*Soc[^()]*\.\.\.[^()]*>", "<SocketTransport...>", text)
+    return re.sub(r"\b_?\w*SocketTransport\b", "SocketTransport", text)
 
 
 def with_loop(factory, scenario):

@@ -223,9 +223,7 @@ def test_timers_interleave_with_call_soon_like_stock(loop):
         return seen
 
     got = scenario(loop)
-    assert sorted(got) == sorted(
-        ["at-past-1", "soon-1", "later-negative", "at-past-2", "soon-2"]
-    )
+    assert sorted(got) == sorted(["at-past-1", "soon-1", "later-negative", "at-past-2", "soon-2"])
     assert got == with_loop(stock_factory, scenario)
 
 
@@ -398,7 +396,9 @@ def test_clock_resolution_like_stock(loop, stock_loop):
 
 def test_call_soon_threadsafe_wakes_idle_loop(loop_name):
     """The loop blocks with no timer and no fd; another thread wakes it."""
-    code = CHILD_PRELUDE + """
+    code = (
+        CHILD_PRELUDE
+        + """
 import threading, time
 loop = make_loop()
 fut = loop.create_future()
@@ -411,6 +411,7 @@ threading.Thread(target=worker).start()
 print(loop.run_until_complete(fut))
 loop.close()
 """
+    )
     out = check_child(run_python(code, loop_name, timeout=10))
     assert out.split() == ["woken"]
 
@@ -565,8 +566,10 @@ def test_default_exception_handler_format_like_stock(loop, stock_loop, caplog):
             except RuntimeError as exc:
                 lp.default_exception_handler({"message": "msg", "exception": exc, "foo": 42})
             lp.default_exception_handler({"message": "no exc"})
-        return [(r.levelno, r.getMessage(), r.exc_info[0] if r.exc_info else None)
-                for r in caplog.records]
+        return [
+            (r.levelno, r.getMessage(), r.exc_info[0] if r.exc_info else None)
+            for r in caplog.records
+        ]
 
     assert scenario(loop) == scenario(stock_loop)
 
@@ -602,7 +605,9 @@ def test_non_context_object_as_context_like_stock(loop_name, stock_loop):
 
     Runs in a child interpreter: a crash must fail the test, not the suite.
     """
-    code = CHILD_PRELUDE + """
+    code = (
+        CHILD_PRELUDE
+        + """
 import json
 loop = make_loop()
 reports = []
@@ -616,6 +621,7 @@ loop.run_forever()
 loop.close()
 print(json.dumps(reports))
 """
+    )
     reports = []
     stock_loop.set_exception_handler(
         lambda lp, ctx: reports.append([ctx["message"], type(ctx["exception"]).__name__])
@@ -687,7 +693,9 @@ def test_random_timer_schedule_and_cancel(loop):
 
 def test_wakeup_ping_pong_never_lost(loop_name):
     """Many wake-ups from another thread while the loop has nothing else to do."""
-    code = CHILD_PRELUDE + """
+    code = (
+        CHILD_PRELUDE
+        + """
 import threading
 loop = make_loop()
 rounds = 2000
@@ -709,6 +717,7 @@ t.join()
 loop.close()
 print("done")
 """
+    )
     out = check_child(run_python(code, loop_name, timeout=20))
     assert out.split() == ["done"]
 

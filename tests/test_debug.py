@@ -43,7 +43,9 @@ def test_set_debug(loop):
     assert loop.get_debug()
 
 
-DEBUG_CHILD = CHILD_PRELUDE + """
+DEBUG_CHILD = (
+    CHILD_PRELUDE
+    + """
 import json
 loop = make_loop()
 flag = loop.get_debug()
@@ -59,6 +61,7 @@ else:
     in_run = asyncio.run(main())
 print(json.dumps([flag, in_run]))
 """
+)
 
 
 @pytest.mark.parametrize(
@@ -194,9 +197,7 @@ def test_debug_exception_context_has_source_traceback_like_stock(loop, stock_loo
         lp.call_soon(fail)
         lp.call_later(0, fail)
         lp.run_until_complete(asyncio.sleep(0.005))
-        return [
-            (sorted(c), c["message"], c["source_traceback"][-1][2:]) for c in contexts
-        ]
+        return [(sorted(c), c["message"], c["source_traceback"][-1][2:]) for c in contexts]
 
     expected = scenario(stock_loop)
     assert len(expected) == 2
@@ -230,9 +231,7 @@ def test_never_awaited_coroutine_warning_like_stock(loop):
         ]
 
     expected = with_loop(stock_factory, scenario)
-    assert expected == [
-        (RuntimeWarning, "coroutine '_never_awaited' was never awaited", True)
-    ]
+    assert expected == [(RuntimeWarning, "coroutine '_never_awaited' was never awaited", True)]
     assert scenario(loop) == expected
 
 

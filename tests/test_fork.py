@@ -65,7 +65,9 @@ print(json.dumps(state))
 
 
 def test_prefork_workers_each_run_goloop():
-    code = WAIT_HELPERS + """
+    code = (
+        WAIT_HELPERS
+        + """
 import asyncio, json, sys, traceback
 import goloop
 
@@ -97,11 +99,14 @@ parent_ok = goloop.run(work(5)) == (True, 25)
 print(json.dumps({"codes": codes, "loaded_in_parent": loaded_in_parent,
                   "parent_ok": parent_ok}))
 """
+    )
     state = _json_line(check_child(run_python(code, timeout=FORK_TIMEOUT)))
     assert state == {"codes": [0, 0], "loaded_in_parent": False, "parent_ok": True}
 
 
-CHILD_AFTER_GO = WAIT_HELPERS + """
+CHILD_AFTER_GO = (
+    WAIT_HELPERS
+    + """
 import asyncio, json, multiprocessing, sys, traceback
 import goloop
 
@@ -167,6 +172,7 @@ res["parent_still_works"] = pre_fork_loop.run_until_complete(answer())
 pre_fork_loop.close()
 print(json.dumps(res))
 """
+)
 
 
 def test_forked_child_after_go_started():
@@ -193,7 +199,9 @@ def test_forked_child_after_go_started():
 
 
 def test_fork_from_running_loop_parent_continues():
-    code = WAIT_HELPERS + """
+    code = (
+        WAIT_HELPERS
+        + """
 import asyncio, json
 import goloop
 
@@ -210,6 +218,7 @@ async def main():
 
 print(json.dumps(goloop.run(main())))
 """
+    )
     proc = run_python(code, timeout=FORK_TIMEOUT, python_args=NO_FORK_WARNING)
     out = check_child(proc)
     lines = [line for line in out.splitlines() if line.startswith("[")]
@@ -219,7 +228,9 @@ print(json.dumps(goloop.run(main())))
 
 def test_forked_child_runs_new_loops():
     """Loops made in a post-Go child run timers, fds and threadsafe calls."""
-    code = WAIT_HELPERS + """
+    code = (
+        WAIT_HELPERS
+        + """
 import asyncio, json, socket, threading
 import goloop
 
@@ -248,5 +259,6 @@ if pid == 0:
     os._exit(0 if ok else 3)
 print(json.dumps({"code": wait_child(pid, 10)}))
 """
+    )
     proc = run_python(code, timeout=FORK_TIMEOUT, python_args=NO_FORK_WARNING)
     assert _json_line(check_child(proc)) == {"code": 0}

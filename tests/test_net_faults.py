@@ -11,7 +11,6 @@ import asyncio
 import gc
 import json
 import logging
-import re
 import socket
 import struct
 import warnings
@@ -21,6 +20,7 @@ from loop_support import (
     CHILD_PRELUDE,
     bind_address,
     check_child,
+    norm_repr,
     outcome,
     run_bounded,
     run_python,
@@ -106,7 +106,7 @@ def summary(contexts):
     """What the exception handler saw, without addresses or fds."""
     return [
         (
-            re.sub(r"fd=\d+", "fd=N", c["message"]),
+            norm_repr(c["message"]),
             type(c.get("exception")),
             sorted(c),
         )
@@ -564,9 +564,11 @@ def test_unclosed_transport_resource_warning_like_stock(loop, tmp_path):
     def scenario(lp):
         async def main():
             server_side = []
-            await _abandoned_transport(lp, lsock, server_side)
+            # goloop's transport is freed by refcount as soon as it is
+            # dropped; asyncio's lives until a collection breaks its cycle.
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
+                await _abandoned_transport(lp, lsock, server_side)
                 gc.collect()
                 gc.collect()
             # the peer sees the socket closed by the finalizer
@@ -585,7 +587,13 @@ def test_unclosed_transport_resource_warning_like_stock(loop, tmp_path):
         expected = with_loop(stock_factory, scenario)
         assert expected[0] == b""
         assert ("ResourceWarning", "unclosed transport") in expected[1]
-        assert scenario(loop) == expected
+        got = scenario(loop)
+        # asyncio's transport dies in a cycle collection, where its socket
+        # may be finalized first and warn too; goloop's dies by refcount
+        # and its __del__ closes the socket (no second warning).
+        assert got[0] == expected[0]
+        assert ("ResourceWarning", "unclosed transport") in got[1]
+        assert set(got[1]) <= set(expected[1])
     finally:
         lsock.close()
 

@@ -24,6 +24,7 @@ from loop_support import (
     ADDR_KINDS,
     bind_address,
     ipv6_available,
+    norm_repr,
     outcome,
     run_bounded,
     stock_factory,
@@ -1415,7 +1416,7 @@ def test_buffered_protocol_bad_buffers_like_stock(loop, kind, tmp_path):
 
 
 def _norm_repr(obj):
-    text = re.sub(r"fd=\d+", "fd=N", repr(obj))
+    text = norm_repr(repr(obj))
     return re.sub(r"bufsize=\d+", "bufsize=B", text)
 
 

@@ -9,14 +9,13 @@ is implemented, the scenario's result must equal the stock loop's.
 import asyncio
 import inspect
 import os
-import re
 import socket
 import ssl
 import sys
 import tempfile
 
 import pytest
-from loop_support import stock_factory, with_loop
+from loop_support import norm_repr, stock_factory, with_loop
 
 NETWORK_METHODS = (
     "sock_recv",
@@ -191,7 +190,7 @@ async def s_create_connection(loop):
     async with server:
         port = server.sockets[0].getsockname()[1]
         transport, proto = await loop.create_connection(_Collect, "127.0.0.1", port)
-        description = re.sub(r"fd=\d+", "fd=N", repr(transport))
+        description = norm_repr(repr(transport))
         transport.write(b"ping")
         data = await proto.done
         transport.close()

@@ -90,8 +90,9 @@ def test_coroutine_callback_rejected_like_stock(loop, stock_loop, kind):
 def test_add_signal_handler_outside_main_thread_like_stock(loop, stock_loop):
     def attempt(lp):
         result = []
-        t = threading.Thread(target=lambda: result.append(outcome(lp.add_signal_handler,
-                                                                  signal.SIGUSR1, _noop)))
+        t = threading.Thread(
+            target=lambda: result.append(outcome(lp.add_signal_handler, signal.SIGUSR1, _noop))
+        )
         t.start()
         t.join()
         return result[0]
@@ -146,7 +147,9 @@ def test_two_signals_and_replacement(loop):
 
 def test_signal_from_other_thread_wakes_idle_loop(loop_name):
     """The loop waits with no timer; a signal sent by another thread wakes it."""
-    code = CHILD_PRELUDE + """
+    code = (
+        CHILD_PRELUDE
+        + """
 import os, signal, threading, time
 loop = make_loop()
 fut = loop.create_future()
@@ -160,6 +163,7 @@ threading.Thread(target=worker).start()
 print(loop.run_until_complete(fut))
 loop.close()
 """
+    )
     out = check_child(run_python(code, loop_name, timeout=HANG_TIMEOUT))
     assert out.split() == ["signalled"]
 
@@ -251,9 +255,7 @@ def _wait_for_line(proc, timeout):
     return proc.stdout.readline()
 
 
-@pytest.mark.parametrize(
-    "scenario", ["sleep", "future", "busy", "handler_removed", "run_forever"]
-)
+@pytest.mark.parametrize("scenario", ["sleep", "future", "busy", "handler_removed", "run_forever"])
 def test_ctrl_c_interrupts_running_loop(loop_name, scenario):
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(CTRL_C_CHILD), loop_name, scenario],

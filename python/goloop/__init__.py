@@ -52,8 +52,7 @@ def install():
     """Make goloop the default loop through the event loop policy."""
     if _sys.version_info[:2] >= (3, 12):
         _warnings.warn(
-            "goloop.install() is deprecated in favor of goloop.run() "
-            "starting with Python 3.12.",
+            "goloop.install() is deprecated in favor of goloop.run() starting with Python 3.12.",
             DeprecationWarning,
             stacklevel=1,
         )

@@ -16,6 +16,7 @@ from asyncio import base_events, events, format_helpers, unix_events
 
 from . import _goloop
 from ._selector import EngineSelector
+from .stream import SocketTransport
 
 
 class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
@@ -148,6 +149,17 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             # frame alive (f_back of the callback's frame), so drop the
             # handle or it keeps e.g. a finished task alive in a cycle.
             handle = None  # noqa: F841
+
+    # -- transports -------------------------------------------------------------
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        if self._debug:  # asyncio's own, for its debug logging and tracebacks
+            return super()._make_socket_transport(
+                sock, protocol, waiter, extra=extra, server=server
+            )
+        if sys.version_info >= (3, 12):
+            self._ensure_fd_no_transport(sock)
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     # -- signals ----------------------------------------------------------------
 

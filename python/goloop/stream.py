@@ -1,0 +1,164 @@
+"""goloop's socket stream transport (TCP and Unix sockets).
+
+The per-event half (recv and the protocol call, send, the write buffer,
+flow-control thresholds) is C: ``_goloop.SocketTransportCore`` in
+pybridge/stream.c, registered in the loop's fd tables as a native watch
+instead of a Handle. The per-connection half below is asyncio's own code:
+methods of ``selector_events._SelectorTransport`` and
+``_SelectorSocketTransport`` are borrowed as plain functions wherever they
+do not touch asyncio's Python write buffer, so messages and behaviour follow
+the running interpreter's asyncio, version by version. The class derives
+from ``asyncio.Transport``, so ``isinstance`` checks hold.
+"""
+
+import inspect
+import socket
+import sys
+from asyncio import base_events, constants, futures, protocols, selector_events, transports
+
+from . import _goloop
+
+_Transport = selector_events._SelectorTransport
+_SocketTransport = selector_events._SelectorSocketTransport
+_FlowControl = transports._FlowControlMixin
+
+# asyncio.Server._attach() gained a transport argument in 3.13 (and 3.12.x).
+_ATTACH_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) == 2
+
+
+class SocketTransport(_goloop.SocketTransportCore):
+    """A stream transport over a connected, non-blocking socket."""
+
+    _start_tls_compatible = True
+    _closed_by_close = False
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        transports.BaseTransport.__init__(self, extra)
+        # _FlowControlMixin.__init__
+        self._loop = loop
+        self._protocol_paused = False
+        self._set_write_buffer_limits()
+        # _SelectorTransport.__init__
+        self._extra["socket"] = selector_events.trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        self._protocol_connected = False
+        self.set_protocol(protocol)
+        self._server = server
+        self._conn_lost = 0
+        self._closing = False
+        self._paused = False
+        if server is not None:
+            if _ATTACH_TAKES_TRANSPORT:
+                server._attach(self)
+            else:
+                server._attach()
+        loop._transports[self._sock_fd] = self
+        # _SelectorSocketTransport.__init__
+        self._eof = False
+        self._empty_waiter = None
+        base_events._set_nodelay(sock)
+        loop.call_soon(protocol.connection_made, self)
+        # only start reading when connection_made() has been called
+        loop.call_soon(self._add_reader, self._sock_fd, self._read_ready)
+        if waiter is not None:
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    # asyncio's own per-connection code, borrowed as is.
+    __repr__ = _Transport.__repr__
+    __del__ = _Transport.__del__
+    abort = _Transport.abort
+    get_protocol = _Transport.get_protocol
+    is_closing = _Transport.is_closing
+    is_reading = _Transport.is_reading
+    pause_reading = _Transport.pause_reading
+    resume_reading = _Transport.resume_reading
+    _fatal_error = _Transport._fatal_error
+    _read_ready__on_eof = _SocketTransport._read_ready__on_eof
+    can_write_eof = _SocketTransport.can_write_eof
+    get_write_buffer_limits = _FlowControl.get_write_buffer_limits
+    set_write_buffer_limits = _FlowControl.set_write_buffer_limits
+    _set_write_buffer_limits = _FlowControl._set_write_buffer_limits
+    _maybe_pause_protocol = _FlowControl._maybe_pause_protocol
+    _maybe_resume_protocol = _FlowControl._maybe_resume_protocol
+    _reset_empty_waiter = _SocketTransport._reset_empty_waiter
+
+    def set_protocol(self, protocol):
+        self._buffered = isinstance(protocol, protocols.BufferedProtocol)
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    # The rest is asyncio's code with its Python buffer replaced by the C one.
+
+    def close(self):
+        self._closed_by_close = True
+        if self._closing:
+            return
+        self._closing = True
+        self._loop._remove_reader(self._sock_fd)
+        if not self.get_write_buffer_size():
+            self._conn_lost += 1
+            self._loop._remove_writer(self._sock_fd)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def _force_close(self, exc):
+        if self._conn_lost:
+            return
+        if self.get_write_buffer_size():
+            self._clear_write_buffer()
+            self._loop._remove_writer(self._sock_fd)
+        if not self._closing:
+            self._closing = True
+            self._loop._remove_reader(self._sock_fd)
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc):
+        _Transport._call_connection_lost(self, exc)
+        if self._empty_waiter is not None:
+            self._empty_waiter.set_exception(ConnectionError("Connection is closed by peer"))
+
+    def write_eof(self):
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self.get_write_buffer_size():
+            self._sock.shutdown(socket.SHUT_WR)
+
+    if sys.version_info >= (3, 12):
+
+        def writelines(self, list_of_data):
+            if self._eof:
+                raise RuntimeError("Cannot call writelines() after write_eof()")
+            if self._empty_waiter is not None:
+                raise RuntimeError("unable to writelines; sendfile is in progress")
+            if not list_of_data:
+                return
+            if self._conn_lost:
+                # asyncio 3.12+ raises here (its close() dropped
+                # _write_ready, its connection_lost dropped _loop): the
+                # same errors, without the writer it may leave spinning.
+                if self._closed_by_close:
+                    raise TypeError("'NoneType' object is not callable")
+                if self._loop is None:
+                    raise AttributeError("'NoneType' object has no attribute '_add_writer'")
+                return
+            self._writelines_buffered(list_of_data)
+
+    def _make_empty_waiter(self):
+        if self._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        self._empty_waiter = self._loop.create_future()
+        if not self.get_write_buffer_size():
+            self._empty_waiter.set_result(None)
+        return self._empty_waiter
