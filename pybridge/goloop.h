@@ -105,7 +105,8 @@ typedef struct {
 
 extern PyTypeObject gl_WatchType;
 #define GL_IS_WATCH(o) Py_IS_TYPE((o), &gl_WatchType)
-PyObject *gl_watch_new(gl_loop *loop, PyObject *owner, gl_watch_fn fn, int write);
+PyObject *gl_watch_new(gl_loop *loop, PyObject *owner, gl_watch_fn fn, int write,
+                       int with_context);
 int gl_watch_run(gl_loop *loop, PyObject *watch);
 
 /* ---- timers (timers.c) ---- */
@@ -123,8 +124,10 @@ int gl_io_init(void);
 PyObject *gl_io_set(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_io_registration(gl_loop *loop, PyObject *fd);
 PyObject *gl_io_registrations(gl_loop *loop);
-int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn fn);
+int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn fn,
+                int with_context);
 int gl_io_unwatch(gl_loop *loop, int fd, int write);
+int gl_io_unwatch_owner(gl_loop *loop, int fd, int write, PyObject *owner);
 int gl_io_dispatch_fd(gl_loop *loop, int fd, uint32_t mask);
 int gl_poll_io(gl_loop *loop, int timeout_ms); /* poll.c */
 void gl_io_clear(gl_loop *loop);
@@ -132,6 +135,12 @@ void gl_io_free(gl_loop *loop);
 
 /* ---- socket stream transport core (stream.c) ---- */
 int gl_stream_init(PyObject *module);
+PyObject *gl_recv_bytes(int fd, Py_ssize_t n, int *again);
+
+/* ---- sock_recv's native wait (sockops.c) ---- */
+int gl_sockops_init(void);
+PyObject *gl_loop_sock_recv_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
+PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 
 /* ---- create_future / create_task (futures.c) ---- */
 int gl_futures_init(void);

@@ -225,7 +225,8 @@ static int remove_fd(gl_loop *loop, int fd, int write)
 }
 
 /* Register a native watch (watch.c) for fd: _add_reader without a Handle. */
-int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn fn)
+int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn fn,
+                int with_context)
 {
     if (loop->closed) {
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
@@ -234,7 +235,7 @@ int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn f
     if (ensure_fd(loop, fd) < 0) {
         return -1;
     }
-    PyObject *w = gl_watch_new(loop, owner, fn, write);
+    PyObject *w = gl_watch_new(loop, owner, fn, write, with_context);
     if (w == NULL) {
         return -1;
     }
@@ -247,6 +248,20 @@ int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn f
 int gl_io_unwatch(gl_loop *loop, int fd, int write)
 {
     if (loop->closed) {
+        return 0;
+    }
+    return remove_fd(loop, fd, write);
+}
+
+/* Remove fd's watch only if it is still owner's (another callback may
+ * have replaced it, as a replaced reader Handle is cancelled in asyncio). */
+int gl_io_unwatch_owner(gl_loop *loop, int fd, int write, PyObject *owner)
+{
+    if (loop->closed || fd < 0 || fd >= loop->fdcap) {
+        return 0;
+    }
+    PyObject *entry = (write ? loop->writers : loop->readers)[fd];
+    if (entry == NULL || !GL_IS_WATCH(entry) || ((gl_watch *)entry)->owner != owner) {
         return 0;
     }
     return remove_fd(loop, fd, write);

@@ -634,6 +634,9 @@ static PyMethodDef loop_methods[] = {
     {"_run_once", (PyCFunction)loop_run_once, METH_NOARGS, NULL},
     {"_run_until_stopped", (PyCFunction)loop_run_until_stopped, METH_NOARGS, NULL},
     {"_close_core", (PyCFunction)loop_close_core, METH_NOARGS, NULL},
+    {"_sock_recv_now", (PyCFunction)(void (*)(void))gl_loop_sock_recv_now, METH_FASTCALL, NULL},
+    {"_sock_recv_wait", (PyCFunction)(void (*)(void))gl_loop_sock_recv_wait, METH_FASTCALL,
+     NULL},
     {NULL},
 };
 

@@ -122,7 +122,8 @@ static int init_strings(void)
 
 PyMODINIT_FUNC PyInit__goloop(void)
 {
-    if (init_strings() < 0 || gl_futures_init() < 0 || gl_io_init() < 0 || PyType_Ready(&gl_LoopCoreType) < 0 ||
+    if (init_strings() < 0 || gl_futures_init() < 0 || gl_io_init() < 0 || gl_sockops_init() < 0 ||
+        PyType_Ready(&gl_LoopCoreType) < 0 ||
         PyType_Ready(&gl_WatchType) < 0) {
         return NULL;
     }

@@ -193,38 +193,50 @@ static int read_eof(gl_stream *self)
     return call_method0((PyObject *)self, str_on_eof);
 }
 
-static int read_data_received(gl_stream *self)
+/* recv up to n bytes from fd as a new bytes object (what socket.recv
+ * returns); NULL with *again set when nothing is there, NULL with an
+ * exception on error. Shared with the sock_recv path (sockops.c). */
+PyObject *gl_recv_bytes(int fd, Py_ssize_t n, int *again)
 {
-    Py_ssize_t cap = self->max_size;
-    if (cap < 0) {
+    *again = 0;
+    if (n < 0) {
         PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
-        return fatal(self, "Fatal read error on socket transport");
+        return NULL;
     }
     PyObject *data = NULL;
     char *dst = scratch;
-    if (cap > GL_SCRATCH_SIZE) {
-        data = PyBytes_FromStringAndSize(NULL, cap);
+    if (n > GL_SCRATCH_SIZE) {
+        data = PyBytes_FromStringAndSize(NULL, n);
         if (data == NULL) {
-            return fatal(self, "Fatal read error on socket transport");
+            return NULL;
         }
         dst = PyBytes_AS_STRING(data);
     }
-    Py_ssize_t n = recv_retry(self->fd, dst, cap);
-    if (n < 0) {
+    Py_ssize_t got = recv_retry(fd, dst, n);
+    if (got < 0) {
         Py_XDECREF(data);
-        return n == -1 ? 0 : fatal(self, "Fatal read error on socket transport");
+        *again = got == -1;
+        return NULL;
     }
-    if (n == 0) {
-        Py_XDECREF(data);
+    if (data == NULL) {
+        return PyBytes_FromStringAndSize(scratch, got);
+    }
+    if (got < n) {
+        (void)_PyBytes_Resize(&data, got);
+    }
+    return data;
+}
+
+static int read_data_received(gl_stream *self)
+{
+    int again;
+    PyObject *data = gl_recv_bytes(self->fd, self->max_size, &again);
+    if (data == NULL) {
+        return again ? 0 : fatal(self, "Fatal read error on socket transport");
+    }
+    if (PyBytes_GET_SIZE(data) == 0) {
+        Py_DECREF(data);
         return read_eof(self);
-    }
-    if (data == NULL) {
-        data = PyBytes_FromStringAndSize(scratch, n);
-    } else if (n < cap) {
-        (void)_PyBytes_Resize(&data, n);
-    }
-    if (data == NULL) {
-        return fatal(self, "Fatal read error on socket transport");
     }
     PyObject *protocol = Py_NewRef(self->protocol);
     PyObject *r = PyObject_CallMethodOneArg(protocol, str_data_received, data);
@@ -253,6 +265,12 @@ static int read_get_buffer(gl_stream *self)
     }
     Py_buffer view;
     if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
+        /* socket.recv_into's argument error, which asyncio reports */
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError,
+                     "recv_into() argument 'buffer' must be read-write bytes-like object, "
+                     "not %.200s",
+                     Py_TYPE(buf)->tp_name);
         Py_DECREF(buf);
         Py_DECREF(protocol);
         return fatal(self, "Fatal read error on socket transport");
@@ -459,7 +477,7 @@ static int watch_writes(gl_stream *self, int on)
         return 0;
     }
     if (on) {
-        return gl_io_watch(loop, self->fd, 1, (PyObject *)self, on_ready);
+        return gl_io_watch(loop, self->fd, 1, (PyObject *)self, on_ready, 1);
     }
     return gl_io_unwatch(loop, self->fd, 1) < 0 ? -1 : 0;
 }
@@ -494,7 +512,7 @@ static PyObject *stream_add_reader(gl_stream *self, PyObject *const *args, Py_ss
         PyErr_SetString(PyExc_AttributeError, "'NoneType' object has no attribute '_add_reader'");
         return NULL;
     }
-    if (gl_io_watch(loop, self->fd, 0, (PyObject *)self, on_ready) < 0) {
+    if (gl_io_watch(loop, self->fd, 0, (PyObject *)self, on_ready, 1) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

@@ -36,7 +36,11 @@ static void watch_dealloc(gl_watch *self)
     PyObject_GC_Del(self);
 }
 
-PyObject *gl_watch_new(gl_loop *loop, PyObject *owner, gl_watch_fn fn, int write)
+/* with_context: capture the current context to run fn in, for watches
+ * whose function runs user code (protocol callbacks); internal ones
+ * (sock_recv's wait sets a future) skip the copy. */
+PyObject *gl_watch_new(gl_loop *loop, PyObject *owner, gl_watch_fn fn, int write,
+                       int with_context)
 {
     gl_watch *w = PyObject_GC_New(gl_watch, &gl_WatchType);
     if (w == NULL) {
@@ -44,11 +48,11 @@ PyObject *gl_watch_new(gl_loop *loop, PyObject *owner, gl_watch_fn fn, int write
     }
     w->owner = Py_NewRef(owner);
     w->loop = Py_NewRef((PyObject *)loop);
-    w->context = PyContext_CopyCurrent();
+    w->context = with_context ? PyContext_CopyCurrent() : NULL;
     w->fn = fn;
     w->write = (char)write;
     w->cancelled = 0;
-    if (w->context == NULL) {
+    if (with_context && w->context == NULL) {
         Py_DECREF(w);
         return NULL;
     }
@@ -64,7 +68,13 @@ static int watch_call(gl_watch *self)
         return 0;
     }
     PyObject *owner = Py_NewRef(self->owner);
-    PyObject *ctx = Py_NewRef(self->context);
+    PyObject *ctx = self->context;
+    if (ctx == NULL) {
+        int r = self->fn(owner, self->write);
+        Py_DECREF(owner);
+        return r;
+    }
+    Py_INCREF(ctx);
     int r = -1;
     if (PyContext_Enter(ctx) == 0) {
         r = self->fn(owner, self->write);
@@ -119,7 +129,12 @@ static PyObject *watch_get_callback(gl_watch *self, void *unused)
     if (self->cancelled) {
         Py_RETURN_NONE;
     }
-    return PyObject_GetAttrString(self->owner, watch_method_name(self));
+    PyObject *cb = PyObject_GetAttrString(self->owner, watch_method_name(self));
+    if (cb == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear(); /* an internal owner (sockops.c) is the callable */
+        cb = Py_NewRef(self->owner);
+    }
+    return cb;
 }
 
 static PyObject *watch_get_args(gl_watch *self, void *unused)
@@ -137,7 +152,7 @@ static PyObject *watch_get_none(gl_watch *self, void *unused)
 
 static PyObject *watch_get_context(gl_watch *self, PyObject *unused)
 {
-    return Py_NewRef(self->context);
+    return Py_NewRef(self->context ? self->context : Py_None);
 }
 
 static PyObject *watch_repr(gl_watch *self)

@@ -9,6 +9,7 @@ same scenario on the stock loop.
 """
 
 import asyncio
+import contextvars
 import hashlib
 import io
 import logging
@@ -1094,6 +1095,125 @@ def test_transport_isinstance(loop, kind, tmp_path):
             await close_server(server)
 
     run_bounded(loop, main())
+
+
+_conn_var = contextvars.ContextVar("conn", default="unset")
+
+
+def test_protocol_callbacks_context_like_stock(loop, kind, tmp_path):
+    """Protocol callbacks run in a context captured per connection: a
+    ContextVar set in data_received persists for that connection only and
+    never leaks into the task that runs the server."""
+
+    class Tagging(Recorder):
+        def connection_made(self, transport):
+            self.seen = [_conn_var.get()]
+            super().connection_made(transport)
+
+        def data_received(self, data):
+            self.seen.append(_conn_var.get())
+            _conn_var.set(bytes(data[:1]).decode())
+            super().data_received(data)
+
+        def eof_received(self):
+            self.seen.append(_conn_var.get())
+            return super().eof_received()
+
+    def scenario(lp):
+        async def main():
+            factory = Accepting(Tagging)
+            server, addr = await serve(lp, kind, tmp_path, factory)
+            clients = []
+            for tag in (b"a", b"b"):
+                tr, proto = await connect(lp, kind, addr, Recorder)
+                sproto = await factory.next()
+                clients.append((tr, sproto))
+                tr.write(tag * 3)
+                await sproto.received(3)
+            for tr, sproto in clients:
+                tr.write(b"z")
+                await sproto.received(4)
+                tr.write_eof()
+                await sproto.eof
+                tr.close()
+            outer = _conn_var.get()
+            await close_server(server)
+            return outer, [sproto.seen for _, sproto in clients]
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == ("unset", [["unset", "unset", "a", "z"], ["unset", "unset", "b", "z"]])
+    assert scenario(loop) == expected
+
+
+class _OddBuffer(asyncio.BufferedProtocol):
+    """get_buffer returns what the test says; records what happens."""
+
+    def __init__(self, make):
+        self.make = make
+        self.events = []
+        self.lost = asyncio.get_running_loop().create_future()
+        self.buf = bytearray(4)
+
+    def connection_made(self, transport):
+        self.events.append("made")
+
+    def get_buffer(self, sizehint):
+        self.events.append(("get_buffer", sizehint))
+        return self.make(self)
+
+    def buffer_updated(self, nbytes):
+        self.events.append(("updated", bytes(self.buf[:nbytes])))
+
+    def eof_received(self):
+        self.events.append("eof")
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", type(exc).__name__ if exc else None))
+        self.lost.set_result(None)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: p.buf,
+        lambda p: memoryview(p.buf)[:2],
+        lambda p: bytearray(),
+        lambda p: b"read-only",
+        lambda p: 42,
+    ],
+    ids=["bytearray", "memoryview-slice", "empty", "readonly", "not-a-buffer"],
+)
+def test_buffered_protocol_get_buffer_results_like_stock(loop, tmp_path, make):
+    def scenario(lp):
+        contexts = []
+        lp.set_exception_handler(lambda _lp, ctx: contexts.append(ctx))
+
+        async def main():
+            proto = None
+
+            def factory():
+                nonlocal proto
+                proto = _OddBuffer(make)
+                return proto
+
+            server, addr = await serve(lp, "tcp4", tmp_path, factory)
+            client = socket.create_connection(addr)
+            client.sendall(b"hello")
+            client.shutdown(socket.SHUT_WR)
+            while proto is None:
+                await asyncio.sleep(0.005)
+            await asyncio.wait_for(proto.lost, 5)
+            client.close()
+            await close_server(server)
+            reports = [(c["message"], type(c.get("exception")).__name__) for c in contexts]
+            return proto.events, reports
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert scenario(loop) == expected
 
 
 def test_transport_socket_options_like_stock(loop, kind, tmp_path):

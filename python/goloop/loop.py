@@ -10,9 +10,10 @@ poller unchanged, with the stock validation and messages.
 """
 
 import signal
+import socket
 import sys
 import threading
-from asyncio import base_events, events, format_helpers, unix_events
+from asyncio import base_events, events, format_helpers, sslproto, unix_events
 
 from . import _goloop
 from ._selector import EngineSelector
@@ -160,6 +161,52 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         if sys.version_info >= (3, 12):
             self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(
+        self,
+        rawsock,
+        protocol,
+        sslcontext,
+        waiter=None,
+        *,
+        server_side=False,
+        server_hostname=None,
+        extra=None,
+        server=None,
+        **timeouts,
+    ):
+        # asyncio's, with goloop's transport under the TLS protocol (a
+        # BufferedProtocol: records are received straight into its buffer).
+        if self._debug:
+            return super()._make_ssl_transport(
+                rawsock,
+                protocol,
+                sslcontext,
+                waiter,
+                server_side=server_side,
+                server_hostname=server_hostname,
+                extra=extra,
+                server=server,
+                **timeouts,
+            )
+        if sys.version_info >= (3, 12):
+            self._ensure_fd_no_transport(rawsock)
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
+        )
+        SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    async def sock_recv(self, sock, n):
+        """Receive up to n bytes from a non-blocking socket."""
+        if self._debug or type(sock) is not socket.socket or sock.gettimeout() != 0:
+            return await super().sock_recv(sock, n)  # asyncio's checks and messages
+        fd = sock.fileno()
+        data = self._sock_recv_now(fd, n)
+        if data is not None:
+            return data
+        self._ensure_fd_no_transport(fd)
+        return await self._sock_recv_wait(fd, n)
 
     # -- signals ----------------------------------------------------------------
 

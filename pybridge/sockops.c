@@ -1,0 +1,193 @@
+/* loop.sock_recv's wait in C (asyncio: selector_events._sock_recv and
+ * _sock_read_done).
+ *
+ * asyncio answers a sock_recv that finds no data by raising and catching
+ * BlockingIOError, then registering a reader Handle on a bound method
+ * with a functools.partial done-callback that removes it again. Here the
+ * first recv reports "nothing yet" without an exception
+ * (_sock_recv_now), and the wait is a native watch whose owner, a small
+ * op object, receives into a new bytes object and resolves the future.
+ * The done-callback is kept for what it is for (a cancelled future must
+ * stop watching the fd at once) and removed again when the op resolves
+ * the future itself, so a completed receive schedules only the waiting
+ * task's wake-up. */
+#include "goloop.h"
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop;
+    PyObject *fut;
+    int fd;
+    Py_ssize_t n;
+} gl_recvop;
+
+static PyObject *str_done, *str_add_done_callback, *str_remove_done_callback,
+    *str_set_result, *str_set_exception;
+
+static int recvop_traverse(gl_recvop *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->loop);
+    Py_VISIT(self->fut);
+    return 0;
+}
+
+static int recvop_clear(gl_recvop *self)
+{
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->fut);
+    return 0;
+}
+
+static void recvop_dealloc(gl_recvop *self)
+{
+    PyObject_GC_UnTrack(self);
+    recvop_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static int call1(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *r = PyObject_CallMethodOneArg(obj, name, arg);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static int stop_watching(gl_recvop *op)
+{
+    return gl_io_unwatch_owner((gl_loop *)op->loop, op->fd, 0, (PyObject *)op) < 0 ? -1 : 0;
+}
+
+/* The fd is readable: _sock_recv(fut, sock, n). */
+static int recvop_ready(PyObject *owner, int write)
+{
+    gl_recvop *op = (gl_recvop *)owner;
+    PyObject *done = PyObject_CallMethodNoArgs(op->fut, str_done);
+    if (done == NULL) {
+        return -1;
+    }
+    int is_done = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    if (is_done) { /* cancelled before its done-callback ran */
+        return stop_watching(op);
+    }
+    int again;
+    PyObject *data = gl_recv_bytes(op->fd, op->n, &again);
+    if (data == NULL && again) {
+        return 0; /* try again next time */
+    }
+    if (data == NULL && (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+                         PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))) {
+        return -1;
+    }
+    PyObject *exc = data == NULL ? gl_take_exception() : NULL;
+    int r = stop_watching(op);
+    if (r == 0) {
+        r = call1(op->fut, str_remove_done_callback, owner);
+    }
+    if (r == 0) {
+        r = data != NULL ? call1(op->fut, str_set_result, data)
+                         : call1(op->fut, str_set_exception, exc);
+    }
+    Py_XDECREF(data);
+    Py_XDECREF(exc);
+    return r;
+}
+
+/* The future's done-callback: _sock_read_done. */
+static PyObject *recvop_call(gl_recvop *self, PyObject *args, PyObject *kw)
+{
+    if (stop_watching(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyTypeObject gl_RecvOpType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "goloop._goloop.SockRecvOp",
+    .tp_basicsize = sizeof(gl_recvop),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)recvop_traverse,
+    .tp_clear = (inquiry)recvop_clear,
+    .tp_dealloc = (destructor)recvop_dealloc,
+    .tp_call = (ternaryfunc)recvop_call,
+};
+
+static int parse_fd_n(PyObject *const *args, Py_ssize_t nargs, int *fd, Py_ssize_t *n)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected (fd, nbytes)");
+        return -1;
+    }
+    long v = PyLong_AsLong(args[0]);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *fd = (int)v;
+    *n = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    return (*n == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* _sock_recv_now(fd, n): sock.recv(n), or None instead of BlockingIOError. */
+PyObject *gl_loop_sock_recv_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    Py_ssize_t n;
+    if (parse_fd_n(args, nargs, &fd, &n) < 0) {
+        return NULL;
+    }
+    int again;
+    PyObject *data = gl_recv_bytes(fd, n, &again);
+    if (data == NULL && again) {
+        Py_RETURN_NONE;
+    }
+    return data;
+}
+
+/* _sock_recv_wait(fd, n): a future resolved by the next successful recv. */
+PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    Py_ssize_t n;
+    if (parse_fd_n(args, nargs, &fd, &n) < 0) {
+        return NULL;
+    }
+    PyObject *fut = gl_loop_create_future(loop, NULL);
+    if (fut == NULL) {
+        return NULL;
+    }
+    gl_recvop *op = PyObject_GC_New(gl_recvop, &gl_RecvOpType);
+    if (op == NULL) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    op->loop = Py_NewRef((PyObject *)loop);
+    op->fut = Py_NewRef(fut);
+    op->fd = fd;
+    op->n = n;
+    PyObject_GC_Track(op);
+    int r = gl_io_watch(loop, fd, 0, (PyObject *)op, recvop_ready, 0);
+    if (r == 0) {
+        r = call1(fut, str_add_done_callback, (PyObject *)op);
+    }
+    Py_DECREF(op);
+    if (r < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
+int gl_sockops_init(void)
+{
+    str_done = PyUnicode_InternFromString("done");
+    str_add_done_callback = PyUnicode_InternFromString("add_done_callback");
+    str_remove_done_callback = PyUnicode_InternFromString("remove_done_callback");
+    str_set_result = PyUnicode_InternFromString("set_result");
+    str_set_exception = PyUnicode_InternFromString("set_exception");
+    if (!str_done || !str_add_done_callback || !str_remove_done_callback || !str_set_result ||
+        !str_set_exception) {
+        return -1;
+    }
+    return PyType_Ready(&gl_RecvOpType);
+}
