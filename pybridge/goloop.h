@@ -52,6 +52,7 @@ typedef struct gl_loop_s {
     /* fd watching (io.c) */
     PyObject **readers;
     PyObject **writers;
+    PyObject **parked; /* weakref to the socket whose read interest stays in epoll (io.c) */
     int fdcap;
     int nfds;        /* fds with any interest registered */
     int internal_fd; /* self-pipe fd not counted as user I/O, or -1 */
@@ -128,6 +129,9 @@ int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn f
                 int with_context);
 int gl_io_unwatch(gl_loop *loop, int fd, int write);
 int gl_io_unwatch_owner(gl_loop *loop, int fd, int write, PyObject *owner);
+int gl_io_park_reader(gl_loop *loop, int fd, PyObject *owner, PyObject *sockref);
+int gl_io_watch_reader_of(gl_loop *loop, int fd, PyObject *sock, PyObject *owner,
+                          gl_watch_fn fn, PyObject **sockref);
 int gl_io_dispatch_fd(gl_loop *loop, int fd, uint32_t mask);
 int gl_poll_io(gl_loop *loop, int timeout_ms); /* poll.c */
 void gl_io_clear(gl_loop *loop);

@@ -104,8 +104,14 @@ static int ensure_fd(gl_loop *loop, int fd)
         return -1;
     }
     loop->writers = w;
+    PyObject **pk = PyMem_Realloc(loop->parked, ncap * sizeof(PyObject *));
+    if (pk == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    loop->parked = pk;
     for (int i = loop->fdcap; i < ncap; i++) {
-        loop->readers[i] = loop->writers[i] = NULL;
+        loop->readers[i] = loop->writers[i] = loop->parked[i] = NULL;
     }
     loop->fdcap = ncap;
     return 0;
@@ -133,6 +139,30 @@ static int set_interest(gl_loop *loop, int fd, uint32_t mask)
     return 0;
 }
 
+/* ---- parked read interest ----
+ *
+ * A completed sock_recv would remove its reader (EPOLL_CTL_DEL) only for
+ * the next sock_recv on the same socket to add it again (EPOLL_CTL_ADD):
+ * two syscalls per receive in a recv/send loop. Instead the fd's read
+ * interest stays in epoll, "parked": the fd tables (and so every
+ * asyncio-visible view) say nobody watches it, and parked[fd] holds a
+ * weak reference to the socket. The next sock_recv on that same socket
+ * object, still open on that fd (so the same open file), reuses the
+ * registration without a syscall. Anything else that touches fd's
+ * interest, or an event arriving for the parked fd, first brings epoll
+ * back in line with the tables (one epoll_ctl, as stock would have done
+ * earlier). A parked fd closed by its owner leaves epoll by itself; if the
+ * number is reused, the new socket is a different object and gets a fresh
+ * registration (MOD falls back to ADD in the engine). */
+static void unpark(gl_loop *loop, int fd)
+{
+    if (fd >= loop->fdcap || loop->parked[fd] == NULL) {
+        return;
+    }
+    Py_CLEAR(loop->parked[fd]);
+    (void)gl_engine_set_interest(loop, fd, gl_fd_mask(loop, fd));
+}
+
 static int cancel_handle(PyObject *handle)
 {
     if (GL_IS_WATCH(handle)) {
@@ -153,6 +183,7 @@ static int cancel_handle(PyObject *handle)
  * table takes its own reference and the one it replaces is cancelled. */
 static int install(gl_loop *loop, int fd, int write, PyObject *obj)
 {
+    unpark(loop, fd);
     uint32_t old = gl_fd_mask(loop, fd);
     uint32_t bit = write ? GL_EVENT_WRITE : GL_EVENT_READ;
     if (!(old & bit) && set_interest(loop, fd, old | bit) < 0) {
@@ -216,6 +247,7 @@ static int remove_fd(gl_loop *loop, int fd, int write)
         return 0;
     }
     table[fd] = NULL;
+    Py_CLEAR(loop->parked[fd]); /* the interest change below syncs epoll */
     uint32_t mask = gl_fd_mask(loop, fd);
     (void)gl_engine_set_interest(loop, fd, mask);
     if (mask == 0) {
@@ -230,6 +262,10 @@ int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn f
 {
     if (loop->closed) {
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    if (fd < 0) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %d", fd);
         return -1;
     }
     if (ensure_fd(loop, fd) < 0) {
@@ -265,6 +301,86 @@ int gl_io_unwatch_owner(gl_loop *loop, int fd, int write, PyObject *owner)
         return 0;
     }
     return remove_fd(loop, fd, write);
+}
+
+/* A sock_recv op is done with fd: drop its table entry but leave the
+ * read interest in epoll, parked for the same socket (see unpark). */
+int gl_io_park_reader(gl_loop *loop, int fd, PyObject *owner, PyObject *sockref)
+{
+    if (loop->closed || fd < 0 || fd >= loop->fdcap) {
+        return 0;
+    }
+    PyObject *entry = loop->readers[fd];
+    if (entry == NULL || !GL_IS_WATCH(entry) || ((gl_watch *)entry)->owner != owner) {
+        return 0;
+    }
+    if (sockref == NULL || loop->writers[fd] != NULL) {
+        return remove_fd(loop, fd, 0) < 0 ? -1 : 0;
+    }
+    loop->readers[fd] = NULL;
+    loop->nfds--;
+    Py_XSETREF(loop->parked[fd], Py_NewRef(sockref));
+    return cancel_handle(entry);
+}
+
+static int weakref_is(PyObject *ref, PyObject *obj)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *target = NULL;
+    if (PyWeakref_GetRef(ref, &target) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    int same = target == obj;
+    Py_XDECREF(target);
+    return same;
+#else
+    return PyWeakref_GET_OBJECT(ref) == obj;
+#endif
+}
+
+/* sock_recv's wait: watch fd for reading on behalf of owner. When fd's
+ * read interest is parked for this very socket object (which reports fd
+ * as its fileno, so it is the same open file), reuse it: no syscall.
+ * *sockref gets a new reference to the socket's weakref (NULL if it has
+ * none), for parking when the receive completes. */
+int gl_io_watch_reader_of(gl_loop *loop, int fd, PyObject *sock, PyObject *owner,
+                          gl_watch_fn fn, PyObject **sockref)
+{
+    *sockref = NULL;
+    if (loop->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    if (fd < 0) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %d", fd);
+        return -1;
+    }
+    if (ensure_fd(loop, fd) < 0) {
+        return -1;
+    }
+    PyObject *ref = loop->parked[fd];
+    if (ref != NULL && loop->readers[fd] == NULL && loop->writers[fd] == NULL &&
+        weakref_is(ref, sock)) {
+        PyObject *w = gl_watch_new(loop, owner, fn, 0, 0);
+        if (w == NULL) {
+            return -1;
+        }
+        loop->readers[fd] = w;
+        loop->nfds++;
+        *sockref = ref; /* the parked reference moves to the op */
+        loop->parked[fd] = NULL;
+        return 0;
+    }
+    *sockref = PyWeakref_NewRef(sock, NULL);
+    if (*sockref == NULL) {
+        PyErr_Clear(); /* not weak-referenceable: no parking */
+    }
+    if (gl_io_watch(loop, fd, 0, owner, fn, 0) < 0) {
+        Py_CLEAR(*sockref);
+        return -1;
+    }
+    return 0;
 }
 
 PyObject *gl_io_remove(gl_loop *loop, int write, PyObject *fileobj)
@@ -304,6 +420,9 @@ int gl_io_dispatch_fd(gl_loop *loop, int fd, uint32_t mask)
     if (fd < 0 || fd >= loop->fdcap) {
         return 0;
     }
+    if (loop->parked[fd] != NULL && loop->readers[fd] == NULL) {
+        unpark(loop, fd); /* data nobody asked for yet: stop polling it */
+    }
     if ((mask & GL_EVENT_READ) && dispatch_one(loop, fd, 0) < 0) {
         return -1;
     }
@@ -318,6 +437,7 @@ void gl_io_clear(gl_loop *loop)
     for (int fd = 0; fd < loop->fdcap; fd++) {
         Py_CLEAR(loop->readers[fd]);
         Py_CLEAR(loop->writers[fd]);
+        Py_CLEAR(loop->parked[fd]);
     }
     loop->nfds = 0;
 }
@@ -327,8 +447,9 @@ void gl_io_free(gl_loop *loop)
     gl_io_clear(loop);
     PyMem_Free(loop->readers);
     PyMem_Free(loop->writers);
+    PyMem_Free(loop->parked);
     PyMem_Free(loop->ebuf);
-    loop->readers = loop->writers = NULL;
+    loop->readers = loop->writers = loop->parked = NULL;
     loop->ebuf = NULL;
     loop->fdcap = loop->ebuf_cap = 0;
 }
@@ -348,6 +469,7 @@ PyObject *gl_io_set(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *reader = args[1] == Py_None ? NULL : args[1];
     PyObject *writer = args[2] == Py_None ? NULL : args[2];
+    unpark(loop, fd);
     uint32_t old = gl_fd_mask(loop, fd);
     uint32_t mask = (reader ? GL_EVENT_READ : 0) | (writer ? GL_EVENT_WRITE : 0);
     if (mask == 0) {

@@ -17,6 +17,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *loop;
     PyObject *fut;
+    PyObject *sockref; /* weakref to the socket, for parking (io.c) */
     int fd;
     Py_ssize_t n;
 } gl_recvop;
@@ -28,6 +29,7 @@ static int recvop_traverse(gl_recvop *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->loop);
     Py_VISIT(self->fut);
+    Py_VISIT(self->sockref);
     return 0;
 }
 
@@ -35,6 +37,7 @@ static int recvop_clear(gl_recvop *self)
 {
     Py_CLEAR(self->loop);
     Py_CLEAR(self->fut);
+    Py_CLEAR(self->sockref);
     return 0;
 }
 
@@ -80,7 +83,7 @@ static int recvop_ready(PyObject *owner, int write)
         return -1;
     }
     PyObject *exc = data == NULL ? gl_take_exception() : NULL;
-    int r = stop_watching(op);
+    int r = gl_io_park_reader((gl_loop *)op->loop, op->fd, owner, op->sockref) < 0 ? -1 : 0;
     if (r == 0) {
         r = call1(op->fut, str_remove_done_callback, owner);
     }
@@ -144,12 +147,18 @@ PyObject *gl_loop_sock_recv_now(gl_loop *loop, PyObject *const *args, Py_ssize_t
     return data;
 }
 
-/* _sock_recv_wait(fd, n): a future resolved by the next successful recv. */
+/* _sock_recv_wait(sock, fd, n): a future resolved by the next
+ * successful recv on fd (sock.fileno()). */
 PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
     Py_ssize_t n;
-    if (parse_fd_n(args, nargs, &fd, &n) < 0) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "expected (sock, fd, nbytes)");
+        return NULL;
+    }
+    PyObject *sock = args[0];
+    if (parse_fd_n(args + 1, 2, &fd, &n) < 0) {
         return NULL;
     }
     PyObject *fut = gl_loop_create_future(loop, NULL);
@@ -163,10 +172,11 @@ PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_
     }
     op->loop = Py_NewRef((PyObject *)loop);
     op->fut = Py_NewRef(fut);
+    op->sockref = NULL;
     op->fd = fd;
     op->n = n;
     PyObject_GC_Track(op);
-    int r = gl_io_watch(loop, fd, 0, (PyObject *)op, recvop_ready, 0);
+    int r = gl_io_watch_reader_of(loop, fd, sock, (PyObject *)op, recvop_ready, &op->sockref);
     if (r == 0) {
         r = call1(fut, str_add_done_callback, (PyObject *)op);
     }

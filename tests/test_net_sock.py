@@ -308,6 +308,83 @@ def test_two_pending_sock_recv_cancel_first_like_stock(loop, listener):
     assert scenario(loop) == expected
 
 
+def test_sock_recv_after_fd_number_reused(loop, listener):
+    """A finished sock_recv leaves no stale registration behind: closing its
+    socket and getting the same fd number for a new connection still
+    delivers the new connection's data (goloop keeps the first socket's
+    epoll registration between receives; see pybridge/io.c)."""
+
+    async def main():
+        seen = []
+        for round_ in range(4):
+            client, conn, _ = await _connected_pair(loop, listener)
+            with client:
+                await loop.sock_sendall(client, b"ping%d" % round_)
+                seen.append((conn.fileno(), await _recv_exactly(loop, conn, 5)))
+                # a pending receive the peer answers later
+                task = asyncio.ensure_future(loop.sock_recv(conn, 10))
+                await asyncio.sleep(0)
+                await loop.sock_sendall(client, b"late")
+                seen.append((conn.fileno(), await asyncio.wait_for(task, 5)))
+                conn.close()
+        return seen
+
+    seen = run_bounded(loop, main())
+    assert [data for _, data in seen] == [
+        b"ping%d" % i if k == 0 else b"late" for i in range(4) for k in range(2)
+    ]
+    assert len({fd for fd, _ in seen}) <= 2  # the number was indeed reused
+
+
+def test_sock_recv_then_other_watchers_on_the_same_fd_like_stock(loop, listener):
+    """After sock_recv, the fd serves add_reader, add_writer, a second
+    socket object on a dup of it, and data arriving while nobody waits."""
+
+    def scenario(lp):
+        async def main():
+            out = []
+            client, conn, _ = await _connected_pair(lp, listener)
+            with client, conn:
+                await lp.sock_sendall(client, b"one")
+                out.append(await _recv_exactly(lp, conn, 3))
+                # data nobody asked for yet, across a few loop iterations
+                await lp.sock_sendall(client, b"two")
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                out.append(await _recv_exactly(lp, conn, 3))
+                # a writer on the same fd
+                fut = lp.create_future()
+                lp.add_writer(conn, lambda: fut.done() or fut.set_result("writable"))
+                out.append(await fut)
+                out.append(lp.remove_writer(conn))
+                await lp.sock_sendall(client, b"three")
+                out.append(await _recv_exactly(lp, conn, 5))
+                # a plain reader on the same fd
+                fut = lp.create_future()
+                lp.add_reader(conn, lambda: fut.done() or fut.set_result(conn.recv(10)))
+                await lp.sock_sendall(client, b"four")
+                out.append(await fut)
+                out.append(lp.remove_reader(conn))
+                out.append(lp.remove_reader(conn))
+                # another socket object for the same connection
+                other = socket.socket(fileno=os.dup(conn.fileno()))
+                with other:
+                    other.setblocking(False)
+                    await lp.sock_sendall(client, b"five")
+                    out.append(await _recv_exactly(lp, other, 4))
+                await lp.sock_sendall(client, b"six")
+                out.append(await _recv_exactly(lp, conn, 3))
+                client.shutdown(socket.SHUT_WR)
+                out.append(await lp.sock_recv(conn, 10))
+            return out
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[-1] == b""
+    assert scenario(loop) == expected
+
+
 def test_cancelled_sock_accept_leaves_listener_usable(loop, listener):
     async def main():
         task = asyncio.ensure_future(loop.sock_accept(listener))

@@ -206,7 +206,7 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         if data is not None:
             return data
         self._ensure_fd_no_transport(fd)
-        return await self._sock_recv_wait(fd, n)
+        return await self._sock_recv_wait(sock, fd, n)
 
     # -- signals ----------------------------------------------------------------
 
