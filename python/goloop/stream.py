@@ -29,8 +29,11 @@ _ATTACH_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).para
 class SocketTransport(_goloop.SocketTransportCore):
     """A stream transport over a connected, non-blocking socket."""
 
+    # No per-instance __dict__ (all state is in the C core's slots): an
+    # idle connection costs less memory.
+    __slots__ = ("__weakref__", "_closed_by_close")
+
     _start_tls_compatible = True
-    _closed_by_close = False
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
@@ -148,7 +151,7 @@ class SocketTransport(_goloop.SocketTransportCore):
                 # asyncio 3.12+ raises here (its close() dropped
                 # _write_ready, its connection_lost dropped _loop): the
                 # same errors, without the writer it may leave spinning.
-                if self._closed_by_close:
+                if getattr(self, "_closed_by_close", False):
                     raise TypeError("'NoneType' object is not callable")
                 if self._loop is None:
                     raise AttributeError("'NoneType' object has no attribute '_add_writer'")
