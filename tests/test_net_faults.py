@@ -507,6 +507,56 @@ def test_protocol_callback_raises_like_stock(loop, kind, tmp_path, cls):
         lsock.close()
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_protocol_factory_raises_on_server_like_stock(loop, debug):
+    """A failing protocol factory drops that connection (reported only in
+    debug mode, as asyncio does) and the server goes on accepting."""
+
+    def scenario(lp):
+        lp.set_debug(debug)
+        contexts = capture_handler(lp)
+        made = []
+
+        def factory():
+            if not made:
+                made.append("boom")
+                raise ValueError("factory failed")
+            proto = Recorder()
+            made.append(proto)
+            return proto
+
+        async def main():
+            server = await lp.create_server(factory, "127.0.0.1", 0)
+            addr = server.sockets[0].getsockname()
+            first = socket.create_connection(addr, timeout=5)
+            second = socket.create_connection(addr, timeout=5)
+            with first, second:
+                while len(made) < 2:
+                    await asyncio.sleep(0.005)
+                second.sendall(b"ok")
+                got = await made[1].received(2)
+                # the failed connection's socket is dropped, not served
+                first.settimeout(0.2)
+                try:
+                    first.sendall(b"x")
+                    first_state = first.recv(1) or b"eof"
+                except (socket.timeout, OSError) as exc:
+                    first_state = type(exc).__name__
+            server.close()
+            await server.wait_closed()
+            return got, [c["message"] for c in contexts], first_state
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[0] == b"ok"
+    reported = ["Error on transport creation for incoming connection"] if debug else []
+    assert expected[1] == reported
+    assert scenario(loop) == expected
+
+
 def test_connection_made_raises_on_server_like_stock(loop, tmp_path):
     class RaisingMade(Recorder):
         def connection_made(self, transport):
