@@ -13,7 +13,8 @@ import sys
 
 N = 100_000
 
-CHILD = """
+CHILD = (
+    """
 import asyncio, gc, json, sys
 kind = sys.argv[1]
 if kind == "asyncio":
@@ -41,7 +42,9 @@ for h in timers:
     h.cancel()
 loop.run_until_complete(asyncio.sleep(0))
 loop.close()
-""" % N
+"""
+    % N
+)
 
 
 def measure(kind):
