@@ -10,6 +10,11 @@ import (
 const (
 	EventRead  uint32 = 1
 	EventWrite uint32 = 2
+	// EventEdge asks SetInterest for an edge-triggered registration
+	// (EPOLLET): readiness is reported once per change, not while it
+	// lasts. goloop's C core uses it for sock_recv's waits (see
+	// pybridge/io.c); it is not an event Wait reports.
+	EventEdge uint32 = 4
 )
 
 // Event is one ready fd. Layout must match C
@@ -68,7 +73,8 @@ func (p *Poller) Close() error {
 }
 
 // SetInterest makes fd's registered interest equal mask (EventRead and/or
-// EventWrite; other bits are ignored). Mask 0 unregisters fd.
+// EventWrite, plus EventEdge for edge-triggered; other bits are ignored).
+// A mask without EventRead and EventWrite unregisters fd.
 //
 // Errors are unix.Errno values (EPERM for a regular file, EBADF for a bad
 // fd, ...) so C can raise the matching OSError.
@@ -76,6 +82,7 @@ func (p *Poller) SetInterest(fd int, mask uint32) error {
 	if fd < 0 || fd > math.MaxInt32 {
 		return unix.EBADF // also keeps fd a valid regs index and int32
 	}
+	edge := mask&EventEdge != 0
 	mask &= EventRead | EventWrite
 	if mask == 0 {
 		return p.unregister(fd)
@@ -83,6 +90,9 @@ func (p *Poller) SetInterest(fd int, mask uint32) error {
 	// The interest travels in the event's user data (Pad) so Wait can mask
 	// readiness with it without a lookup, as selectors does with key.events.
 	ev := unix.EpollEvent{Events: epollBits(mask), Fd: int32(fd), Pad: int32(mask)}
+	if edge {
+		ev.Events |= unix.EPOLLET
+	}
 	op, fallbackOp, fallbackErr := unix.EPOLL_CTL_ADD, unix.EPOLL_CTL_MOD, error(unix.EEXIST)
 	if p.registered(fd) {
 		// The kernel silently drops registrations of closed fds and the

@@ -75,6 +75,25 @@ func TestPollerReadReadiness(t *testing.T) {
 	assert.Empty(t, waitEvents(t, p, 0))
 }
 
+func TestPollerEdgeTriggeredReportsEachArrivalOnce(t *testing.T) {
+	p := newTestPoller(t)
+	pp := newPipe(t)
+	require.NoError(t, p.SetInterest(pp.r, EventRead|EventEdge))
+	writeByte(t, pp.w)
+	// The edge bit is not an event: reported as a plain read, once.
+	assert.Equal(t, []Event{{Fd: int32(pp.r), Mask: EventRead}}, waitEvents(t, p, 1000))
+	assert.Empty(t, waitEvents(t, p, 0), "undrained, but no new edge")
+	writeByte(t, pp.w)
+	assert.Equal(t, []Event{{Fd: int32(pp.r), Mask: EventRead}}, waitEvents(t, p, 1000))
+	// Back to level-triggered with a plain mask.
+	require.NoError(t, p.SetInterest(pp.r, EventRead))
+	assert.Equal(t, []Event{{Fd: int32(pp.r), Mask: EventRead}}, waitEvents(t, p, 0))
+	assert.Equal(t, []Event{{Fd: int32(pp.r), Mask: EventRead}}, waitEvents(t, p, 0))
+	// The edge bit alone unregisters, like mask 0.
+	require.NoError(t, p.SetInterest(pp.r, EventEdge))
+	assert.Empty(t, waitEvents(t, p, 0))
+}
+
 func TestPollerWriteReadiness(t *testing.T) {
 	p := newTestPoller(t)
 	pp := newPipe(t)

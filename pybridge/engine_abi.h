@@ -12,6 +12,7 @@
 
 #define GL_EVENT_READ 1u
 #define GL_EVENT_WRITE 2u
+#define GL_EVENT_EDGE 4u /* edge-triggered registration (EPOLLET) */
 
 #define GL_TIMER_ADD 0
 #define GL_TIMER_REMOVE 1

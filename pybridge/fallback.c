@@ -72,8 +72,9 @@ int gl_fallback_set_interest(gl_fallback *fb, int fd, uint32_t mask)
         return fd < 0 ? EBADF : EINVAL;
     }
     struct epoll_event ev = {.data.fd = fd};
-    ev.events = ((mask & GL_EVENT_READ) ? EPOLLIN : 0) | ((mask & GL_EVENT_WRITE) ? EPOLLOUT : 0);
-    if (mask == 0) {
+    ev.events = ((mask & GL_EVENT_READ) ? EPOLLIN : 0) | ((mask & GL_EVENT_WRITE) ? EPOLLOUT : 0) |
+                ((mask & GL_EVENT_EDGE) ? EPOLLET : 0);
+    if ((mask & (GL_EVENT_READ | GL_EVENT_WRITE)) == 0) {
         epoll_ctl(fb->epfd, EPOLL_CTL_DEL, fd, NULL); /* closed fds are already gone */
         return 0;
     }

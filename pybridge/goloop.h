@@ -102,6 +102,7 @@ typedef struct {
     gl_watch_fn fn;
     char write;
     char cancelled;
+    char edge; /* registered edge-triggered, nothing changed fd's interest since (io.c) */
 } gl_watch;
 
 extern PyTypeObject gl_WatchType;
@@ -140,11 +141,14 @@ void gl_io_free(gl_loop *loop);
 /* ---- socket stream transport core (stream.c) ---- */
 int gl_stream_init(PyObject *module);
 PyObject *gl_recv_bytes(int fd, Py_ssize_t n, int *again);
+PyObject *gl_recv_into(int fd, PyObject *buf, int *again);
 
 /* ---- sock_recv's native wait (sockops.c) ---- */
 int gl_sockops_init(void);
 PyObject *gl_loop_sock_recv_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
+PyObject *gl_loop_sock_recv_into_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
+PyObject *gl_loop_sock_recv_into_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 
 /* ---- create_future / create_task (futures.c) ---- */
 int gl_futures_init(void);

@@ -125,12 +125,23 @@ static uint32_t gl_fd_mask(gl_loop *loop, int fd)
     return (loop->readers[fd] ? GL_EVENT_READ : 0) | (loop->writers[fd] ? GL_EVENT_WRITE : 0);
 }
 
+/* Every interest change goes through here: it makes fd's registration
+ * level-triggered again, so a sock_recv watch on fd can no longer be
+ * parked (see unpark). Returns 0 or an errno. */
+static int engine_interest(gl_loop *loop, int fd, uint32_t mask)
+{
+    if (fd < loop->fdcap && loop->readers[fd] != NULL && GL_IS_WATCH(loop->readers[fd])) {
+        ((gl_watch *)loop->readers[fd])->edge = 0;
+    }
+    return gl_engine_set_interest(loop, fd, mask);
+}
+
 static int set_interest(gl_loop *loop, int fd, uint32_t mask)
 {
     if (gl_engine_usable(loop) < 0) {
         return -1;
     }
-    int err = gl_engine_set_interest(loop, fd, mask);
+    int err = engine_interest(loop, fd, mask);
     if (err != 0) {
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError);
@@ -143,24 +154,33 @@ static int set_interest(gl_loop *loop, int fd, uint32_t mask)
  *
  * A completed sock_recv would remove its reader (EPOLL_CTL_DEL) only for
  * the next sock_recv on the same socket to add it again (EPOLL_CTL_ADD):
- * two syscalls per receive in a recv/send loop. Instead the fd's read
- * interest stays in epoll, "parked": the fd tables (and so every
- * asyncio-visible view) say nobody watches it, and parked[fd] holds a
+ * two syscalls per receive in a recv/send loop. Instead sock_recv's wait
+ * registers the fd edge-triggered, and when the receive completes the
+ * registration stays in epoll, "parked": the fd tables (and so every
+ * asyncio-visible view) say nobody watches the fd, and parked[fd] holds a
  * weak reference to the socket. The next sock_recv on that same socket
- * object, still open on that fd (so the same open file), reuses the
- * registration without a syscall. Anything else that touches fd's
- * interest, or an event arriving for the parked fd, first brings epoll
- * back in line with the tables (one epoll_ctl, as stock would have done
- * earlier). A parked fd closed by its owner leaves epoll by itself; if the
- * number is reused, the new socket is a different object and gets a fresh
- * registration (MOD falls back to ADD in the engine). */
+ * object, still open on that fd, reuses the registration without a
+ * syscall.
+ *
+ * Edge-triggered because sock_recv always tries recv before it waits:
+ * data that arrives while parked is either read by that first recv or,
+ * arriving after it, raises a new edge that reaches the waiting op. And
+ * because a parked registration can outlive the fd number: when the
+ * socket was dup'ed or inherited by a child, closing our fd does not
+ * remove the registration and DEL can no longer name it; level-triggered,
+ * it would then report readiness on every wait (a spinning loop),
+ * edge-triggered it reports only new activity of that other copy, as
+ * spurious wake-ups the fd's later users tolerate. Anything else that
+ * touches fd's interest first brings epoll back in line with the tables
+ * (one epoll_ctl, as stock would have done earlier) and makes the
+ * registration level-triggered again, after which it is not parked. */
 static void unpark(gl_loop *loop, int fd)
 {
     if (fd >= loop->fdcap || loop->parked[fd] == NULL) {
         return;
     }
     Py_CLEAR(loop->parked[fd]);
-    (void)gl_engine_set_interest(loop, fd, gl_fd_mask(loop, fd));
+    (void)engine_interest(loop, fd, gl_fd_mask(loop, fd));
 }
 
 static int cancel_handle(PyObject *handle)
@@ -249,7 +269,7 @@ static int remove_fd(gl_loop *loop, int fd, int write)
     table[fd] = NULL;
     Py_CLEAR(loop->parked[fd]); /* the interest change below syncs epoll */
     uint32_t mask = gl_fd_mask(loop, fd);
-    (void)gl_engine_set_interest(loop, fd, mask);
+    (void)engine_interest(loop, fd, mask);
     if (mask == 0) {
         loop->nfds--;
     }
@@ -314,7 +334,7 @@ int gl_io_park_reader(gl_loop *loop, int fd, PyObject *owner, PyObject *sockref)
     if (entry == NULL || !GL_IS_WATCH(entry) || ((gl_watch *)entry)->owner != owner) {
         return 0;
     }
-    if (sockref == NULL || loop->writers[fd] != NULL) {
+    if (sockref == NULL || loop->writers[fd] != NULL || !((gl_watch *)entry)->edge) {
         return remove_fd(loop, fd, 0) < 0 ? -1 : 0;
     }
     loop->readers[fd] = NULL;
@@ -366,20 +386,44 @@ int gl_io_watch_reader_of(gl_loop *loop, int fd, PyObject *sock, PyObject *owner
         if (w == NULL) {
             return -1;
         }
+        ((gl_watch *)w)->edge = 1;
         loop->readers[fd] = w;
         loop->nfds++;
         *sockref = ref; /* the parked reference moves to the op */
         loop->parked[fd] = NULL;
         return 0;
     }
+    unpark(loop, fd);
     *sockref = PyWeakref_NewRef(sock, NULL);
     if (*sockref == NULL) {
         PyErr_Clear(); /* not weak-referenceable: no parking */
     }
-    if (gl_io_watch(loop, fd, 0, owner, fn, 0) < 0) {
+    if (gl_fd_mask(loop, fd) != 0 || *sockref == NULL) {
+        /* the fd has other watchers: a plain level-triggered reader */
+        if (gl_io_watch(loop, fd, 0, owner, fn, 0) < 0) {
+            Py_CLEAR(*sockref);
+            return -1;
+        }
+        return 0;
+    }
+    if (gl_engine_usable(loop) < 0) {
         Py_CLEAR(*sockref);
         return -1;
     }
+    PyObject *w = gl_watch_new(loop, owner, fn, 0, 0);
+    int err = w == NULL ? 0 : gl_engine_set_interest(loop, fd, GL_EVENT_READ | GL_EVENT_EDGE);
+    if (w == NULL || err != 0) {
+        if (err != 0) {
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+        }
+        Py_XDECREF(w);
+        Py_CLEAR(*sockref);
+        return -1;
+    }
+    ((gl_watch *)w)->edge = 1;
+    loop->readers[fd] = w;
+    loop->nfds++;
     return 0;
 }
 
@@ -420,9 +464,8 @@ int gl_io_dispatch_fd(gl_loop *loop, int fd, uint32_t mask)
     if (fd < 0 || fd >= loop->fdcap) {
         return 0;
     }
-    if (loop->parked[fd] != NULL && loop->readers[fd] == NULL) {
-        unpark(loop, fd); /* data nobody asked for yet: stop polling it */
-    }
+    /* An event for a parked fd (edge-triggered: once per arrival) is data
+     * the socket's next sock_recv reads before waiting: nothing to do. */
     if ((mask & GL_EVENT_READ) && dispatch_one(loop, fd, 0) < 0) {
         return -1;
     }
@@ -473,7 +516,7 @@ PyObject *gl_io_set(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
     uint32_t old = gl_fd_mask(loop, fd);
     uint32_t mask = (reader ? GL_EVENT_READ : 0) | (writer ? GL_EVENT_WRITE : 0);
     if (mask == 0) {
-        (void)gl_engine_set_interest(loop, fd, 0);
+        (void)engine_interest(loop, fd, 0);
     } else if (mask != old && set_interest(loop, fd, mask) < 0) {
         return NULL;
     }

@@ -637,6 +637,10 @@ static PyMethodDef loop_methods[] = {
     {"_sock_recv_now", (PyCFunction)(void (*)(void))gl_loop_sock_recv_now, METH_FASTCALL, NULL},
     {"_sock_recv_wait", (PyCFunction)(void (*)(void))gl_loop_sock_recv_wait, METH_FASTCALL,
      NULL},
+    {"_sock_recv_into_now", (PyCFunction)(void (*)(void))gl_loop_sock_recv_into_now,
+     METH_FASTCALL, NULL},
+    {"_sock_recv_into_wait", (PyCFunction)(void (*)(void))gl_loop_sock_recv_into_wait,
+     METH_FASTCALL, NULL},
     {NULL},
 };
 

@@ -1,5 +1,5 @@
-/* loop.sock_recv's wait in C (asyncio: selector_events._sock_recv and
- * _sock_read_done).
+/* loop.sock_recv's and sock_recv_into's wait in C (asyncio:
+ * selector_events._sock_recv, _sock_recv_into and _sock_read_done).
  *
  * asyncio answers a sock_recv that finds no data by raising and catching
  * BlockingIOError, then registering a reader Handle on a bound method
@@ -18,6 +18,7 @@ typedef struct {
     PyObject *loop;
     PyObject *fut;
     PyObject *sockref; /* weakref to the socket, for parking (io.c) */
+    PyObject *into;    /* sock_recv_into's buffer, NULL for sock_recv */
     int fd;
     Py_ssize_t n;
 } gl_recvop;
@@ -30,6 +31,7 @@ static int recvop_traverse(gl_recvop *self, visitproc visit, void *arg)
     Py_VISIT(self->loop);
     Py_VISIT(self->fut);
     Py_VISIT(self->sockref);
+    Py_VISIT(self->into);
     return 0;
 }
 
@@ -38,6 +40,7 @@ static int recvop_clear(gl_recvop *self)
     Py_CLEAR(self->loop);
     Py_CLEAR(self->fut);
     Py_CLEAR(self->sockref);
+    Py_CLEAR(self->into);
     return 0;
 }
 
@@ -74,7 +77,8 @@ static int recvop_ready(PyObject *owner, int write)
         return stop_watching(op);
     }
     int again;
-    PyObject *data = gl_recv_bytes(op->fd, op->n, &again);
+    PyObject *data = op->into ? gl_recv_into(op->fd, op->into, &again)
+                              : gl_recv_bytes(op->fd, op->n, &again);
     if (data == NULL && again) {
         return 0; /* try again next time */
     }
@@ -116,17 +120,25 @@ static PyTypeObject gl_RecvOpType = {
     .tp_call = (ternaryfunc)recvop_call,
 };
 
+static int parse_fd(PyObject *arg, int *fd)
+{
+    long v = PyLong_AsLong(arg);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *fd = (int)v;
+    return 0;
+}
+
 static int parse_fd_n(PyObject *const *args, Py_ssize_t nargs, int *fd, Py_ssize_t *n)
 {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "expected (fd, nbytes)");
         return -1;
     }
-    long v = PyLong_AsLong(args[0]);
-    if (v == -1 && PyErr_Occurred()) {
+    if (parse_fd(args[0], fd) < 0) {
         return -1;
     }
-    *fd = (int)v;
     *n = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
     return (*n == -1 && PyErr_Occurred()) ? -1 : 0;
 }
@@ -147,20 +159,8 @@ PyObject *gl_loop_sock_recv_now(gl_loop *loop, PyObject *const *args, Py_ssize_t
     return data;
 }
 
-/* _sock_recv_wait(sock, fd, n): a future resolved by the next
- * successful recv on fd (sock.fileno()). */
-PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *start_wait(gl_loop *loop, PyObject *sock, int fd, Py_ssize_t n, PyObject *into)
 {
-    int fd;
-    Py_ssize_t n;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "expected (sock, fd, nbytes)");
-        return NULL;
-    }
-    PyObject *sock = args[0];
-    if (parse_fd_n(args + 1, 2, &fd, &n) < 0) {
-        return NULL;
-    }
     PyObject *fut = gl_loop_create_future(loop, NULL);
     if (fut == NULL) {
         return NULL;
@@ -173,12 +173,19 @@ PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_
     op->loop = Py_NewRef((PyObject *)loop);
     op->fut = Py_NewRef(fut);
     op->sockref = NULL;
+    op->into = Py_XNewRef(into);
     op->fd = fd;
     op->n = n;
     PyObject_GC_Track(op);
     int r = gl_io_watch_reader_of(loop, fd, sock, (PyObject *)op, recvop_ready, &op->sockref);
-    if (r == 0) {
-        r = call1(fut, str_add_done_callback, (PyObject *)op);
+    if (r == 0 && call1(fut, str_add_done_callback, (PyObject *)op) < 0) {
+        PyObject *type, *value, *tb; /* keep it across the removal */
+        PyErr_Fetch(&type, &value, &tb);
+        if (stop_watching(op) < 0) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(type, value, tb);
+        r = -1;
     }
     Py_DECREF(op);
     if (r < 0) {
@@ -186,6 +193,57 @@ PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_
         return NULL;
     }
     return fut;
+}
+
+/* _sock_recv_wait(sock, fd, n): a future resolved by the next
+ * successful recv on fd (sock.fileno()). */
+PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    Py_ssize_t n;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "expected (sock, fd, nbytes)");
+        return NULL;
+    }
+    if (parse_fd_n(args + 1, 2, &fd, &n) < 0) {
+        return NULL;
+    }
+    return start_wait(loop, args[0], fd, n, NULL);
+}
+
+/* _sock_recv_into_now(fd, buf): sock.recv_into(buf), or None instead of
+ * BlockingIOError. */
+PyObject *gl_loop_sock_recv_into_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected (fd, buffer)");
+        return NULL;
+    }
+    if (parse_fd(args[0], &fd) < 0) {
+        return NULL;
+    }
+    int again;
+    PyObject *n = gl_recv_into(fd, args[1], &again);
+    if (n == NULL && again) {
+        Py_RETURN_NONE;
+    }
+    return n;
+}
+
+/* _sock_recv_into_wait(sock, fd, buf): a future resolved with the byte
+ * count of the next successful recv_into. */
+PyObject *gl_loop_sock_recv_into_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "expected (sock, fd, buffer)");
+        return NULL;
+    }
+    if (parse_fd(args[1], &fd) < 0) {
+        return NULL;
+    }
+    return start_wait(loop, args[0], fd, 0, args[2]);
 }
 
 int gl_sockops_init(void)

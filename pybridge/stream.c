@@ -204,6 +204,9 @@ PyObject *gl_recv_bytes(int fd, Py_ssize_t n, int *again)
         PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
         return NULL;
     }
+    if (n == 0) { /* as socket.recv(0): no syscall */
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
     PyObject *data = NULL;
     char *dst = scratch;
     if (n > GL_SCRATCH_SIZE) {
@@ -256,6 +259,36 @@ static PyObject *recv_direct(int fd, Py_ssize_t n, int *again)
     return data;
 }
 
+/* socket.recv_into's error for a buffer it cannot write to. */
+static void set_not_writable(PyObject *buf)
+{
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError,
+                 "recv_into() argument 1 must be read-write bytes-like object, not %.200s",
+                 Py_TYPE(buf)->tp_name);
+}
+
+/* socket.recv_into(buf) on fd: the byte count; NULL with *again set when
+ * nothing is there, NULL with an exception on error. */
+PyObject *gl_recv_into(int fd, PyObject *buf, int *again)
+{
+    *again = 0;
+    Py_buffer view;
+    if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
+        set_not_writable(buf);
+        return NULL;
+    }
+    /* socket.recv_into returns 0 for an empty buffer without a syscall
+     * (a 0-byte recv may report EAGAIN, which would wait for nothing). */
+    Py_ssize_t got = view.len == 0 ? 0 : recv_retry(fd, view.buf, view.len);
+    PyBuffer_Release(&view);
+    if (got < 0) {
+        *again = got == -1;
+        return NULL;
+    }
+    return PyLong_FromSsize_t(got);
+}
+
 static int read_data_received(gl_stream *self)
 {
     int again;
@@ -298,12 +331,7 @@ static int read_get_buffer(gl_stream *self)
     }
     Py_buffer view;
     if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
-        /* socket.recv_into's argument error, which asyncio reports */
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError,
-                     "recv_into() argument 'buffer' must be read-write bytes-like object, "
-                     "not %.200s",
-                     Py_TYPE(buf)->tp_name);
+        set_not_writable(buf); /* socket.recv_into's error, which asyncio reports */
         Py_DECREF(buf);
         Py_DECREF(protocol);
         return fatal(self, "Fatal read error on socket transport");
@@ -329,9 +357,21 @@ static int read_get_buffer(gl_stream *self)
     return r;
 }
 
+/* After _call_connection_lost the socket is closed and _sock is None:
+ * self->fd may by now name someone else's socket, so no syscall may use
+ * it. asyncio fails on `self._sock.send` there; so does this. */
+static int sock_gone(gl_stream *self, const char *method)
+{
+    if (!is_none(self->sock)) {
+        return 0;
+    }
+    PyErr_Format(PyExc_AttributeError, "'NoneType' object has no attribute '%s'", method);
+    return 1;
+}
+
 static int read_ready(gl_stream *self)
 {
-    if (self->conn_lost || self->protocol == NULL) {
+    if (self->conn_lost || self->protocol == NULL || is_none(self->sock)) {
         return 0;
     }
     return self->buffered ? read_get_buffer(self) : read_data_received(self);
@@ -434,6 +474,9 @@ static int write_ready(gl_stream *self)
     if (self->wlen == 0 || self->conn_lost) {
         return 0;
     }
+    if (sock_gone(self, "sendmsg")) {
+        return -1;
+    }
     Py_ssize_t n = send_retry(self->fd, self->wbuf + self->wstart, self->wlen);
     if (n < 0) {
         if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
@@ -488,9 +531,14 @@ static int write_ready(gl_stream *self)
         Py_XDECREF(r);
         return r == NULL ? -1 : 0;
     }
-    if (self->eof && shutdown(self->fd, SHUT_WR) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
+    if (self->eof) {
+        if (sock_gone(self, "shutdown")) {
+            return -1;
+        }
+        if (shutdown(self->fd, SHUT_WR) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
     }
     return 0;
 }
@@ -589,6 +637,12 @@ static PyObject *stream_write(gl_stream *self, PyObject *data)
     }
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        /* e.g. a non-contiguous memoryview: asyncio's send() fails on it
+         * inside its try block, so the error is a fatal write error */
+        if (self->wlen == 0 && !self->conn_lost) {
+            return fatal(self, "Fatal write error on socket transport") < 0 ? NULL
+                                                                            : Py_NewRef(Py_None);
+        }
         return NULL;
     }
     const char *p = view.buf;
@@ -599,6 +653,10 @@ static PyObject *stream_write(gl_stream *self, PyObject *data)
     }
     if (self->conn_lost) {
         r = warn_lost_write(self);
+        goto done;
+    }
+    if (self->wlen == 0 && sock_gone(self, "send")) {
+        r = fatal(self, "Fatal write error on socket transport");
         goto done;
     }
     if (self->wlen == 0) {

@@ -52,6 +52,7 @@ PyObject *gl_watch_new(gl_loop *loop, PyObject *owner, gl_watch_fn fn, int write
     w->fn = fn;
     w->write = (char)write;
     w->cancelled = 0;
+    w->edge = 0;
     if (with_context && w->context == NULL) {
         Py_DECREF(w);
         return NULL;

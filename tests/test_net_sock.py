@@ -385,6 +385,125 @@ def test_sock_recv_then_other_watchers_on_the_same_fd_like_stock(loop, listener)
     assert scenario(loop) == expected
 
 
+def test_sock_recv_into_buffers_like_stock(loop, listener):
+    """Read-only and odd buffers, data already there or not yet: same
+    results and errors as stock."""
+
+    def scenario(lp):
+        async def main():
+            out = []
+            client, conn, _ = await _connected_pair(lp, listener)
+            with client, conn:
+                for buf in (b"read-only", "text", bytearray(0)):
+                    out.append(await outcome_async(lp.sock_recv_into(conn, buf)))
+                out.append(await outcome_async(lp.sock_recv(conn, 0)))
+                out.append(await outcome_async(lp.sock_recv(conn, -1)))
+                await lp.sock_sendall(client, b"abcdef")
+                await asyncio.sleep(0.05)
+                view = memoryview(bytearray(8))[2:6]
+                out.append((await lp.sock_recv_into(conn, view), bytes(view)))
+                big = bytearray(16)
+                task = asyncio.ensure_future(lp.sock_recv_into(conn, big))
+                await asyncio.sleep(0)
+                out.append(await lp.sock_recv_into(conn, bytearray(0)))
+                await lp.sock_sendall(client, b"later")
+                out.append((await asyncio.wait_for(task, 5), bytes(big)))
+            return out
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[0][0] is TypeError
+    assert scenario(loop) == expected
+
+
+async def outcome_async(aw):
+    try:
+        return ("ok", await aw)
+    except Exception as exc:  # noqa: BLE001 - compared with the stock loop's
+        return (type(exc), str(exc))
+
+
+def test_sock_recv_then_dup_and_close_no_spin_like_stock(loop):
+    """A socket whose open file lives on elsewhere (dup, fork) and is then
+    closed must not leave the loop busy or waking a later socket that
+    reuses the number (goloop keeps sock_recv's registration between
+    receives, edge-triggered so an orphan cannot spin)."""
+    import time
+
+    def scenario(lp):
+        async def main():
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            b.setblocking(False)
+            task = asyncio.ensure_future(lp.sock_recv(a, 10))
+            await asyncio.sleep(0.01)
+            b.send(b"hi")
+            got = await task
+            keep = a.dup()
+            a.close()
+            b.send(b"unread")  # readable, on the dup only
+            t0 = time.process_time()
+            await asyncio.sleep(0.3)
+            busy = time.process_time() - t0 > 0.15
+            c, d = socket.socketpair()
+            calls = []
+            lp.add_reader(c.fileno(), calls.append, 1)
+            await asyncio.sleep(0.1)
+            lp.remove_reader(c.fileno())
+            for s in (keep, b, c, d):
+                s.close()
+            return got, busy, len(calls) > 3
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == (b"hi", False, False)
+    assert scenario(loop) == expected
+
+
+def test_write_after_connection_lost_never_reaches_a_reused_fd_like_stock(loop):
+    """close() with buffered data, the peer drains, connection_lost runs and
+    the fd number is reused: a later write() must not send on the new
+    socket (it fails as in stock)."""
+
+    def scenario(lp):
+        async def main():
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            b.setblocking(False)
+            lost = lp.create_future()
+
+            class P(asyncio.Protocol):
+                def connection_lost(self, exc):
+                    lost.set_result(exc)
+
+            tr, _ = await lp.create_connection(P, sock=a)
+            tr.write(b"x" * 4_000_000)
+            tr.close()
+            got = 0
+            while not lost.done():
+                got += len(await lp.sock_recv(b, 1 << 20))
+            c, d = socket.socketpair()
+            result = outcome(tr.write, b"SECRET")
+            leaked = []
+            for s in (c, d):
+                s.setblocking(False)
+                try:
+                    leaked.append(s.recv(100))
+                except BlockingIOError:
+                    pass
+            for s in (b, c, d):
+                s.close()
+            return got, result[0], leaked
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[0] == 4_000_000 and expected[2] == []
+    assert scenario(loop) == expected
+
+
 def test_cancelled_sock_accept_leaves_listener_usable(loop, listener):
     async def main():
         task = asyncio.ensure_future(loop.sock_accept(listener))

@@ -251,6 +251,17 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         self._ensure_fd_no_transport(fd)
         return await self._sock_recv_wait(sock, fd, n)
 
+    async def sock_recv_into(self, sock, buf):
+        """Receive into buf from a non-blocking socket; the byte count."""
+        if self._debug or type(sock) is not socket.socket or sock.gettimeout() != 0:
+            return await super().sock_recv_into(sock, buf)
+        fd = sock.fileno()
+        nbytes = self._sock_recv_into_now(fd, buf)
+        if nbytes is not None:
+            return nbytes
+        self._ensure_fd_no_transport(fd)
+        return await self._sock_recv_into_wait(sock, fd, buf)
+
     # -- signals ----------------------------------------------------------------
 
     def add_signal_handler(self, sig, callback, *args):
