@@ -90,7 +90,9 @@ void gl_handle_release(PyObject *handle); /* DECREF, re-tracking if still shared
 void gl_handle_set_scheduled(PyObject *timer, int scheduled);
 int gl_handle_run(gl_loop *loop, PyObject *handle);
 int gl_report_callback_error(gl_loop *loop, PyObject *handle);
+int gl_exiting_exception(void); /* SystemExit or KeyboardInterrupt pending */
 PyObject *gl_take_exception(void);
+int gl_slot_offset(PyTypeObject *type, const char *name, Py_ssize_t *out); /* __slots__ member */
 
 /* ---- native fd watchers (watch.c) ---- */
 typedef int (*gl_watch_fn)(PyObject *owner, int write);

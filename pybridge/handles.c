@@ -11,7 +11,7 @@ gl_handle_offsets gl_off;
 PyTypeObject *gl_HandleType;
 PyTypeObject *gl_TimerHandleType;
 
-static int slot_offset(PyTypeObject *type, const char *name, Py_ssize_t *out)
+int gl_slot_offset(PyTypeObject *type, const char *name, Py_ssize_t *out)
 {
     PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
     if (descr == NULL) {
@@ -101,15 +101,15 @@ int gl_handles_init(PyObject *module)
     }
     gl_HandleType = (PyTypeObject *)handle;
     PyTypeObject *t = (PyTypeObject *)timer;
-    if (slot_offset(gl_HandleType, "_callback", &gl_off.callback) < 0 ||
-        slot_offset(gl_HandleType, "_args", &gl_off.args) < 0 ||
-        slot_offset(gl_HandleType, "_cancelled", &gl_off.cancelled) < 0 ||
-        slot_offset(gl_HandleType, "_loop", &gl_off.loop) < 0 ||
-        slot_offset(gl_HandleType, "_source_traceback", &gl_off.source_traceback) < 0 ||
-        slot_offset(gl_HandleType, "_repr", &gl_off.repr) < 0 ||
-        slot_offset(gl_HandleType, "_context", &gl_off.context) < 0 ||
-        slot_offset(t, "_when", &gl_off.when) < 0 ||
-        slot_offset(t, "_scheduled", &gl_off.scheduled) < 0) {
+    if (gl_slot_offset(gl_HandleType, "_callback", &gl_off.callback) < 0 ||
+        gl_slot_offset(gl_HandleType, "_args", &gl_off.args) < 0 ||
+        gl_slot_offset(gl_HandleType, "_cancelled", &gl_off.cancelled) < 0 ||
+        gl_slot_offset(gl_HandleType, "_loop", &gl_off.loop) < 0 ||
+        gl_slot_offset(gl_HandleType, "_source_traceback", &gl_off.source_traceback) < 0 ||
+        gl_slot_offset(gl_HandleType, "_repr", &gl_off.repr) < 0 ||
+        gl_slot_offset(gl_HandleType, "_context", &gl_off.context) < 0 ||
+        gl_slot_offset(t, "_when", &gl_off.when) < 0 ||
+        gl_slot_offset(t, "_scheduled", &gl_off.scheduled) < 0) {
         Py_DECREF(timer);
         return -1;
     }
@@ -305,6 +305,14 @@ int gl_handle_is_cancelled(PyObject *handle)
     return c != NULL && PyObject_IsTrue(c) == 1;
 }
 
+/* True when the pending exception is one asyncio lets through its
+ * `except (SystemExit, KeyboardInterrupt): raise` clauses. */
+int gl_exiting_exception(void)
+{
+    return PyErr_ExceptionMatches(PyExc_SystemExit) ||
+           PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+}
+
 PyObject *gl_take_exception(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
@@ -327,8 +335,7 @@ PyObject *gl_take_exception(void)
  * KeyboardInterrupt fatal. The formatting is slow-path Python. */
 int gl_report_callback_error(gl_loop *loop, PyObject *handle)
 {
-    if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
-        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+    if (gl_exiting_exception()) {
         return -1;
     }
     PyObject *exc = gl_take_exception();

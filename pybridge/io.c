@@ -277,8 +277,8 @@ static int remove_fd(gl_loop *loop, int fd, int write)
 }
 
 /* Register a native watch (watch.c) for fd: _add_reader without a Handle. */
-int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn fn,
-                int with_context)
+/* The checks before a native watch goes into fd's table slots. */
+static int watch_target(gl_loop *loop, int fd)
 {
     if (loop->closed) {
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
@@ -288,7 +288,13 @@ int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn f
         PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %d", fd);
         return -1;
     }
-    if (ensure_fd(loop, fd) < 0) {
+    return ensure_fd(loop, fd);
+}
+
+int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn fn,
+                int with_context)
+{
+    if (watch_target(loop, fd) < 0) {
         return -1;
     }
     PyObject *w = gl_watch_new(loop, owner, fn, write, with_context);
@@ -311,36 +317,39 @@ int gl_io_unwatch(gl_loop *loop, int fd, int write)
 
 /* Remove fd's watch only if it is still owner's (another callback may
  * have replaced it, as a replaced reader Handle is cancelled in asyncio). */
-int gl_io_unwatch_owner(gl_loop *loop, int fd, int write, PyObject *owner)
+/* fd's watch for one direction if owner registered it, else NULL. */
+static gl_watch *owned_watch(gl_loop *loop, int fd, int write, PyObject *owner)
 {
     if (loop->closed || fd < 0 || fd >= loop->fdcap) {
-        return 0;
+        return NULL;
     }
     PyObject *entry = (write ? loop->writers : loop->readers)[fd];
     if (entry == NULL || !GL_IS_WATCH(entry) || ((gl_watch *)entry)->owner != owner) {
-        return 0;
+        return NULL;
     }
-    return remove_fd(loop, fd, write);
+    return (gl_watch *)entry;
+}
+
+int gl_io_unwatch_owner(gl_loop *loop, int fd, int write, PyObject *owner)
+{
+    return owned_watch(loop, fd, write, owner) ? remove_fd(loop, fd, write) : 0;
 }
 
 /* A sock_recv op is done with fd: drop its table entry but leave the
  * read interest in epoll, parked for the same socket (see unpark). */
 int gl_io_park_reader(gl_loop *loop, int fd, PyObject *owner, PyObject *sockref)
 {
-    if (loop->closed || fd < 0 || fd >= loop->fdcap) {
+    gl_watch *w = owned_watch(loop, fd, 0, owner);
+    if (w == NULL) {
         return 0;
     }
-    PyObject *entry = loop->readers[fd];
-    if (entry == NULL || !GL_IS_WATCH(entry) || ((gl_watch *)entry)->owner != owner) {
-        return 0;
-    }
-    if (sockref == NULL || loop->writers[fd] != NULL || !((gl_watch *)entry)->edge) {
+    if (sockref == NULL || loop->writers[fd] != NULL || !w->edge) {
         return remove_fd(loop, fd, 0) < 0 ? -1 : 0;
     }
     loop->readers[fd] = NULL;
     loop->nfds--;
     Py_XSETREF(loop->parked[fd], Py_NewRef(sockref));
-    return cancel_handle(entry);
+    return cancel_handle((PyObject *)w);
 }
 
 static int weakref_is(PyObject *ref, PyObject *obj)
@@ -368,61 +377,48 @@ int gl_io_watch_reader_of(gl_loop *loop, int fd, PyObject *sock, PyObject *owner
                           gl_watch_fn fn, PyObject **sockref)
 {
     *sockref = NULL;
-    if (loop->closed) {
-        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+    if (watch_target(loop, fd) < 0) {
         return -1;
     }
-    if (fd < 0) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %d", fd);
-        return -1;
-    }
-    if (ensure_fd(loop, fd) < 0) {
+    PyObject *w = gl_watch_new(loop, owner, fn, 0, 0);
+    if (w == NULL) {
         return -1;
     }
     PyObject *ref = loop->parked[fd];
     if (ref != NULL && loop->readers[fd] == NULL && loop->writers[fd] == NULL &&
         weakref_is(ref, sock)) {
-        PyObject *w = gl_watch_new(loop, owner, fn, 0, 0);
-        if (w == NULL) {
-            return -1;
-        }
-        ((gl_watch *)w)->edge = 1;
-        loop->readers[fd] = w;
-        loop->nfds++;
-        *sockref = ref; /* the parked reference moves to the op */
+        *sockref = ref; /* the parked registration and reference move to the op */
         loop->parked[fd] = NULL;
-        return 0;
-    }
-    unpark(loop, fd);
-    *sockref = PyWeakref_NewRef(sock, NULL);
-    if (*sockref == NULL) {
-        PyErr_Clear(); /* not weak-referenceable: no parking */
-    }
-    if (gl_fd_mask(loop, fd) != 0 || *sockref == NULL) {
-        /* the fd has other watchers: a plain level-triggered reader */
-        if (gl_io_watch(loop, fd, 0, owner, fn, 0) < 0) {
+    } else {
+        unpark(loop, fd);
+        *sockref = PyWeakref_NewRef(sock, NULL);
+        if (*sockref == NULL) {
+            PyErr_Clear(); /* not weak-referenceable: no parking */
+        }
+        if (gl_fd_mask(loop, fd) != 0 || *sockref == NULL) {
+            /* other watchers on fd, or no parking: a plain level-triggered reader */
+            int r = install(loop, fd, 0, w);
+            Py_DECREF(w);
+            if (r < 0) {
+                Py_CLEAR(*sockref);
+            }
+            return r;
+        }
+        int err = gl_engine_usable(loop) < 0
+                      ? -1
+                      : gl_engine_set_interest(loop, fd, GL_EVENT_READ | GL_EVENT_EDGE);
+        if (err != 0) {
+            if (err > 0) {
+                errno = err;
+                PyErr_SetFromErrno(PyExc_OSError);
+            }
+            Py_DECREF(w);
             Py_CLEAR(*sockref);
             return -1;
         }
-        return 0;
-    }
-    if (gl_engine_usable(loop) < 0) {
-        Py_CLEAR(*sockref);
-        return -1;
-    }
-    PyObject *w = gl_watch_new(loop, owner, fn, 0, 0);
-    int err = w == NULL ? 0 : gl_engine_set_interest(loop, fd, GL_EVENT_READ | GL_EVENT_EDGE);
-    if (w == NULL || err != 0) {
-        if (err != 0) {
-            errno = err;
-            PyErr_SetFromErrno(PyExc_OSError);
-        }
-        Py_XDECREF(w);
-        Py_CLEAR(*sockref);
-        return -1;
     }
     ((gl_watch *)w)->edge = 1;
-    loop->readers[fd] = w;
+    loop->readers[fd] = w; /* the table takes our reference */
     loop->nfds++;
     return 0;
 }

@@ -82,8 +82,7 @@ static int recvop_ready(PyObject *owner, int write)
     if (data == NULL && again) {
         return 0; /* try again next time */
     }
-    if (data == NULL && (PyErr_ExceptionMatches(PyExc_SystemExit) ||
-                         PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))) {
+    if (data == NULL && gl_exiting_exception()) {
         return -1;
     }
     PyObject *exc = data == NULL ? gl_take_exception() : NULL;
