@@ -158,6 +158,10 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             return super()._make_socket_transport(
                 sock, protocol, waiter, extra=extra, server=server
             )
+        return self._socket_transport(sock, protocol, waiter, extra, server)
+
+    def _socket_transport(self, sock, protocol, waiter=None, extra=None, server=None):
+        # asyncio 3.12+ refuses an fd that already has a transport here.
         if sys.version_info >= (3, 12):
             self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
@@ -232,18 +236,23 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
                 server=server,
                 **timeouts,
             )
-        if sys.version_info >= (3, 12):
-            self._ensure_fd_no_transport(rawsock)
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
         )
-        SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        self._socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
+
+    def _native_sock_io(self, sock):
+        """Whether goloop's C receive path may serve sock: a plain
+        non-blocking socket outside debug mode. Others (SSL sockets,
+        subclasses, blocking sockets, debug mode) take asyncio's own
+        sock_* code, with its checks and messages."""
+        return not self._debug and type(sock) is socket.socket and sock.gettimeout() == 0
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from a non-blocking socket."""
-        if self._debug or type(sock) is not socket.socket or sock.gettimeout() != 0:
-            return await super().sock_recv(sock, n)  # asyncio's checks and messages
+        if not self._native_sock_io(sock):
+            return await super().sock_recv(sock, n)
         fd = sock.fileno()
         data = self._sock_recv_now(fd, n)
         if data is not None:
@@ -253,7 +262,7 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
 
     async def sock_recv_into(self, sock, buf):
         """Receive into buf from a non-blocking socket; the byte count."""
-        if self._debug or type(sock) is not socket.socket or sock.gettimeout() != 0:
+        if not self._native_sock_io(sock):
             return await super().sock_recv_into(sock, buf)
         fd = sock.fileno()
         nbytes = self._sock_recv_into_now(fd, buf)
