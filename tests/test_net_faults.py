@@ -18,6 +18,7 @@ import warnings
 import pytest
 from loop_support import (
     CHILD_PRELUDE,
+    Recorder,
     bind_address,
     check_child,
     norm_repr,
@@ -30,50 +31,6 @@ from loop_support import (
 
 STREAM_KINDS = ("tcp4", "tcp6", "unix")
 TCP_KINDS = ("tcp4", "tcp6")
-
-
-class Recorder(asyncio.Protocol):
-    keep_open_on_eof = False
-
-    def __init__(self):
-        loop = asyncio.get_running_loop()
-        self.events = []
-        self.data = bytearray()
-        self.transport = None
-        self.made = loop.create_future()
-        self.eof = loop.create_future()
-        self.lost = loop.create_future()
-        self._changed = asyncio.Event()
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.events.append("made")
-        self.made.set_result(transport)
-
-    def data_received(self, data):
-        self.data += data
-        self._changed.set()
-
-    def eof_received(self):
-        self.events.append("eof")
-        self.eof.set_result(None)
-        return self.keep_open_on_eof
-
-    def connection_lost(self, exc):
-        self.events.append(("lost", None if exc is None else type(exc)))
-        self.lost.set_result(exc)
-
-    def pause_writing(self):
-        self.events.append("pause_writing")
-
-    def resume_writing(self):
-        self.events.append("resume_writing")
-
-    async def received(self, n):
-        while len(self.data) < n and not self.lost.done():
-            self._changed.clear()
-            await self._changed.wait()
-        return bytes(self.data)
 
 
 class KeepOpen(Recorder):

@@ -23,6 +23,7 @@ import sys
 import pytest
 from loop_support import (
     ADDR_KINDS,
+    Recorder,
     bind_address,
     ipv6_available,
     norm_repr,
@@ -47,56 +48,6 @@ def need_ipv6():
 
 
 # ---------------------------------------------------------------- protocols
-
-
-class Recorder(asyncio.Protocol):
-    """Records callbacks; futures for the interesting ones."""
-
-    keep_open_on_eof = False
-
-    def __init__(self):
-        loop = asyncio.get_running_loop()
-        self.events = []
-        self.data = bytearray()
-        self.transport = None
-        self.made = loop.create_future()
-        self.eof = loop.create_future()
-        self.lost = loop.create_future()
-        self._changed = asyncio.Event()
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.events.append("made")
-        self.made.set_result(transport)
-
-    def data_received(self, data):
-        assert self.made.done() and not self.eof.done() and not self.lost.done()
-        self.data += data
-        self._changed.set()
-
-    def eof_received(self):
-        self.events.append("eof")
-        self.eof.set_result(None)
-        self._changed.set()
-        return self.keep_open_on_eof
-
-    def connection_lost(self, exc):
-        self.events.append(("lost", None if exc is None else type(exc)))
-        self.lost.set_result(exc)
-        self._changed.set()
-
-    def pause_writing(self):
-        self.events.append("pause_writing")
-
-    def resume_writing(self):
-        self.events.append("resume_writing")
-
-    async def received(self, n):
-        """Wait until at least n bytes arrived (or the connection ended)."""
-        while len(self.data) < n and not self.lost.done():
-            self._changed.clear()
-            await self._changed.wait()
-        return bytes(self.data)
 
 
 class KeepOpen(Recorder):
