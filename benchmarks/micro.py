@@ -32,6 +32,8 @@ import threading
 import time
 from importlib import metadata
 
+from benchutil import describe
+
 BATCH = 1000  # callbacks queued per batch (call_soon rows)
 TASKS = 1000  # concurrent tasks (sleep(0) row)
 GATHER = 100  # tasks per gather() call (create_task + gather row)
@@ -88,17 +90,6 @@ def _install_handler(loop, errors):
         loop.stop()
 
     loop.set_exception_handler(handler)
-
-
-def describe(exc):
-    """``Type: message (in function)`` for an exception, with its origin."""
-    text = f"{type(exc).__name__}: {exc}".rstrip(": ")
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is not None:
-        text += f" (in {tb.tb_frame.f_code.co_name})"
-    return text
 
 
 def bail(result):

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import micro
+from benchutil import cpu_model, csv_choices
 
 HERE = Path(__file__).resolve().parent
 MICRO = HERE / "micro.py"
@@ -41,26 +42,13 @@ QUICK_REPS = 3
 # ----------------------------------------------------------- arguments
 
 
-def _csv(choices):
-    def parse(text):
-        names = [name.strip() for name in text.split(",") if name.strip()]
-        unknown = sorted(set(names) - set(choices))
-        if unknown:
-            raise argparse.ArgumentTypeError(
-                f"unknown: {', '.join(unknown)} (choose from {', '.join(choices)})"
-            )
-        return names
-
-    return parse
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="goloop micro-benchmarks (one fresh process per sample)"
     )
     p.add_argument(
         "--loops",
-        type=_csv(micro.LOOPS),
+        type=csv_choices(micro.LOOPS),
         default=",".join(micro.LOOPS),
         help="comma-separated loops (default: %(default)s)",
     )
@@ -75,7 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--markdown", default=None, help="also write the table here")
     p.add_argument(
         "--only",
-        type=_csv(list(micro.BENCHES)),
+        type=csv_choices(list(micro.BENCHES)),
         default=None,
         help="comma-separated benchmark names",
     )
@@ -108,7 +96,7 @@ def _finish_args(parser, args):
     if args.require == "*":
         args.require = list(args.loops)
     else:
-        args.require = _csv(micro.LOOPS)(args.require)
+        args.require = csv_choices(micro.LOOPS)(args.require)
     missing = sorted(set(args.require) - set(args.loops))
     if missing:
         parser.error(f"--require names loops not in --loops: {', '.join(missing)}")
@@ -339,16 +327,6 @@ def render_notes(args, cells, loop_info, meta):
 # ------------------------------------------------------------- metadata
 
 
-def _cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _nproc():
     try:
         out = subprocess.run(["nproc"], capture_output=True, text=True, check=True)
@@ -377,7 +355,7 @@ def metadata(args, loop_info):
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "arch": platform.machine(),
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "nproc": _nproc(),
             "platform": platform.platform(),
         },

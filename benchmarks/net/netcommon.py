@@ -28,6 +28,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 RESULTS = HERE.parent / "results"
+
+sys.path.insert(0, str(HERE.parent))
+from benchutil import cpu_model, csv_choices, describe  # noqa: E402, F401 (re-exported)
+
 LOOPS = ("asyncio", "uvloop", "rloop", "goloop")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 EXIT_UNSUPPORTED = 3
@@ -78,17 +82,6 @@ def format_addr(sock):
         return f"unix:{sock.getsockname()}"
     host, port = sock.getsockname()[:2]
     return f"tcp:{host}:{port}"
-
-
-def describe(exc):
-    """``Type: message (in function)`` for an exception, with its origin."""
-    text = f"{type(exc).__name__}: {exc}".rstrip(": ")
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is not None:
-        text += f" (in {tb.tb_frame.f_code.co_name})"
-    return text
 
 
 def install_stop(loop, event):
@@ -253,16 +246,6 @@ def build_go(package, out_dir):
 # ------------------------------------------------------------- metadata
 
 
-def _cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _run_text(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
@@ -292,7 +275,7 @@ def metadata_doc(args, loop_info):
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "arch": platform.machine(),
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "nproc": os.cpu_count(),
             "platform": platform.platform(),
             "load_avg": os.getloadavg(),

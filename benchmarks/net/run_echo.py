@@ -48,29 +48,16 @@ FULL = {"reps": 3, "duration": 1.5, "warmup": 0.3}
 # ----------------------------------------------------------- arguments
 
 
-def _csv(choices):
-    def parse(text):
-        names = [n.strip() for n in text.split(",") if n.strip()]
-        unknown = sorted(set(names) - set(choices))
-        if unknown:
-            raise argparse.ArgumentTypeError(
-                f"unknown: {', '.join(unknown)} (choose from {', '.join(choices)})"
-            )
-        return names
-
-    return parse
-
-
 def _patterns(text):
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="echo benchmark over event loops")
-    p.add_argument("--loops", type=_csv(COLUMNS), default=list(COLUMNS))
-    p.add_argument("--modes", type=_csv(MODES), default=list(MODES))
-    p.add_argument("--sizes", type=_csv(SIZES), default=list(SIZES))
-    p.add_argument("--transports", type=_csv(TRANSPORTS), default=list(TRANSPORTS))
+    p.add_argument("--loops", type=nc.csv_choices(COLUMNS), default=list(COLUMNS))
+    p.add_argument("--modes", type=nc.csv_choices(MODES), default=list(MODES))
+    p.add_argument("--sizes", type=nc.csv_choices(SIZES), default=list(SIZES))
+    p.add_argument("--transports", type=nc.csv_choices(TRANSPORTS), default=list(TRANSPORTS))
     p.add_argument(
         "--only", type=_patterns, default=None, help="row globs, e.g. '1k-tcp-protocol,*-unix-*'"
     )
