@@ -197,17 +197,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.probe:
         return probe(args.probe)
-    netcommon.raise_nofile()
-    try:
-        loop = netcommon.make_loop(args.loop)
-    except ImportError as exc:
-        netcommon.say("UNAVAILABLE", netcommon.describe(exc))
-        return netcommon.EXIT_UNSUPPORTED
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(serve(loop, args))
-    finally:
-        loop.close()
+    return netcommon.serve_on_loop(args.loop, serve, args)
 
 
 if __name__ == "__main__":

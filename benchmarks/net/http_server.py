@@ -82,19 +82,12 @@ async def serve(loop, args, httptools):
 
 def main(argv=None):
     args = parse_args(argv)
-    netcommon.raise_nofile()
     try:
         import httptools
-
-        loop = netcommon.make_loop(args.loop)
     except ImportError as exc:
         netcommon.say("UNAVAILABLE", netcommon.describe(exc))
         return netcommon.EXIT_UNSUPPORTED
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(serve(loop, args, httptools))
-    finally:
-        loop.close()
+    return netcommon.serve_on_loop(args.loop, serve, args, httptools)
 
 
 if __name__ == "__main__":

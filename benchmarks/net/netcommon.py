@@ -48,6 +48,23 @@ def make_loop(name):
     return importlib.import_module(name).new_event_loop()
 
 
+def serve_on_loop(name, serve, *args):
+    """A server's main: raise the fd limit, make the named loop (printing
+    UNAVAILABLE when it cannot be imported) and run ``serve(loop, *args)``
+    on it; the exit status."""
+    raise_nofile()
+    try:
+        loop = make_loop(name)
+    except ImportError as exc:
+        say("UNAVAILABLE", describe(exc))
+        return EXIT_UNSUPPORTED
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(serve(loop, *args))
+    finally:
+        loop.close()
+
+
 def loop_version(name):
     if name == "asyncio":
         return platform.python_version()
