@@ -20,6 +20,7 @@ typedef struct {
 int gl_ring_push(gl_ring *r, PyObject *item); /* steals item, even on failure */
 PyObject *gl_ring_pop(gl_ring *r);            /* new reference, NULL if empty */
 void gl_ring_clear(gl_ring *r);
+void gl_ring_shrink(gl_ring *r); /* frees an empty ring's buffer */
 PyObject *gl_ring_to_list(gl_ring *r);
 
 /* ---- the loop core object (loop.c) ---- */
@@ -27,6 +28,7 @@ typedef struct gl_loop_s {
     PyObject_HEAD
     struct gl_loop_s *live_prev, *live_next; /* all live loops, see gcexpose.c */
     gl_ring ready;
+    double ready_shrink_at; /* when an oversized empty ready ring is freed */
     int closed;
     int stopping;
     int debug;
@@ -87,6 +89,7 @@ PyObject *gl_timer_handle_new(gl_loop *loop, PyObject *when, PyObject *callback,
 int gl_handle_is_cancelled(PyObject *handle);
 void gl_handle_untrack(PyObject *handle);
 void gl_handle_release(PyObject *handle); /* DECREF, re-tracking if still shared */
+double gl_handle_freelist_trim(double now); /* idle trim; next look or INFINITY */
 void gl_handle_set_scheduled(PyObject *timer, int scheduled);
 int gl_handle_run(gl_loop *loop, PyObject *handle);
 int gl_report_callback_error(gl_loop *loop, PyObject *handle);

@@ -426,6 +426,27 @@ static double earliest_deadline(gl_loop *self)
     return earliest;
 }
 
+/* Memory a burst of callbacks left behind (recycled handles, a grown ready
+ * ring) is given back once the loop has been idle-ish for a second; the
+ * loop wakes for that at most once per burst. Returns when to look again,
+ * INFINITY if nothing is left to give back. */
+#define GL_READY_RING_KEEP 1024
+static double trim_after_burst(gl_loop *self, double now)
+{
+    double due = gl_handle_freelist_trim(now);
+    if (self->ready.cap <= GL_READY_RING_KEEP) {
+        return due;
+    }
+    if (self->ready_shrink_at == 0) {
+        self->ready_shrink_at = now + 1.0;
+    } else if (now >= self->ready_shrink_at) {
+        gl_ring_shrink(&self->ready);
+        self->ready_shrink_at = 0;
+        return due;
+    }
+    return fmin(due, self->ready_shrink_at);
+}
+
 /* epoll_wait timeout in ms as BaseEventLoop._run_once and selectors
  * compute it: 0 with callbacks ready, else up to the next deadline rounded
  * up to whole ms (capped at 24 h), -1 (forever) with no timer. */
@@ -434,11 +455,12 @@ static int poll_timeout(gl_loop *self, int has_work)
     if (has_work) {
         return 0;
     }
-    double earliest = earliest_deadline(self);
+    double now = gl_monotonic();
+    double earliest = fmin(earliest_deadline(self), trim_after_burst(self, now));
     if (earliest == INFINITY) {
         return -1;
     }
-    double ms = ceil((earliest - gl_monotonic()) * 1e3);
+    double ms = ceil((earliest - now) * 1e3);
     if (!(ms > 0)) {
         return 0;
     }

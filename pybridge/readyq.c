@@ -54,6 +54,16 @@ void gl_ring_clear(gl_ring *r)
     }
 }
 
+void gl_ring_shrink(gl_ring *r)
+{
+    if (r->len == 0) {
+        PyMem_Free(r->buf);
+        r->buf = NULL;
+        r->head = 0;
+        r->cap = 0;
+    }
+}
+
 PyObject *gl_ring_to_list(gl_ring *r)
 {
     PyObject *list = PyList_New(r->len);

@@ -235,6 +235,42 @@ def test_rss_flat_over_a_million_cycles(loop):
     assert growth < 20 * 1024 * 1024, f"RSS grew by {growth / 2**20:.1f} MiB"
 
 
+def test_burst_of_callbacks_memory_returned_once_idle(loop):
+    """A burst of 50k pending callbacks (what a thread calling
+    call_soon_threadsafe queues per GIL switch) may be cached for reuse
+    while bursts keep coming, but not kept once the loop has idled a
+    while."""
+    import tracemalloc
+
+    def burst():
+        count = [0]
+
+        def cb():
+            count[0] += 1
+
+        for _ in range(50_000):
+            loop.call_soon(cb)
+        run_briefly(loop, 1)
+        assert count[0] == 50_000
+
+    async def idle():
+        await asyncio.sleep(1.5)
+
+    loop.run_until_complete(idle())
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        burst()
+        burst()
+        loop.run_until_complete(idle())
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert growth < 512 * 1024, f"{growth} bytes still held after the loop idled"
+
+
 @pytest.mark.parametrize("kind", ["call_soon", "call_later", "call_at"])
 def test_unclosed_loop_with_pending_handle_is_collectable(loop_factory, kind):
     lp = loop_factory()
