@@ -145,6 +145,30 @@ void gl_io_free(gl_loop *loop);
 
 /* ---- socket stream transport core (stream.c) ---- */
 int gl_stream_init(PyObject *module);
+int gl_datagram_init(PyObject *module);
+int gl_loop_only_io_next(gl_loop *loop); /* loop.c */
+
+/* The C transport cores (stream.c, datagram.c) subclass asyncio's
+ * transports._FlowControlMixin, so their structs start with its slots:
+ * BaseTransport's `_extra`, then the mixin's four, in this order.
+ * gl_flow_control_base() checks that layout and returns the class. */
+#define GL_FLOW_CONTROL_SLOTS                                                                    \
+    PyObject *extra;                                                                             \
+    PyObject *high_water; /* int */                                                              \
+    PyObject *loop;                                                                              \
+    PyObject *low_water;       /* int */                                                         \
+    PyObject *protocol_paused; /* bool */
+typedef struct {
+    PyObject_HEAD
+    GL_FLOW_CONTROL_SLOTS
+} gl_flow_control;
+PyObject *gl_flow_control_base(void); /* new reference, NULL + exception */
+void gl_flow_control_clear(gl_flow_control *self);
+int gl_flow_control_traverse(gl_flow_control *self, visitproc visit, void *arg);
+
+/* recv() target shared by the transports (stream.c), GIL-protected. */
+#define GL_SCRATCH_SIZE (256 * 1024)
+extern char gl_scratch[GL_SCRATCH_SIZE];
 PyObject *gl_recv_bytes(int fd, Py_ssize_t n, int *again);
 PyObject *gl_recv_into(int fd, PyObject *buf, int *again);
 

@@ -426,6 +426,16 @@ static double earliest_deadline(gl_loop *self)
     return earliest;
 }
 
+/* Whether stock asyncio's next iteration could do nothing but run more I/O
+ * callbacks: nothing queued, no stop pending, no timer due. A transport
+ * may then go on reading where stock would go round the loop first
+ * (datagram.c), and the order of callbacks stays one stock can produce. */
+int gl_loop_only_io_next(gl_loop *self)
+{
+    return self->ready.len == 0 && !self->stopping &&
+           !(earliest_deadline(self) < gl_monotonic() + 1e-9);
+}
+
 /* Memory a burst of callbacks left behind (recycled handles, a grown ready
  * ring) is given back once the loop has been idle-ish for a second; the
  * loop wakes for that at most once per burst. Returns when to look again,

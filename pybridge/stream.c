@@ -26,20 +26,13 @@
 #include <errno.h>
 #include <sys/socket.h>
 
-#define GL_SCRATCH_SIZE (256 * 1024)
 #define GL_WBUF_MIN (16 * 1024)
 #define GL_WBUF_KEEP (64 * 1024)
 #define GL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5 /* asyncio.constants */
 
 typedef struct {
     PyObject_HEAD
-    /* The slots of the Python bases, in their layout (checked at init):
-     * BaseTransport's `_extra`, then _FlowControlMixin's four. */
-    PyObject *extra;
-    PyObject *high_water;      /* int */
-    PyObject *loop;
-    PyObject *low_water;       /* int */
-    PyObject *protocol_paused; /* bool */
+    GL_FLOW_CONTROL_SLOTS /* the Python bases' slots (goloop.h) */
     /* ours */
     PyObject *sock;
     PyObject *protocol;
@@ -59,14 +52,14 @@ typedef struct {
  * all loops. The copy is what uvloop does too; allocating a max_size
  * bytes object per read as socket.recv does costs an mmap/munmap pair
  * per read once it exceeds glibc's mmap threshold. */
-static char scratch[GL_SCRATCH_SIZE];
+char gl_scratch[GL_SCRATCH_SIZE];
 
 static PyObject *str_data_received, *str_get_buffer, *str_buffer_updated, *str_fatal_error,
     *str_on_eof, *str_maybe_pause, *str_maybe_resume, *str_call_connection_lost,
     *str_set_result, *str_set_exception, *minus_one;
 static PyObject *logger; /* asyncio.log.logger */
 
-static int stream_traverse(gl_stream *self, visitproc visit, void *arg)
+int gl_flow_control_traverse(gl_flow_control *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->extra);
@@ -74,6 +67,24 @@ static int stream_traverse(gl_stream *self, visitproc visit, void *arg)
     Py_VISIT(self->loop);
     Py_VISIT(self->low_water);
     Py_VISIT(self->protocol_paused);
+    return 0;
+}
+
+void gl_flow_control_clear(gl_flow_control *self)
+{
+    Py_CLEAR(self->extra);
+    Py_CLEAR(self->high_water);
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->low_water);
+    Py_CLEAR(self->protocol_paused);
+}
+
+static int stream_traverse(gl_stream *self, visitproc visit, void *arg)
+{
+    int r = gl_flow_control_traverse((gl_flow_control *)self, visit, arg);
+    if (r != 0) {
+        return r;
+    }
     Py_VISIT(self->sock);
     Py_VISIT(self->protocol);
     Py_VISIT(self->server);
@@ -83,11 +94,7 @@ static int stream_traverse(gl_stream *self, visitproc visit, void *arg)
 
 static int stream_clear(gl_stream *self)
 {
-    Py_CLEAR(self->extra);
-    Py_CLEAR(self->high_water);
-    Py_CLEAR(self->loop);
-    Py_CLEAR(self->low_water);
-    Py_CLEAR(self->protocol_paused);
+    gl_flow_control_clear((gl_flow_control *)self);
     Py_CLEAR(self->sock);
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->server);
@@ -246,12 +253,12 @@ PyObject *gl_recv_bytes(int fd, Py_ssize_t n, int *again)
     if (n > GL_SCRATCH_SIZE) {
         return recv_direct(fd, n, again);
     }
-    Py_ssize_t got = recv_retry(fd, scratch, n);
+    Py_ssize_t got = recv_retry(fd, gl_scratch, n);
     if (got < 0) {
         *again = got == -1;
         return NULL;
     }
-    return PyBytes_FromStringAndSize(scratch, got);
+    return PyBytes_FromStringAndSize(gl_scratch, got);
 }
 
 /* socket.recv_into's error for a buffer it cannot write to. */
@@ -787,15 +794,25 @@ static int slot_at(PyObject *base, const char *name, size_t offset)
     return gl_slot_offset((PyTypeObject *)base, name, &got) == 0 && got == (Py_ssize_t)offset;
 }
 
-/* Our struct must put each slot where the Python bases keep it. */
-static int check_layout(PyObject *base)
+PyObject *gl_flow_control_base(void)
 {
-    return ((PyTypeObject *)base)->tp_basicsize == offsetof(gl_stream, sock) &&
-           slot_at(base, "_extra", offsetof(gl_stream, extra)) &&
-           slot_at(base, "_high_water", offsetof(gl_stream, high_water)) &&
-           slot_at(base, "_loop", offsetof(gl_stream, loop)) &&
-           slot_at(base, "_low_water", offsetof(gl_stream, low_water)) &&
-           slot_at(base, "_protocol_paused", offsetof(gl_stream, protocol_paused));
+    PyObject *transports = PyImport_ImportModule("asyncio.transports");
+    PyObject *base = transports ? PyObject_GetAttrString(transports, "_FlowControlMixin") : NULL;
+    Py_XDECREF(transports);
+    if (base == NULL) {
+        return NULL;
+    }
+    if (((PyTypeObject *)base)->tp_basicsize != sizeof(gl_flow_control) ||
+        !slot_at(base, "_extra", offsetof(gl_flow_control, extra)) ||
+        !slot_at(base, "_high_water", offsetof(gl_flow_control, high_water)) ||
+        !slot_at(base, "_loop", offsetof(gl_flow_control, loop)) ||
+        !slot_at(base, "_low_water", offsetof(gl_flow_control, low_water)) ||
+        !slot_at(base, "_protocol_paused", offsetof(gl_flow_control, protocol_paused))) {
+        PyErr_SetString(PyExc_ImportError, "goloop: unexpected asyncio._FlowControlMixin layout");
+        Py_DECREF(base);
+        return NULL;
+    }
+    return base;
 }
 
 int gl_stream_init(PyObject *module)
@@ -805,15 +822,8 @@ int gl_stream_init(PyObject *module)
     }
     /* _FlowControlMixin, not just Transport: asyncio's sendfile fallback
      * insists on it (uvloop fails test_sendfile for want of it). */
-    PyObject *transports = PyImport_ImportModule("asyncio.transports");
-    PyObject *base = transports ? PyObject_GetAttrString(transports, "_FlowControlMixin") : NULL;
-    Py_XDECREF(transports);
+    PyObject *base = gl_flow_control_base();
     if (base == NULL) {
-        return -1;
-    }
-    if (!check_layout(base)) {
-        PyErr_SetString(PyExc_ImportError, "goloop: unexpected asyncio._FlowControlMixin layout");
-        Py_DECREF(base);
         return -1;
     }
     PyObject *tp = PyType_FromSpecWithBases(&stream_spec, base);

@@ -37,13 +37,15 @@ def outcome(fn, *args, **kwargs):
 
 
 def norm_repr(text):
-    """A transport/handle description without fds and with one name for the
-    socket transport class (asyncio's _SelectorSocketTransport, goloop's
-    SocketTransport): they differ in name only."""
+    """A transport/handle description without fds and with one name for each
+    transport class (asyncio's _SelectorSocketTransport and
+    _SelectorDatagramTransport, goloop's SocketTransport and
+    DatagramTransport): they differ in name only."""
     text = re.sub(r"fd=\d+", "fd=N", text)
     # reprlib cuts long reprs in callback descriptions at a width that
     # depends on the class name's length.
     text = re.sub(r"<_?\w*Soc[^()]*\.\.\.[^()]*>", "<SocketTransport...>", text)
+    text = re.sub(r"\b_?\w*DatagramTransport\b", "DatagramTransport", text)
     return re.sub(r"\b_?\w*SocketTransport\b", "SocketTransport", text)
 
 

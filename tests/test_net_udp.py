@@ -9,10 +9,12 @@ import asyncio
 import logging
 import re
 import socket
+import sys
 
 import pytest
 from loop_support import (
     bind_address,
+    norm_repr,
     outcome,
     run_bounded,
     stock_factory,
@@ -438,6 +440,105 @@ def test_sendto_after_close_like_stock(loop, caplog, connected):
         peer.close()
 
 
+class Replier(DgramRecorder):
+    """Replies to every datagram with sendto(reply, addr), addr being the
+    very tuple datagram_received got (goloop's reply fast path)."""
+
+    def datagram_received(self, data, addr):
+        super().datagram_received(data, addr)
+        if data == b"empty":
+            reply = b""
+        elif data == b"bytearray":
+            reply = bytearray(b"BA")
+        else:
+            reply = data.upper()
+        self.transport.sendto(reply, addr)
+
+
+@pytest.mark.parametrize("npeers", [2, 11])
+def test_replies_to_alternating_peers_like_stock(loop, kind, tmp_path, npeers):
+    """Datagrams from several peers in turn (more than goloop remembers, in
+    the second case) are attributed and answered to the right one, whatever
+    the reply's type, and a reply after close() is handled as stock does."""
+    peers = [plain_socket(kind, tmp_path, f"peer{i}.sock") for i in range(npeers)]
+    family, local = dgram_address(kind, tmp_path, "ep.sock")
+
+    def scenario(lp):
+        contexts = []
+        lp.set_exception_handler(lambda _lp, ctx: contexts.append(ctx))
+
+        async def main():
+            tr, proto = await lp.create_datagram_endpoint(Replier, local_addr=local, family=family)
+            where = tr.get_extra_info("sockname")
+            got = []
+            try:
+                msgs = [b"a", b"b", b"c", b"bytearray", b"empty", b"d"]
+                msgs += [b"m%d" % i for i in range(2 * npeers)]
+                for i, msg in enumerate(msgs):
+                    peer = peers[i % npeers]
+                    peer.sendto(msg, where)
+                    await proto.wait(lambda n=i + 1: len(proto.datagrams) == n)
+                    if msg != b"empty" or sys.version_info >= (3, 13):  # 3.13 sends b""
+                        data, sender = await lp.sock_recvfrom(peer, 100)
+                        got.append((i % npeers, data, sender == where))
+                senders = [
+                    addr == peers[i % npeers].getsockname()
+                    for i, (_, addr) in enumerate(proto.datagrams)
+                ]
+                last = proto.datagrams[-1][1]
+                tr.close()
+                await proto.lost
+                after = outcome(tr.sendto, b"late", last)
+                await asyncio.sleep(0)
+                return got, senders, after, proto.events
+            finally:
+                tr.close()
+
+        result = run_bounded(lp, main())
+        reports = [(norm_repr(c["message"]), type(c.get("exception"))) for c in contexts]
+        return result, reports
+
+    try:
+        expected = with_loop(stock_factory, scenario)
+        assert all(expected[0][1])
+        assert scenario(loop) == expected
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+def test_max_size_truncates_like_stock(loop, kind, tmp_path):
+    """A transport's max_size (asyncio reads at most that much per datagram)
+    is honoured when changed on the instance."""
+    peer = plain_socket(kind, tmp_path)
+    family, local = dgram_address(kind, tmp_path, "ep.sock")
+
+    def scenario(lp):
+        async def main():
+            tr, proto = await lp.create_datagram_endpoint(
+                DgramRecorder, local_addr=local, family=family
+            )
+            try:
+                where = tr.get_extra_info("sockname")
+                peer.sendto(b"0123456789", where)
+                await proto.wait(lambda: len(proto.datagrams) == 1)
+                tr.max_size = 4
+                peer.sendto(b"abcdefghij", where)
+                await proto.wait(lambda: len(proto.datagrams) == 2)
+                return [d for d, _ in proto.datagrams]
+            finally:
+                tr.close()
+
+        return run_bounded(lp, main())
+
+    try:
+        expected = with_loop(stock_factory, scenario)
+        assert expected == [b"0123456789", b"abcd"]
+        assert scenario(loop) == expected
+    finally:
+        peer.close()
+
+
 def test_datagram_received_raising_like_stock(loop, kind, tmp_path):
     """An exception in datagram_received goes to the exception handler as a
     callback error; the endpoint stays open (stock behaviour)."""
@@ -474,7 +575,7 @@ def test_datagram_received_raising_like_stock(loop, kind, tmp_path):
                 tr.close()
 
         result = run_bounded(lp, main())
-        summary = [(c["message"], type(c.get("exception")), sorted(c)) for c in contexts]
+        summary = [(norm_repr(c["message"]), type(c.get("exception")), sorted(c)) for c in contexts]
         return result, summary
 
     try:

@@ -17,6 +17,8 @@ from asyncio import base_events, events, format_helpers, sslproto, unix_events
 
 from . import _goloop
 from ._selector import EngineSelector
+from .datagram import FAMILIES as _DATAGRAM_FAMILIES
+from .datagram import DatagramTransport
 from .stream import SocketTransport
 
 
@@ -165,6 +167,14 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         if sys.version_info >= (3, 12):
             self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        if self._debug or sock.family not in _DATAGRAM_FAMILIES:
+            return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
+        # asyncio 3.12+ refuses an fd that already has a transport here.
+        if sys.version_info >= (3, 12):
+            self._ensure_fd_no_transport(sock)
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     def _accept_connection(
         self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *timeouts

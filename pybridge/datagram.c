@@ -1,0 +1,495 @@
+/* The datagram transport's per-datagram half in C (asyncio's
+ * selector_events._SelectorDatagramTransport: _read_ready and the sendto
+ * fast path).
+ *
+ * Why: asyncio's _read_ready calls sock.recvfrom(256 KiB), and socket.recvfrom
+ * allocates a 256 KiB bytes object per datagram before shrinking it. Above
+ * glibc's mmap threshold that is an mmap, page faults and a munmap per
+ * datagram: 20 us of server CPU per 1 KiB UDP echo (18.9 us of it system
+ * time) against uvloop's 5.1 (`python benchmarks/net/run_echo.py --quick
+ * --transports udp`, before this file). Here recvfrom goes into the
+ * scratch buffer the stream transports share, and one right-sized bytes
+ * object is copied out, as uvloop does.
+ *
+ * The peer's address tuple is built here for AF_INET/AF_INET6, exactly as
+ * socket.recvfrom builds it (inet_ntop, port, and flow info and scope id for
+ * IPv6); other families get asyncio's transport. The last few senders'
+ * tuples are kept with their raw sockaddrs, so a reply (sendto(data, addr)
+ * with that very tuple, what a request/response server does) skips parsing
+ * the tuple again; any other sendto is asyncio's.
+ *
+ * The type is a mixin base of python/goloop/datagram.py's DatagramTransport,
+ * ahead of _SelectorDatagramTransport, whose per-transport code (init,
+ * close, buffering, errors) stays asyncio's own. */
+#include "goloop.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/* A recent sender: its address tuple and the sockaddr it came from. */
+#define GL_DGRAM_PEERS 8
+typedef struct {
+    PyObject *addr; /* NULL: slot unused */
+    socklen_t len;
+    union {
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } sa;
+} gl_peer;
+
+typedef struct {
+    PyObject_HEAD
+    GL_FLOW_CONTROL_SLOTS /* the Python bases' slots (goloop.h) */
+    int fd;
+    gl_peer peers[GL_DGRAM_PEERS]; /* recent senders */
+    int next_peer;                 /* the slot the next new sender takes */
+} gl_dgram;
+
+static PyObject *str_conn_lost, *str_closing, *str_paused, *str_max_size, *str_protocol, *str_address, *str_buffer,
+    *str_extra, *str_peername, *str_datagram_received, *str_error_received, *str_fatal_error;
+static PyObject *stock_read_ready, *stock_sendto; /* _SelectorDatagramTransport's */
+
+static void forget_peers(gl_dgram *self)
+{
+    for (int i = 0; i < GL_DGRAM_PEERS; i++) {
+        Py_CLEAR(self->peers[i].addr);
+    }
+}
+
+static int dgram_traverse(gl_dgram *self, visitproc visit, void *arg)
+{
+    for (int i = 0; i < GL_DGRAM_PEERS; i++) {
+        Py_VISIT(self->peers[i].addr);
+    }
+    return gl_flow_control_traverse((gl_flow_control *)self, visit, arg);
+}
+
+static int dgram_clear(gl_dgram *self)
+{
+    gl_flow_control_clear((gl_flow_control *)self);
+    forget_peers(self);
+    return 0;
+}
+
+static void dgram_dealloc(gl_dgram *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (tp->tp_finalize != NULL && PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
+        return; /* resurrected by __del__ */
+    }
+    dgram_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *dgram_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    gl_dgram *self = (gl_dgram *)tp->tp_alloc(tp, 0);
+    if (self != NULL) {
+        self->fd = -1;
+    }
+    return (PyObject *)self;
+}
+
+/* ---- addresses ---- */
+
+/* socket.recvfrom's address for AF_INET / AF_INET6 (socketmodule.c's
+ * makesockaddr); None for an empty address. */
+static PyObject *make_address(const struct sockaddr_storage *sa, socklen_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (len == 0) {
+        Py_RETURN_NONE;
+    }
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)) == NULL) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        return Py_BuildValue("(si)", host, ntohs(a->sin_port));
+    }
+    if (sa->ss_family != AF_INET6) {
+        /* datagram.py gives this transport AF_INET/AF_INET6 sockets only */
+        PyErr_Format(PyExc_RuntimeError, "goloop: unexpected address family %d",
+                     (int)sa->ss_family);
+        return NULL;
+    }
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) == NULL) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return Py_BuildValue("(siII)", host, ntohs(a->sin6_port), ntohl(a->sin6_flowinfo),
+                         a->sin6_scope_id);
+}
+
+/* The address tuple for sa, reusing the one made for the same sender
+ * recently (tuples of str and ints: nobody can tell they are shared). A
+ * server answering a few busy peers builds no tuple per datagram; glibc's
+ * inet_ntop formats with sprintf and was the largest user-space cost. */
+static PyObject *peer_address(gl_dgram *self, const struct sockaddr_storage *sa, socklen_t len)
+{
+    if (len > sizeof(self->peers[0].sa)) {
+        return make_address(sa, len);
+    }
+    for (int i = 0; i < GL_DGRAM_PEERS; i++) {
+        gl_peer *p = &self->peers[i];
+        if (p->addr != NULL && p->len == len && memcmp(&p->sa, sa, len) == 0) {
+            return Py_NewRef(p->addr);
+        }
+    }
+    PyObject *addr = make_address(sa, len);
+    if (addr == NULL) {
+        return NULL;
+    }
+    gl_peer *p = &self->peers[self->next_peer];
+    self->next_peer = (self->next_peer + 1) % GL_DGRAM_PEERS;
+    Py_XSETREF(p->addr, Py_NewRef(addr));
+    memcpy(&p->sa, sa, len);
+    p->len = len;
+    return addr;
+}
+
+/* The recent sender whose tuple addr is (by identity), or NULL. */
+static gl_peer *known_peer(gl_dgram *self, PyObject *addr)
+{
+    for (int i = 0; i < GL_DGRAM_PEERS; i++) {
+        if (self->peers[i].addr == addr) {
+            return &self->peers[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- small helpers ---- */
+
+static int attr_is_true(PyObject *self, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(self, name);
+    if (v == NULL) {
+        return -1;
+    }
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+static PyObject *call_protocol(PyObject *self, PyObject *method, PyObject *a, PyObject *b)
+{
+    PyObject *protocol = PyObject_GetAttr(self, str_protocol);
+    if (protocol == NULL) {
+        return NULL;
+    }
+    PyObject *args[3] = {protocol, a, b};
+    PyObject *r = PyObject_VectorcallMethod(method, args, (b ? 3 : 2) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                            NULL);
+    Py_DECREF(protocol);
+    return r;
+}
+
+/* The pending exception, handled as asyncio's except clauses do:
+ * OSError -> protocol.error_received, SystemExit/KeyboardInterrupt
+ * propagate, anything else -> _fatal_error(exc, message). */
+static PyObject *handle_error(PyObject *self, const char *message)
+{
+    if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        return NULL;
+    }
+    int os_error = PyErr_ExceptionMatches(PyExc_OSError);
+    PyObject *exc = gl_take_exception();
+    PyObject *r;
+    if (os_error) {
+        r = call_protocol(self, str_error_received, exc, NULL);
+    } else {
+        PyObject *msg = PyUnicode_FromString(message);
+        r = msg ? PyObject_CallMethodObjArgs(self, str_fatal_error, exc, msg, NULL) : NULL;
+        Py_XDECREF(msg);
+    }
+    Py_DECREF(exc);
+    return r;
+}
+
+/* fn(self, *args, **kw) for asyncio's own method fn (vectorcall style). */
+static PyObject *call_stock(PyObject *fn, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *small[8], **stack = small;
+    if (total + 1 > 8 && (stack = PyMem_Malloc((total + 1) * sizeof(PyObject *))) == NULL) {
+        return PyErr_NoMemory();
+    }
+    stack[0] = self;
+    for (Py_ssize_t i = 0; i < total; i++) {
+        stack[i + 1] = args[i];
+    }
+    PyObject *r = PyObject_Vectorcall(fn, stack, nargs + 1, kwnames);
+    if (stack != small) {
+        PyMem_Free(stack);
+    }
+    return r;
+}
+
+/* ---- reading ---- */
+
+/* recvfrom with PEP 475's EINTR retry: bytes, -1 (EAGAIN), -2 (exception). */
+static Py_ssize_t recvfrom_retry(int fd, Py_ssize_t size, struct sockaddr_storage *sa,
+                                 socklen_t *len)
+{
+    for (;;) {
+        *len = sizeof(*sa);
+        ssize_t n = recvfrom(fd, gl_scratch, (size_t)size, 0, (struct sockaddr *)sa, len);
+        if (n >= 0) {
+            return n;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return -1;
+        }
+        if (errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -2;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return -2;
+        }
+    }
+}
+
+/* max_size when it fits the scratch buffer, 0 when asyncio's code must
+ * read (an odd max_size), -1 on error. */
+static Py_ssize_t read_size(PyObject *self)
+{
+    PyObject *v = PyObject_GetAttr(self, str_max_size);
+    if (v == NULL) {
+        return -1;
+    }
+    Py_ssize_t size = PyLong_CheckExact(v) ? PyLong_AsSsize_t(v) : 0;
+    Py_DECREF(v);
+    if (size == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return (size > 0 && size <= GL_SCRATCH_SIZE) ? size : 0;
+}
+
+/* One datagram to the protocol: 1 if one was there, 0 if not, -1 on error
+ * (with an exception). asyncio's _read_ready minus its _conn_lost check. */
+static int read_one(gl_dgram *self, Py_ssize_t size)
+{
+    PyObject *me = (PyObject *)self, *r;
+    struct sockaddr_storage sa;
+    socklen_t len;
+    Py_ssize_t n = recvfrom_retry(self->fd, size, &sa, &len);
+    if (n == -1) {
+        return 0;
+    }
+    if (n == -2) {
+        r = handle_error(me, "Fatal read error on datagram transport");
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
+    }
+    PyObject *data = PyBytes_FromStringAndSize(gl_scratch, n);
+    PyObject *addr = data ? peer_address(self, &sa, len) : NULL;
+    if (addr == NULL) {
+        Py_XDECREF(data);
+        r = handle_error(me, "Fatal read error on datagram transport");
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
+    }
+    r = call_protocol(me, str_datagram_received, data, addr);
+    Py_DECREF(data);
+    Py_DECREF(addr);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 1;
+}
+
+/* Read on after a datagram only where stock asyncio's next loop iteration
+ * could have done nothing else first (gl_loop_only_io_next) and the
+ * transport is still reading. That saves an epoll_wait per datagram under
+ * load (rloop reads until EAGAIN; libuv up to 32 per event). */
+#define GL_DGRAM_BATCH 32
+static int may_read_on(gl_dgram *self)
+{
+    if (self->loop == NULL || !PyObject_TypeCheck(self->loop, &gl_LoopCoreType) ||
+        !gl_loop_only_io_next((gl_loop *)self->loop)) {
+        return 0;
+    }
+    PyObject *names[] = {str_conn_lost, str_closing, str_paused};
+    for (int i = 0; i < 3; i++) {
+        int r = attr_is_true((PyObject *)self, names[i]);
+        if (r != 0) {
+            return r < 0 ? -1 : 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *dgram_read_ready(gl_dgram *self, PyObject *unused)
+{
+    PyObject *me = (PyObject *)self;
+    int lost = attr_is_true(me, str_conn_lost);
+    if (lost != 0) {
+        return lost < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    Py_ssize_t size = self->fd < 0 ? 0 : read_size(me);
+    if (size <= 0) {
+        return size < 0 ? NULL : call_stock(stock_read_ready, me, NULL, 0, NULL);
+    }
+    for (int i = 0; i < GL_DGRAM_BATCH; i++) {
+        int r = read_one(self, size);
+        if (r <= 0) {
+            return r < 0 ? NULL : Py_NewRef(Py_None);
+        }
+        r = may_read_on(self);
+        if (r <= 0) {
+            return r < 0 ? NULL : Py_NewRef(Py_None);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- sending ---- */
+
+/* The reply fast path applies when asyncio's sendto would go straight to
+ * sock.sendto(data, addr) with nothing buffered: an unconnected, open
+ * transport, non-empty bytes, and addr the very tuple last received. */
+static int fast_sendto_applies(gl_dgram *self, PyObject *data, PyObject *addr)
+{
+    PyObject *me = (PyObject *)self;
+    if (addr == NULL || known_peer(self, addr) == NULL || !PyBytes_CheckExact(data) ||
+        PyBytes_GET_SIZE(data) == 0 || self->fd < 0) {
+        return 0;
+    }
+    PyObject *names[] = {str_address, str_conn_lost, str_buffer};
+    for (int i = 0; i < 3; i++) {
+        int r = attr_is_true(me, names[i]);
+        if (r != 0) {
+            return r;
+        }
+    }
+    PyObject *extra = PyObject_GetAttr(me, str_extra);
+    if (extra == NULL) {
+        return -1;
+    }
+    PyObject *peer = PyDict_CheckExact(extra) ? PyDict_GetItemWithError(extra, str_peername) : NULL;
+    int ok = PyDict_CheckExact(extra) && peer == Py_None;
+    Py_DECREF(extra);
+    return PyErr_Occurred() ? -1 : ok;
+}
+
+static PyObject *dgram_sendto(gl_dgram *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    PyObject *me = (PyObject *)self;
+    if (kwnames != NULL || nargs < 1 || nargs > 2) {
+        /* keywords, or asyncio's TypeError for a bad call */
+        return call_stock(stock_sendto, me, args, nargs, kwnames);
+    }
+    PyObject *data = args[0], *addr = nargs > 1 ? args[1] : NULL;
+    int fast = fast_sendto_applies(self, data, addr);
+    if (fast < 0) {
+        return NULL;
+    }
+    if (!fast) {
+        return call_stock(stock_sendto, me, args, nargs, NULL);
+    }
+    gl_peer *peer = known_peer(self, addr);
+    ssize_t n;
+    do {
+        n = sendto(self->fd, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), 0,
+                   (struct sockaddr *)&peer->sa, peer->len);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0) {
+        Py_RETURN_NONE;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        /* Full socket buffer: asyncio's sendto retries and buffers. */
+        return call_stock(stock_sendto, me, args, nargs, NULL);
+    }
+    PyErr_SetFromErrno(PyExc_OSError);
+    return handle_error(me, "Fatal write error on datagram transport");
+}
+
+static PyObject *dgram_init_core(gl_dgram *self, PyObject *fd)
+{
+    long v = PyLong_AsLong(fd);
+    if (v == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    self->fd = (int)v;
+    Py_RETURN_NONE;
+}
+
+static PyObject *dgram_forget_fd(gl_dgram *self, PyObject *unused)
+{
+    self->fd = -1;
+    forget_peers(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef dgram_methods[] = {
+    {"_read_ready", (PyCFunction)dgram_read_ready, METH_NOARGS, NULL},
+    {"sendto", (PyCFunction)(void (*)(void))dgram_sendto, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_init_core", (PyCFunction)dgram_init_core, METH_O, NULL},
+    {"_forget_fd", (PyCFunction)dgram_forget_fd, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyType_Slot dgram_slots[] = {
+    {Py_tp_doc, "C core of goloop's datagram transport (pybridge/datagram.c)."},
+    {Py_tp_new, dgram_new},
+    {Py_tp_dealloc, dgram_dealloc},
+    {Py_tp_traverse, dgram_traverse},
+    {Py_tp_clear, dgram_clear},
+    {Py_tp_methods, dgram_methods},
+    {0, NULL},
+};
+
+static PyType_Spec dgram_spec = {
+    .name = "goloop._goloop.DatagramTransportCore",
+    .basicsize = sizeof(gl_dgram),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = dgram_slots,
+};
+
+static int init_names(void)
+{
+#define INTERN(var, s) ((var = PyUnicode_InternFromString(s)) != NULL)
+    return (INTERN(str_conn_lost, "_conn_lost") && INTERN(str_closing, "_closing") &&
+            INTERN(str_paused, "_paused") && INTERN(str_max_size, "max_size") &&
+            INTERN(str_protocol, "_protocol") && INTERN(str_address, "_address") &&
+            INTERN(str_buffer, "_buffer") && INTERN(str_extra, "_extra") &&
+            INTERN(str_peername, "peername") &&
+            INTERN(str_datagram_received, "datagram_received") &&
+            INTERN(str_error_received, "error_received") &&
+            INTERN(str_fatal_error, "_fatal_error"))
+               ? 0
+               : -1;
+#undef INTERN
+}
+
+int gl_datagram_init(PyObject *module)
+{
+    if (init_names() < 0) {
+        return -1;
+    }
+    PyObject *se = PyImport_ImportModule("asyncio.selector_events");
+    PyObject *stock = se ? PyObject_GetAttrString(se, "_SelectorDatagramTransport") : NULL;
+    Py_XDECREF(se);
+    stock_read_ready = stock ? PyObject_GetAttrString(stock, "_read_ready") : NULL;
+    stock_sendto = stock ? PyObject_GetAttrString(stock, "sendto") : NULL;
+    Py_XDECREF(stock);
+    if (stock_read_ready == NULL || stock_sendto == NULL) {
+        return -1;
+    }
+    PyObject *base = gl_flow_control_base();
+    PyObject *tp = base ? PyType_FromSpecWithBases(&dgram_spec, base) : NULL;
+    Py_XDECREF(base);
+    if (tp == NULL) {
+        return -1;
+    }
+    int r = PyModule_AddObjectRef(module, "DatagramTransportCore", tp);
+    Py_DECREF(tp);
+    return r;
+}

@@ -1,0 +1,32 @@
+"""goloop's UDP datagram transport.
+
+asyncio's ``_SelectorDatagramTransport`` with its per-datagram half in C
+(``_goloop.DatagramTransportCore``, pybridge/datagram.c): ``_read_ready``
+receives into a shared scratch buffer instead of allocating ``max_size``
+bytes per datagram, and ``sendto`` replies to the last sender without
+Python code. Everything else (constructor, close, the write buffer, error
+handling and messages) is asyncio's own class, which stays in the MRO.
+Only AF_INET/AF_INET6 sockets get it; the loop gives other families
+asyncio's transport.
+"""
+
+import socket
+from asyncio import selector_events
+
+from . import _goloop
+
+_Stock = selector_events._SelectorDatagramTransport
+
+FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
+class DatagramTransport(_goloop.DatagramTransportCore, _Stock):
+    """A datagram transport over a non-blocking AF_INET/AF_INET6 socket."""
+
+    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+        self._init_core(sock.fileno())
+        _Stock.__init__(self, loop, sock, protocol, address, waiter, extra)
+
+    def _call_connection_lost(self, exc):
+        self._forget_fd()  # the socket is closed below: its fd may be reused
+        _Stock._call_connection_lost(self, exc)
