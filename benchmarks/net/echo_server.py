@@ -1,7 +1,8 @@
 """Echo server for the network benchmarks, on any of the event loops.
 
     python benchmarks/net/echo_server.py --loop asyncio|uvloop|rloop|goloop
-        --mode protocol|buffered|streams|sock --addr tcp:127.0.0.1:PORT|unix:/path
+        --mode protocol|buffered|streams|sock
+        --addr tcp:127.0.0.1:PORT|udp:127.0.0.1:PORT|unix:/path
     python benchmarks/net/echo_server.py --probe LOOP
 
 Modes:
@@ -11,6 +12,11 @@ Modes:
             writer.write(), await writer.drain()
   sock      loop.sock_accept(), then one task per connection doing
             loop.sock_recv() + loop.sock_sendall()
+
+Over ``udp:`` addresses, ``protocol`` is an asyncio.DatagramProtocol on
+create_datagram_endpoint() (sendto() in datagram_received()) and ``sock``
+one task doing loop.sock_recvfrom() + loop.sock_sendto(); the other modes
+have no datagram form.
 
 Prints ``READY <addr>`` (port 0 becomes the real port) once listening and
 exits on SIGTERM.  ``UNSUPPORTED <reason>`` (exit 3) when the loop lacks an
@@ -54,6 +60,32 @@ class EchoBufferedProtocol(asyncio.BufferedProtocol):
         self.transport.write(self.buffer[:nbytes])
 
 
+class EchoDatagramProtocol(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+
+class DatagramServer:
+    """What serve() needs of a server, for a datagram endpoint."""
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.sockets = [transport.get_extra_info("socket")]
+
+    def close(self):
+        self.transport.close()
+
+
+async def _datagram_server(loop, addr):
+    transport, _ = await loop.create_datagram_endpoint(
+        EchoDatagramProtocol, local_addr=(addr[1], addr[2])
+    )
+    return DatagramServer(transport)
+
+
 async def _transport_server(loop, addr, backlog, factory):
     if addr[0] == "unix":
         return await loop.create_unix_server(factory, addr[1], backlog=backlog)
@@ -61,6 +93,8 @@ async def _transport_server(loop, addr, backlog, factory):
 
 
 async def serve_protocol(loop, addr, backlog):
+    if addr[0] == "udp":
+        return await _datagram_server(loop, addr)
     return await _transport_server(loop, addr, backlog, EchoProtocol)
 
 
@@ -118,6 +152,25 @@ class SockServer:
         self.listener.close()
 
 
+class SockDatagramServer:
+    """One task echoing datagrams with sock_recvfrom() / sock_sendto()."""
+
+    def __init__(self, loop, sock, first):
+        self.loop = loop
+        self.sockets = [sock]
+        self.task = loop.create_task(self._echo(sock, first))
+
+    async def _echo(self, sock, first):
+        data, addr = await first
+        while True:
+            await self.loop.sock_sendto(sock, data, addr)
+            data, addr = await self.loop.sock_recvfrom(sock, 65536)
+
+    def close(self):
+        self.task.cancel()
+        self.sockets[0].close()
+
+
 def _listener(addr, backlog):
     if addr[0] == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -132,6 +185,16 @@ def _listener(addr, backlog):
 
 
 async def serve_sock(loop, addr, backlog):
+    if addr[0] == "udp":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((addr[1], addr[2]))
+        sock.setblocking(False)
+        # A loop without sock_recvfrom fails at the first await: say so now.
+        first = loop.create_task(loop.sock_recvfrom(sock, 65536))
+        await asyncio.sleep(0)
+        if first.done() and isinstance(first.exception(), NotImplementedError):
+            raise first.exception()
+        return SockDatagramServer(loop, sock, first)
     return SockServer(loop, _listener(addr, backlog))
 
 
@@ -150,7 +213,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="echo server for the network benchmarks")
     p.add_argument("--loop", choices=netcommon.LOOPS, default="asyncio")
     p.add_argument("--mode", choices=list(MODES), default="protocol")
-    p.add_argument("--addr", default="tcp:127.0.0.1:0", help="tcp:HOST:PORT or unix:PATH")
+    p.add_argument(
+        "--addr", default="tcp:127.0.0.1:0", help="tcp:HOST:PORT, udp:HOST:PORT or unix:PATH"
+    )
     p.add_argument("--backlog", type=int, default=1024)
     p.add_argument("--probe", choices=netcommon.LOOPS, help="print loop version / path, exit")
     args = p.parse_args(argv)
@@ -158,6 +223,8 @@ def parse_args(argv=None):
         args.addr = netcommon.parse_addr(args.addr)
     except ValueError as exc:
         p.error(str(exc))
+    if args.addr[0] == "udp" and args.mode not in ("protocol", "sock"):
+        p.error(f"--mode {args.mode} has no datagram form (udp: protocol or sock)")
     return args
 
 

@@ -83,22 +83,24 @@ def raise_nofile():
 
 
 def parse_addr(text):
-    """``tcp:HOST:PORT`` -> ("tcp", HOST, PORT); ``unix:PATH`` -> ("unix", PATH)."""
+    """``tcp:HOST:PORT`` -> ("tcp", HOST, PORT) (``udp:`` likewise);
+    ``unix:PATH`` -> ("unix", PATH)."""
     kind, _, rest = text.partition(":")
     if kind == "unix" and rest:
         return ("unix", rest)
     host, _, port = rest.rpartition(":")
-    if kind == "tcp" and host and port.isdigit():
-        return ("tcp", host, int(port))
-    raise ValueError(f"bad address {text!r} (want tcp:HOST:PORT or unix:PATH)")
+    if kind in ("tcp", "udp") and host and port.isdigit():
+        return (kind, host, int(port))
+    raise ValueError(f"bad address {text!r} (want tcp:HOST:PORT, udp:HOST:PORT or unix:PATH)")
 
 
 def format_addr(sock):
-    """The ``tcp:`` / ``unix:`` address a listening socket is bound to."""
+    """The ``tcp:`` / ``udp:`` / ``unix:`` address a socket is bound to."""
     if sock.family == socket.AF_UNIX:
         return f"unix:{sock.getsockname()}"
     host, port = sock.getsockname()[:2]
-    return f"tcp:{host}:{port}"
+    kind = "udp" if sock.type == socket.SOCK_DGRAM else "tcp"
+    return f"{kind}:{host}:{port}"
 
 
 def install_stop(loop, event):

@@ -16,7 +16,11 @@ median server CPU µs per request (user + system), ratios vs --baseline.
 
     python benchmarks/net/run_echo.py [--quick] [--reps 3] [--duration 1.5]
         [--loops asyncio,uvloop,rloop,goloop,go] [--modes protocol,...]
-        [--sizes 1k,10k,100k] [--transports tcp,unix] [--only '1k-tcp-*']
+        [--sizes 1k,10k,100k] [--transports tcp,unix,udp] [--only '1k-tcp-*']
+
+Over udp each request is one datagram, so only the modes with a datagram
+form (protocol = DatagramProtocol, sock = sock_recvfrom/sock_sendto) and
+sizes up to one datagram are run.
 
 Writes benchmarks/results/net.json and net.md (see --json / --markdown).
 Exit status 1 when any cell FAILED (n/a for an unsupported API is not a
@@ -36,8 +40,10 @@ import netcommon as nc
 import netreport as nr
 
 SIZES = {"1k": 1024, "10k": 10 * 1024, "100k": 100 * 1024}
-TRANSPORTS = ("tcp", "unix")
+TRANSPORTS = ("tcp", "unix", "udp")
 MODES = ("protocol", "buffered", "streams", "sock")
+DATAGRAM_MODES = ("protocol", "sock")  # DatagramProtocol, sock_recvfrom/sock_sendto
+MAX_DATAGRAM = 65507  # the largest UDP payload over IPv4
 GO = "go"
 COLUMNS = (*nc.LOOPS, GO)
 ECHO_SERVER = nc.HERE / "echo_server.py"
@@ -93,7 +99,12 @@ def plan_groups(args):
     groups = []
     for size in args.sizes:
         for transport in args.transports:
-            rows = [f"{size}-{transport}-{mode}" for mode in args.modes]
+            modes = args.modes
+            if transport == "udp":
+                if SIZES[size] > MAX_DATAGRAM:
+                    continue
+                modes = [m for m in modes if m in DATAGRAM_MODES]
+            rows = [f"{size}-{transport}-{mode}" for mode in modes]
             if args.only:
                 rows = [r for r in rows if any(fnmatch.fnmatch(r, g) for g in args.only)]
             if rows:
@@ -121,7 +132,7 @@ class Tools:
         self.seq += 1
         if transport == "unix":
             return f"unix:{self.dir}/echo{self.seq}.sock"
-        return "tcp:127.0.0.1:0"
+        return f"{transport}:127.0.0.1:0"
 
     def server_cmd(self, column, mode, addr):
         if column == GO:

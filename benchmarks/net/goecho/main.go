@@ -1,17 +1,20 @@
 // Command goecho is the native Go echo server of the network benchmarks:
 // the physical-limit row the Python event loops are compared against.
 //
-//	goecho -addr tcp:127.0.0.1:0|unix:/path [-bufsize 262144]
+//	goecho -addr tcp:127.0.0.1:0|udp:127.0.0.1:0|unix:/path [-bufsize 262144]
 //
 // One goroutine per connection echoes with a fixed buffer (a plain
-// Read/Write loop: no splice, no ReadFrom fast path). Once listening it
-// prints "READY <addr>" (with the real port) and exits on SIGTERM/SIGINT.
+// Read/Write loop: no splice, no ReadFrom fast path); over udp, one
+// goroutine echoes every datagram with ReadFrom/WriteTo, as a Go UDP
+// server does. Once listening it prints "READY <addr>" (with the real
+// port) and exits on SIGTERM/SIGINT.
 package main
 
 import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -20,9 +23,13 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "tcp:127.0.0.1:0", "tcp:HOST:PORT or unix:PATH")
+	addr := flag.String("addr", "tcp:127.0.0.1:0", "tcp:HOST:PORT, udp:HOST:PORT or unix:PATH")
 	bufSize := flag.Int("bufsize", 256*1024, "per-connection buffer in bytes (the loops read up to 256 KiB)")
 	flag.Parse()
+	if where, ok := strings.CutPrefix(*addr, "udp:"); ok {
+		serveDatagrams(where)
+		return
+	}
 	ln, err := listen(*addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "goecho:", err)
@@ -49,7 +56,7 @@ func describe(ln net.Listener) string {
 	return a.Network() + ":" + a.String()
 }
 
-func stopOnSignal(ln net.Listener) {
+func stopOnSignal(ln io.Closer) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
 	<-ch
@@ -83,6 +90,29 @@ func echo(conn net.Conn, bufSize int) {
 		}
 		if err != nil {
 			return
+		}
+	}
+}
+
+func serveDatagrams(where string) {
+	pc, err := net.ListenPacket("udp", where)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "goecho:", err)
+		os.Exit(1)
+	}
+	go stopOnSignal(pc)
+	fmt.Printf("READY udp:%s\n", pc.LocalAddr())
+	buf := make([]byte, 65536)
+	for {
+		n, peer, err := pc.ReadFrom(buf)
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err == nil {
+			_, err = pc.WriteTo(buf[:n], peer)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "goecho:", err)
 		}
 	}
 }

@@ -1,7 +1,7 @@
 // Command loadgen is the request/response load generator of the network
 // benchmarks (in Go so that the client is not the bottleneck).
 //
-//	loadgen -addr tcp:127.0.0.1:PORT|unix:/path [-conns 8] [-size 1024]
+//	loadgen -addr tcp:127.0.0.1:PORT|udp:127.0.0.1:PORT|unix:/path [-conns 8] [-size 1024]
 //	        [-warmup 300ms] [-duration 2s] [-requests 0] [-events]
 //
 // Each of -conns connections sends a -size byte message and waits for the
@@ -15,6 +15,10 @@
 // server's CPU time then). The last stdout line is the result as JSON:
 // requests, bytes (echoed payload) and seconds of the window, errors.
 // The whole run is bounded by -timeout, and by -stall without progress.
+//
+// Over udp: a "connection" is a connected UDP socket; a message is one
+// datagram and its echo must come back as one datagram (loopback does not
+// drop them with at most -conns in flight; a lost one shows as a stall).
 //
 // With -prime (the default), one extra connection exchanges one message
 // and is closed before the others open: a server process then starts the
@@ -43,6 +47,9 @@ import (
 // Messages above this size are written by a separate goroutine while the
 // echo is read, so neither side can block on full socket buffers.
 const splitAbove = 32 * 1024
+
+// The largest UDP payload over IPv4.
+const maxDatagram = 65507
 
 type config struct {
 	network, address string
@@ -94,7 +101,7 @@ func main() {
 
 func parseFlags() (config, error) {
 	var cfg config
-	addr := flag.String("addr", "", "tcp:HOST:PORT or unix:PATH")
+	addr := flag.String("addr", "", "tcp:HOST:PORT, udp:HOST:PORT or unix:PATH")
 	flag.IntVar(&cfg.conns, "conns", 8, "concurrent connections")
 	flag.IntVar(&cfg.size, "size", 1024, "message size in bytes")
 	flag.DurationVar(&cfg.warmup, "warmup", 300*time.Millisecond, "warm-up before the window")
@@ -106,8 +113,11 @@ func parseFlags() (config, error) {
 	flag.DurationVar(&cfg.stall, "stall", 5*time.Second, "fail when no echo completes for this long")
 	flag.Parse()
 	network, address, ok := strings.Cut(*addr, ":")
-	if !ok || (network != "tcp" && network != "unix") {
-		return cfg, fmt.Errorf("bad -addr %q (want tcp:HOST:PORT or unix:PATH)", *addr)
+	if !ok || (network != "tcp" && network != "udp" && network != "unix") {
+		return cfg, fmt.Errorf("bad -addr %q (want tcp:HOST:PORT, udp:HOST:PORT or unix:PATH)", *addr)
+	}
+	if network == "udp" && cfg.size > maxDatagram {
+		return cfg, fmt.Errorf("-size %d is more than a UDP datagram holds (%d)", cfg.size, maxDatagram)
 	}
 	if cfg.conns < 1 || cfg.size < 1 || cfg.duration <= 0 {
 		return cfg, errors.New("-conns, -size and -duration must be positive")
