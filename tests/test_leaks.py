@@ -480,3 +480,69 @@ def test_memory_flat_over_sock_recv_cycles(loop):
     del b
     assert growth < 100 * 1024, f"{growth} bytes left after 5000 receives"
     assert collected(ref)
+
+
+class _DatagramEcho(asyncio.DatagramProtocol):
+    def __init__(self):
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def _datagram_churn(lp, n, made=None):
+    """n UDP endpoints (native per-datagram path on goloop), each answering
+    datagrams from several peers, then closed."""
+
+    async def main():
+        peers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+        for peer in peers:
+            peer.bind(("127.0.0.1", 0))
+            peer.setblocking(False)
+        try:
+            for _ in range(n):
+                tr, proto = await lp.create_datagram_endpoint(
+                    _DatagramEcho, local_addr=("127.0.0.1", 0)
+                )
+                if made is not None:
+                    made.append((weakref.ref(tr), weakref.ref(proto)))
+                where = tr.get_extra_info("sockname")
+                for peer in peers:
+                    peer.sendto(b"ping", where)
+                for peer in peers:
+                    assert await lp.sock_recvfrom(peer, 10) == (b"ping", where)
+                tr.close()
+                await proto.lost
+                del tr, proto
+        finally:
+            for peer in peers:
+                peer.close()
+
+    lp.run_until_complete(main())
+
+
+def test_datagram_endpoints_released_and_memory_flat(loop):
+    """Closed datagram transports, their protocols and the sender addresses
+    they remembered are freed; thousands of endpoints leave no growth."""
+    import tracemalloc
+
+    made = []
+    _datagram_churn(loop, 20, made)
+    gc.collect()
+    assert [(t(), p()) for t, p in made] == [(None, None)] * 20
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        _datagram_churn(loop, 1000)
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert growth < 100 * 1024, f"{growth} bytes left after 1000 endpoints"
