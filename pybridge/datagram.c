@@ -233,29 +233,6 @@ static PyObject *call_stock(PyObject *fn, PyObject *self, PyObject *const *args,
 
 /* ---- reading ---- */
 
-/* recvfrom with PEP 475's EINTR retry: bytes, -1 (EAGAIN), -2 (exception). */
-static Py_ssize_t recvfrom_retry(int fd, Py_ssize_t size, struct sockaddr_storage *sa,
-                                 socklen_t *len)
-{
-    for (;;) {
-        *len = sizeof(*sa);
-        ssize_t n = recvfrom(fd, gl_scratch, (size_t)size, 0, (struct sockaddr *)sa, len);
-        if (n >= 0) {
-            return n;
-        }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return -1;
-        }
-        if (errno != EINTR) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -2;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            return -2;
-        }
-    }
-}
-
 /* max_size when it fits the scratch buffer, 0 when asyncio's code must
  * read (an odd max_size), -1 on error. */
 static Py_ssize_t read_size(PyObject *self)
@@ -280,7 +257,7 @@ static int read_one(gl_dgram *self, Py_ssize_t size)
     PyObject *me = (PyObject *)self, *r;
     struct sockaddr_storage sa;
     socklen_t len;
-    Py_ssize_t n = recvfrom_retry(self->fd, size, &sa, &len);
+    Py_ssize_t n = gl_recv_retry(self->fd, gl_scratch, size, &sa, &len);
     if (n == -1) {
         return 0;
     }

@@ -5,6 +5,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <sys/socket.h>
 #include "engine_abi.h"
 
 struct epoll_event;
@@ -169,6 +170,8 @@ int gl_flow_control_traverse(gl_flow_control *self, visitproc visit, void *arg);
 /* recv() target shared by the transports (stream.c), GIL-protected. */
 #define GL_SCRATCH_SIZE (256 * 1024)
 extern char gl_scratch[GL_SCRATCH_SIZE];
+Py_ssize_t gl_recv_retry(int fd, char *buf, Py_ssize_t len, struct sockaddr_storage *sa,
+                         socklen_t *salen); /* stream.c; -1 EAGAIN, -2 exception */
 PyObject *gl_recv_bytes(int fd, Py_ssize_t n, int *again);
 PyObject *gl_recv_into(int fd, PyObject *buf, int *again);
 

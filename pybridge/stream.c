@@ -182,12 +182,17 @@ static int call_method0(PyObject *obj, PyObject *name)
 
 /* ---- reading ---- */
 
-/* recv with PEP 475's EINTR retry; -1 with errno EAGAIN when nothing is
- * there, -2 with a Python exception set. */
-static Py_ssize_t recv_retry(int fd, char *buf, Py_ssize_t len)
+/* recvfrom (recv when sa is NULL) with PEP 475's EINTR retry: the byte
+ * count; -1 with errno EAGAIN when nothing is there, -2 with a Python
+ * exception set. Shared with datagram.c. */
+Py_ssize_t gl_recv_retry(int fd, char *buf, Py_ssize_t len, struct sockaddr_storage *sa,
+                         socklen_t *salen)
 {
     for (;;) {
-        ssize_t n = recv(fd, buf, (size_t)len, 0);
+        if (sa != NULL) {
+            *salen = sizeof(*sa);
+        }
+        ssize_t n = recvfrom(fd, buf, (size_t)len, 0, (struct sockaddr *)sa, salen);
         if (n >= 0) {
             return n;
         }
@@ -225,7 +230,7 @@ static PyObject *recv_direct(int fd, Py_ssize_t n, int *again)
     if (data == NULL) {
         return NULL;
     }
-    Py_ssize_t got = recv_retry(fd, PyBytes_AS_STRING(data), n);
+    Py_ssize_t got = gl_recv_retry(fd, PyBytes_AS_STRING(data), n, NULL, NULL);
     if (got < 0) {
         Py_DECREF(data);
         *again = got == -1;
@@ -253,7 +258,7 @@ PyObject *gl_recv_bytes(int fd, Py_ssize_t n, int *again)
     if (n > GL_SCRATCH_SIZE) {
         return recv_direct(fd, n, again);
     }
-    Py_ssize_t got = recv_retry(fd, gl_scratch, n);
+    Py_ssize_t got = gl_recv_retry(fd, gl_scratch, n, NULL, NULL);
     if (got < 0) {
         *again = got == -1;
         return NULL;
@@ -282,7 +287,7 @@ PyObject *gl_recv_into(int fd, PyObject *buf, int *again)
     }
     /* socket.recv_into returns 0 for an empty buffer without a syscall
      * (a 0-byte recv may report EAGAIN, which would wait for nothing). */
-    Py_ssize_t got = view.len == 0 ? 0 : recv_retry(fd, view.buf, view.len);
+    Py_ssize_t got = view.len == 0 ? 0 : gl_recv_retry(fd, view.buf, view.len, NULL, NULL);
     PyBuffer_Release(&view);
     if (got < 0) {
         *again = got == -1;
