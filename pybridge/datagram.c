@@ -46,7 +46,7 @@ typedef struct {
     int next_peer;                 /* the slot the next new sender takes */
 } gl_dgram;
 
-static PyObject *str_conn_lost, *str_closing, *str_paused, *str_max_size, *str_protocol, *str_address, *str_buffer,
+static PyObject *str_sock, *str_conn_lost, *str_closing, *str_paused, *str_max_size, *str_protocol, *str_address, *str_buffer,
     *str_extra, *str_peername, *str_datagram_received, *str_error_received, *str_fatal_error;
 static PyObject *stock_read_ready, *stock_sendto; /* _SelectorDatagramTransport's */
 
@@ -130,7 +130,7 @@ static PyObject *make_address(const struct sockaddr_storage *sa, socklen_t len)
  * inet_ntop formats with sprintf and was the largest user-space cost. */
 static PyObject *peer_address(gl_dgram *self, const struct sockaddr_storage *sa, socklen_t len)
 {
-    if (len > sizeof(self->peers[0].sa)) {
+    if (len == 0 || len > sizeof(self->peers[0].sa)) {
         return make_address(sa, len);
     }
     for (int i = 0; i < GL_DGRAM_PEERS; i++) {
@@ -231,6 +231,24 @@ static PyObject *call_stock(PyObject *fn, PyObject *self, PyObject *const *args,
     return r;
 }
 
+/* Whether self._sock is still open on the fd the transport was made for
+ * (the user may have closed the socket passed as sock=, and the number
+ * been reused): 1, 0 (then asyncio's code runs and meets the closed
+ * socket as stock does), or -1 with an exception. */
+static int sock_still_on_fd(gl_dgram *self)
+{
+    PyObject *sock = PyObject_GetAttr((PyObject *)self, str_sock);
+    if (sock == NULL) {
+        return -1;
+    }
+    int fd = sock == Py_None ? -1 : PyObject_AsFileDescriptor(sock);
+    Py_DECREF(sock);
+    if (fd == -1 && PyErr_Occurred()) {
+        PyErr_Clear(); /* closed: fileno() is -1 */
+    }
+    return fd >= 0 && fd == self->fd;
+}
+
 /* ---- reading ---- */
 
 /* max_size when it fits the scratch buffer, 0 when asyncio's code must
@@ -282,14 +300,15 @@ static int read_one(gl_dgram *self, Py_ssize_t size)
 }
 
 /* Read on after a datagram only where stock asyncio's next loop iteration
- * could have done nothing else first (gl_loop_only_io_next) and the
- * transport is still reading. That saves an epoll_wait per datagram under
+ * could have done nothing but read this fd again (gl_loop_only_this_fd_next:
+ * no callback queued, no timer due, no other fd watched) and the transport
+ * is still reading. That saves an epoll_wait per datagram under
  * load (rloop reads until EAGAIN; libuv up to 32 per event). */
 #define GL_DGRAM_BATCH 32
 static int may_read_on(gl_dgram *self)
 {
     if (self->loop == NULL || !PyObject_TypeCheck(self->loop, &gl_LoopCoreType) ||
-        !gl_loop_only_io_next((gl_loop *)self->loop)) {
+        !gl_loop_only_this_fd_next((gl_loop *)self->loop, self->fd)) {
         return 0;
     }
     PyObject *names[] = {str_conn_lost, str_closing, str_paused};
@@ -299,7 +318,7 @@ static int may_read_on(gl_dgram *self)
             return r < 0 ? -1 : 0;
         }
     }
-    return 1;
+    return sock_still_on_fd(self);
 }
 
 static PyObject *dgram_read_ready(gl_dgram *self, PyObject *unused)
@@ -309,7 +328,11 @@ static PyObject *dgram_read_ready(gl_dgram *self, PyObject *unused)
     if (lost != 0) {
         return lost < 0 ? NULL : Py_NewRef(Py_None);
     }
-    Py_ssize_t size = self->fd < 0 ? 0 : read_size(me);
+    int same = sock_still_on_fd(self);
+    if (same < 0) {
+        return NULL;
+    }
+    Py_ssize_t size = same ? read_size(me) : 0;
     if (size <= 0) {
         return size < 0 ? NULL : call_stock(stock_read_ready, me, NULL, 0, NULL);
     }
@@ -342,8 +365,12 @@ static int fast_sendto_applies(gl_dgram *self, PyObject *data, PyObject *addr)
     for (int i = 0; i < 3; i++) {
         int r = attr_is_true(me, names[i]);
         if (r != 0) {
-            return r;
+            return r < 0 ? -1 : 0;
         }
+    }
+    int same = sock_still_on_fd(self);
+    if (same <= 0) {
+        return same;
     }
     PyObject *extra = PyObject_GetAttr(me, str_extra);
     if (extra == NULL) {
@@ -373,19 +400,29 @@ static PyObject *dgram_sendto(gl_dgram *self, PyObject *const *args, Py_ssize_t 
     }
     gl_peer *peer = known_peer(self, addr);
     ssize_t n;
-    do {
+    for (;;) {
         n = sendto(self->fd, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), 0,
                    (struct sockaddr *)&peer->sa, peer->len);
-    } while (n < 0 && errno == EINTR);
-    if (n >= 0) {
-        Py_RETURN_NONE;
+        if (n >= 0) {
+            Py_RETURN_NONE;
+        }
+        if (errno != EINTR) {
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) { /* PEP 475: a handler's exception */
+            break;
+        }
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        /* Full socket buffer: asyncio's sendto retries and buffers. */
-        return call_stock(stock_sendto, me, args, nargs, NULL);
+    if (!PyErr_Occurred()) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            /* Full socket buffer: asyncio's sendto retries and buffers. */
+            return call_stock(stock_sendto, me, args, nargs, NULL);
+        }
+        PyErr_SetFromErrno(PyExc_OSError);
     }
-    PyErr_SetFromErrno(PyExc_OSError);
-    return handle_error(me, "Fatal write error on datagram transport");
+    PyObject *r = handle_error(me, "Fatal write error on datagram transport");
+    Py_XDECREF(r);
+    return r == NULL ? NULL : Py_NewRef(Py_None);
 }
 
 static PyObject *dgram_init_core(gl_dgram *self, PyObject *fd)
@@ -433,7 +470,7 @@ static PyType_Spec dgram_spec = {
 static int init_names(void)
 {
 #define INTERN(var, s) ((var = PyUnicode_InternFromString(s)) != NULL)
-    return (INTERN(str_conn_lost, "_conn_lost") && INTERN(str_closing, "_closing") &&
+    return (INTERN(str_sock, "_sock") && INTERN(str_conn_lost, "_conn_lost") && INTERN(str_closing, "_closing") &&
             INTERN(str_paused, "_paused") && INTERN(str_max_size, "max_size") &&
             INTERN(str_protocol, "_protocol") && INTERN(str_address, "_address") &&
             INTERN(str_buffer, "_buffer") && INTERN(str_extra, "_extra") &&

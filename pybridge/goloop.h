@@ -147,7 +147,7 @@ void gl_io_free(gl_loop *loop);
 /* ---- socket stream transport core (stream.c) ---- */
 int gl_stream_init(PyObject *module);
 int gl_datagram_init(PyObject *module);
-int gl_loop_only_io_next(gl_loop *loop); /* loop.c */
+int gl_loop_only_this_fd_next(gl_loop *loop, int fd); /* loop.c */
 
 /* The C transport cores (stream.c, datagram.c) subclass asyncio's
  * transports._FlowControlMixin, so their structs start with its slots:

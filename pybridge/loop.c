@@ -426,13 +426,15 @@ static double earliest_deadline(gl_loop *self)
     return earliest;
 }
 
-/* Whether stock asyncio's next iteration could do nothing but run more I/O
- * callbacks: nothing queued, no stop pending, no timer due. A transport
- * may then go on reading where stock would go round the loop first
- * (datagram.c), and the order of callbacks stays one stock can produce. */
-int gl_loop_only_io_next(gl_loop *self)
+/* Whether stock asyncio's next iteration could do nothing but run fd's
+ * reader again: nothing queued, no stop pending, no timer due, and no
+ * other fd watched (the self-pipe aside). A transport may then go on
+ * reading where stock would go round the loop first (datagram.c), and the
+ * callbacks still run in an order stock produces. */
+int gl_loop_only_this_fd_next(gl_loop *self, int fd)
 {
-    return self->ready.len == 0 && !self->stopping &&
+    return self->ready.len == 0 && !self->stopping && user_fds(self) == 1 && fd >= 0 &&
+           fd < self->fdcap && self->readers[fd] != NULL &&
            !(earliest_deadline(self) < gl_monotonic() + 1e-9);
 }
 

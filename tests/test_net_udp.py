@@ -617,3 +617,197 @@ def test_datagram_transport_isinstance_and_abort(loop, kind, tmp_path):
     assert expected[0][0] is True
     assert expected[1:] == (True, None, ["made", ("lost", None)])
     assert scenario(loop) == expected
+
+
+# ------------------------------------------- goloop's native datagram path
+# Each scenario runs on the stock loop first; goloop must give the same.
+
+
+class FirstSender(DgramRecorder):
+    """Records like DgramRecorder; `first` resolves to the first sender's
+    address tuple (the tuple goloop's reply fast path recognises)."""
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.first = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data, addr):
+        super().datagram_received(data, addr)
+        if not self.first.done():
+            self.first.set_result(addr)
+
+    def error_received(self, exc):
+        super().error_received(exc)
+        return "a value sendto() must not return"
+
+
+def _ip_peer():
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.setblocking(False)
+    return peer
+
+
+async def _received(lp, sock, n):
+    """The datagrams waiting on sock (up to n, 0.2 s for each)."""
+    got = []
+    for _ in range(n):
+        try:
+            got.append(await asyncio.wait_for(lp.sock_recv(sock, 100), 0.2))
+        except TimeoutError:
+            break
+    return got
+
+
+def _oracle(loop, scenario):
+    expected = with_loop(stock_factory, scenario)
+    assert scenario(loop) == expected
+    return expected
+
+
+def test_reply_after_close_on_connected_endpoint_like_stock(loop):
+    """A connected endpoint drops sendto() after close(), even to the
+    address it just received from."""
+
+    def scenario(lp):
+        async def main():
+            peer = _ip_peer()
+            tr, proto = await lp.create_datagram_endpoint(
+                FirstSender, remote_addr=peer.getsockname()
+            )
+            peer.sendto(b"hello", tr.get_extra_info("sockname"))
+            addr = await proto.first
+            tr.close()
+            result = tr.sendto(b"after close", addr)
+            got = await _received(lp, peer, 1)
+            peer.close()
+            return result, got
+
+        return run_bounded(lp, main())
+
+    assert _oracle(loop, scenario) == (None, [])
+
+
+class _FullOnce:
+    """A socket whose first sendto() finds the socket buffer full."""
+
+    def __init__(self, sock):
+        self.sock, self.calls = sock, 0
+
+    def sendto(self, *args):
+        self.calls += 1
+        if self.calls == 1:
+            raise BlockingIOError
+        return self.sock.sendto(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+def test_reply_queues_behind_buffered_datagrams_like_stock(loop):
+    def scenario(lp):
+        async def main():
+            peer = _ip_peer()
+            tr, proto = await lp.create_datagram_endpoint(FirstSender, local_addr=("127.0.0.1", 0))
+            peer.sendto(b"hello", tr.get_extra_info("sockname"))
+            addr = await proto.first
+            real, tr._sock = tr._sock, _FullOnce(tr._sock)
+            tr.sendto(bytearray(b"1"), addr)  # asyncio's path: buffered
+            tr.sendto(b"2", addr)  # must not overtake it
+            got = await _received(lp, peer, 2)
+            tr._sock = real
+            tr.close()
+            peer.close()
+            return got
+
+        return run_bounded(lp, main())
+
+    assert _oracle(loop, scenario) == [b"1", b"2"]
+
+
+def test_reply_after_user_closed_the_socket_like_stock(loop):
+    """The socket passed as sock= is closed by the user and its fd number
+    reused: sendto() must not write to the new socket."""
+
+    def scenario(lp):
+        async def main():
+            sock = _ip_peer()
+            tr, proto = await lp.create_datagram_endpoint(FirstSender, sock=sock)
+            peer = _ip_peer()
+            peer.sendto(b"hello", sock.getsockname())
+            addr = await proto.first
+            fd = sock.fileno()
+            sock.close()
+            other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            other.bind(("127.0.0.1", 0))
+            reused = other.fileno() == fd
+            tr.sendto(b"reply", addr)
+            got = await _received(lp, peer, 1)
+            await asyncio.sleep(0)
+            other.close()
+            peer.close()
+            tr.abort()
+            return reused, got, [type(e) for e in proto.errors]
+
+        return run_bounded(lp, main())
+
+    assert _oracle(loop, scenario)[1] == []
+
+
+def test_reply_error_returns_none_like_stock(loop):
+    """sendto() of an oversized datagram reports EMSGSIZE through
+    error_received and returns None."""
+
+    def scenario(lp):
+        async def main():
+            peer = _ip_peer()
+            tr, proto = await lp.create_datagram_endpoint(FirstSender, local_addr=("127.0.0.1", 0))
+            peer.sendto(b"hello", tr.get_extra_info("sockname"))
+            addr = await proto.first
+            result = tr.sendto(b"x" * 70000, addr)
+            tr.close()
+            peer.close()
+            return result, [type(e) for e in proto.errors]
+
+        return run_bounded(lp, main())
+
+    assert _oracle(loop, scenario) == (None, [OSError])
+
+
+def test_two_endpoints_forwarding_keep_stock_order(loop):
+    """Endpoint A forwards every datagram to endpoint B on the same loop:
+    B's deliveries interleave with A's as in stock, although more datagrams
+    are already waiting for A."""
+    log = []
+
+    class B(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            log.append("B" + data.decode())
+
+    class A(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            log.append("A" + data.decode())
+            self.transport.sendto(data, self.forward_to)
+
+    def scenario(lp):
+        async def main():
+            log.clear()
+            trb, _ = await lp.create_datagram_endpoint(B, local_addr=("127.0.0.1", 0))
+            tra, pa = await lp.create_datagram_endpoint(A, local_addr=("127.0.0.1", 0))
+            pa.forward_to = trb.get_extra_info("sockname")
+            src = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for i in range(4):
+                src.sendto(b"%d" % i, tra.get_extra_info("sockname"))
+            while len(log) < 8:
+                await asyncio.sleep(0.01)
+            tra.close()
+            trb.close()
+            src.close()
+            return list(log)
+
+        return run_bounded(lp, main())
+
+    assert _oracle(loop, scenario)[0] == "A0"
