@@ -54,20 +54,20 @@ void gl_engine_close(gl_loop *loop)
         glEngineFree(loop->engine);
     }
     /* A Go engine inherited through fork is leaked, never entered. */
+    gl_epoll_forget(loop);
     loop->engine = -1;
     loop->wakefd = -1;
     loop->epfd = -1;
 }
 
+/* Both engines: epoll_ctl from C (epoll.c says why not through Go). */
 int gl_engine_set_interest(gl_loop *loop, int fd, uint32_t mask)
 {
-    if (loop->fallback != NULL) {
-        return gl_fallback_set_interest(loop->fallback, fd, mask);
-    }
-    if (gl_forked || loop->engine < 0) {
+    /* An epoll set inherited through fork is shared with the parent. */
+    if (loop->epfd < 0 || (loop->fallback == NULL && (gl_forked || loop->engine < 0))) {
         return EBADF;
     }
-    return glEngineSetInterest(loop->engine, fd, mask);
+    return gl_epoll_set_interest(loop, fd, mask);
 }
 
 void gl_engine_expire_timers(gl_loop *loop, gl_timer_op *ops, int32_t nops, double end,

@@ -1,8 +1,8 @@
 /* The C fallback engine, for processes forked after Go started.
  *
  * Same contract as goloop.Engine (goloop/engine_linux.go) as the loop uses
- * it: an epoll set with an eventfd wake-up registered (the wait itself is
- * poll.c's, shared by both engines), and a timer heap keyed by (deadline,
+ * it: an epoll set with an eventfd wake-up registered (registration and
+ * the wait are epoll.c's and poll.c's, shared by both engines), and a timer heap keyed by (deadline,
  * insertion order) with O(log n) removal by slot. It exists only because
  * the Go runtime cannot run in such a child; everywhere else the Go engine
  * is used. */
@@ -64,27 +64,6 @@ void gl_fallback_close(gl_fallback *fb)
     free(fb->heap);
     free(fb->pos);
     free(fb);
-}
-
-int gl_fallback_set_interest(gl_fallback *fb, int fd, uint32_t mask)
-{
-    if (fd < 0 || fd == fb->evfd) {
-        return fd < 0 ? EBADF : EINVAL;
-    }
-    struct epoll_event ev = {.data.fd = fd};
-    ev.events = ((mask & GL_EVENT_READ) ? EPOLLIN : 0) | ((mask & GL_EVENT_WRITE) ? EPOLLOUT : 0) |
-                ((mask & GL_EVENT_EDGE) ? EPOLLET : 0);
-    if ((mask & (GL_EVENT_READ | GL_EVENT_WRITE)) == 0) {
-        epoll_ctl(fb->epfd, EPOLL_CTL_DEL, fd, NULL); /* closed fds are already gone */
-        return 0;
-    }
-    if (epoll_ctl(fb->epfd, EPOLL_CTL_MOD, fd, &ev) == 0) {
-        return 0;
-    }
-    if (errno == ENOENT && epoll_ctl(fb->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
-        return 0;
-    }
-    return errno;
 }
 
 /* ---- indexed binary heap ---- */

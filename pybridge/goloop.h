@@ -60,6 +60,8 @@ typedef struct gl_loop_s {
     int nfds;        /* fds with any interest registered */
     int internal_fd; /* self-pipe fd not counted as user I/O, or -1 */
     int epfd;                /* the engine's epoll fd; poll.c waits on it */
+    unsigned char *epregs;   /* fd -> registered in epfd (epoll.c) */
+    int epregs_cap;
     struct epoll_event *ebuf; /* epoll_wait output, grown when it fills */
     int ebuf_cap;
 } gl_loop;
@@ -199,12 +201,13 @@ int gl_engine_open(gl_loop *loop);
 void gl_engine_close(gl_loop *loop);
 int gl_engine_usable(gl_loop *loop);
 int gl_engine_set_interest(gl_loop *loop, int fd, uint32_t mask); /* 0 or errno */
+int gl_epoll_set_interest(gl_loop *loop, int fd, uint32_t mask);  /* epoll.c */
+void gl_epoll_forget(gl_loop *loop);
 void gl_engine_expire_timers(gl_loop *loop, gl_timer_op *ops, int32_t nops, double end,
                              gl_poll_result *res);
 void gl_engine_pop_expired(gl_loop *loop, gl_poll_result *res);
 gl_fallback *gl_fallback_open(int *wakefd, int *epfd);
 void gl_fallback_close(gl_fallback *fb);
-int gl_fallback_set_interest(gl_fallback *fb, int fd, uint32_t mask);
 void gl_fallback_expire_timers(gl_fallback *fb, const gl_timer_op *ops, int32_t nops,
                                double end, int32_t *expired, int32_t cap, gl_poll_result *res);
 void gl_fallback_pop_expired(gl_fallback *fb, int32_t *expired, int32_t cap,

@@ -1,9 +1,8 @@
 /* fd watching, C side: reader/writer handles per fd.
  *
  * The handles live in flat arrays indexed by fd, so dispatching a ready fd
- * is an array load; only the interest mask crosses into Go (once per
- * add/remove, next to the epoll_ctl syscall it causes). Semantics follow
- * selector_events.BaseSelectorEventLoop._add_reader & co. */
+ * is an array load; an interest change is one epoll_ctl (epoll.c).
+ * Semantics follow selector_events.BaseSelectorEventLoop._add_reader & co. */
 #include "goloop.h"
 #include <errno.h>
 
