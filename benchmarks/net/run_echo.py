@@ -20,7 +20,9 @@ median server CPU µs per request (user + system), ratios vs --baseline.
 
 Over udp each request is one datagram, so only the modes with a datagram
 form (protocol = DatagramProtocol, sock = sock_recvfrom/sock_sendto) and
-sizes up to one datagram are run.
+sizes up to one datagram are run. "churn" is TCP with a new connection per
+request (connect, send, read the echo, close), at 1 KiB: the server's
+per-connection work (accept, transport, registration, teardown).
 
 Writes benchmarks/results/net.json and net.md (see --json / --markdown).
 Exit status 1 when any cell FAILED (n/a for an unsupported API is not a
@@ -40,7 +42,8 @@ import netcommon as nc
 import netreport as nr
 
 SIZES = {"1k": 1024, "10k": 10 * 1024, "100k": 100 * 1024}
-TRANSPORTS = ("tcp", "unix", "udp")
+TRANSPORTS = ("tcp", "unix", "udp", "churn")
+CHURN_SIZES = ("1k",)  # a new TCP connection per request: per-connection work
 MODES = ("protocol", "buffered", "streams", "sock")
 DATAGRAM_MODES = ("protocol", "sock")  # DatagramProtocol, sock_recvfrom/sock_sendto
 MAX_DATAGRAM = 65507  # the largest UDP payload over IPv4
@@ -104,6 +107,8 @@ def plan_groups(args):
                 if SIZES[size] > MAX_DATAGRAM:
                     continue
                 modes = [m for m in modes if m in DATAGRAM_MODES]
+            if transport == "churn" and size not in CHURN_SIZES:
+                continue
             rows = [f"{size}-{transport}-{mode}" for mode in modes]
             if args.only:
                 rows = [r for r in rows if any(fnmatch.fnmatch(r, g) for g in args.only)]
@@ -132,7 +137,7 @@ class Tools:
         self.seq += 1
         if transport == "unix":
             return f"unix:{self.dir}/echo{self.seq}.sock"
-        return f"{transport}:127.0.0.1:0"
+        return f"{'tcp' if transport == 'churn' else transport}:127.0.0.1:0"
 
     def server_cmd(self, column, mode, addr):
         if column == GO:
@@ -152,18 +157,19 @@ def measure(args, tools, job):
         status, info = nc.wait_ready(server, 20)
         if status != "ok":
             return {"status": status, "error": info}
-        return drive(args, tools, server, info, SIZES[job["size"]])
+        return drive(args, tools, server, info, SIZES[job["size"]], job["transport"] == "churn")
     finally:
         server.stop()
 
 
-def _loadgen_cmd(args, tools, addr, size):
+def _loadgen_cmd(args, tools, addr, size, churn):
     bound = args.warmup + args.duration + 30
     return [
         tools.loadgen,
         *("-addr", addr, "-size", str(size), "-conns", str(args.conns)),
         *("-warmup", f"{args.warmup}s", "-duration", f"{args.duration}s"),
         *("-events", "-timeout", f"{bound}s"),
+        *(("-churn",) if churn else ()),
     ]
 
 
@@ -174,8 +180,8 @@ def _read_event(gen, timeout):
     return json.loads(line)
 
 
-def drive(args, tools, server, addr, size):
-    gen = nc.Child(_loadgen_cmd(args, tools, addr, size), 1)
+def drive(args, tools, server, addr, size, churn):
+    gen = nc.Child(_loadgen_cmd(args, tools, addr, size, churn), 1)
     try:
         marks = []
         for want, wait in (("start", args.warmup), ("stop", args.duration), ("result", 0)):

@@ -2,7 +2,7 @@
 // benchmarks (in Go so that the client is not the bottleneck).
 //
 //	loadgen -addr tcp:127.0.0.1:PORT|udp:127.0.0.1:PORT|unix:/path [-conns 8] [-size 1024]
-//	        [-warmup 300ms] [-duration 2s] [-requests 0] [-events]
+//	        [-warmup 300ms] [-duration 2s] [-requests 0] [-events] [-churn]
 //
 // Each of -conns connections sends a -size byte message and waits for the
 // whole echo before sending the next one. Every echoed byte is checked
@@ -15,6 +15,10 @@
 // server's CPU time then). The last stdout line is the result as JSON:
 // requests, bytes (echoed payload) and seconds of the window, errors.
 // The whole run is bounded by -timeout, and by -stall without progress.
+//
+// With -churn, every request uses a new connection: dial, send, read the
+// whole echo, close (the client closes first, as an HTTP/1.0 client would
+// after its response), so the server's per-connection work is measured.
 //
 // Over udp: a "connection" is a connected UDP socket; a message is one
 // datagram and its echo must come back as one datagram (loopback does not
@@ -57,6 +61,7 @@ type config struct {
 	warmup, duration time.Duration
 	requests         int64
 	events, prime    bool
+	churn            bool
 	timeout, stall   time.Duration
 }
 
@@ -109,12 +114,16 @@ func parseFlags() (config, error) {
 	flag.Int64Var(&cfg.requests, "requests", 0, "end the window after this many requests (0: -duration only)")
 	flag.BoolVar(&cfg.events, "events", false, "print start/stop lines as the window opens and closes")
 	flag.BoolVar(&cfg.prime, "prime", true, "open, use and close one connection before the run")
+	flag.BoolVar(&cfg.churn, "churn", false, "a new connection per request (tcp and unix)")
 	flag.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "hard limit for the whole run")
 	flag.DurationVar(&cfg.stall, "stall", 5*time.Second, "fail when no echo completes for this long")
 	flag.Parse()
 	network, address, ok := strings.Cut(*addr, ":")
 	if !ok || (network != "tcp" && network != "udp" && network != "unix") {
 		return cfg, fmt.Errorf("bad -addr %q (want tcp:HOST:PORT, udp:HOST:PORT or unix:PATH)", *addr)
+	}
+	if network == "udp" && cfg.churn {
+		return cfg, errors.New("-churn needs a connection-oriented -addr (tcp or unix)")
 	}
 	if network == "udp" && cfg.size > maxDatagram {
 		return cfg, fmt.Errorf("-size %d is more than a UDP datagram holds (%d)", cfg.size, maxDatagram)
@@ -167,13 +176,20 @@ func run(cfg config) result {
 			fail(cfg, result{Errors: 1, Error: "priming connection: " + err.Error()})
 		}
 	}
-	conns, err := dialAll(cfg)
-	if err != nil {
-		fail(cfg, result{Errors: 1, Error: err.Error()})
-	}
+	var conns []net.Conn
 	var wg sync.WaitGroup
-	for i, conn := range conns {
-		wg.Go(func() { worker(s, conn, i, cfg.size) })
+	if cfg.churn {
+		for i := range cfg.conns {
+			wg.Go(func() { churnWorker(s, cfg, i) })
+		}
+	} else {
+		var err error
+		if conns, err = dialAll(cfg); err != nil {
+			fail(cfg, result{Errors: 1, Error: err.Error()})
+		}
+		for i, conn := range conns {
+			wg.Go(func() { worker(s, conn, i, cfg.size) })
+		}
 	}
 	res := measure(cfg, s)
 	s.stop.Store(true)
@@ -298,6 +314,27 @@ func worker(s *shared, conn net.Conn, c, size int) {
 		msg := s.message(c, k, size)
 		if err := exchange(conn, msg, buf, out); err != nil {
 			s.report(fmt.Errorf("conn %d, request %d: %w", c, k, err))
+			return
+		}
+		s.done.Add(1)
+	}
+}
+
+// churnWorker makes one request per connection until the stop flag is set.
+func churnWorker(s *shared, cfg config, c int) {
+	buf := make([]byte, cfg.size)
+	for k := 0; !s.stop.Load(); k++ {
+		conn, err := dial(cfg)
+		if err == nil {
+			out := startWriter(conn, cfg.size)
+			err = exchange(conn, s.message(c, k, cfg.size), buf, out)
+			if out != nil {
+				close(out)
+			}
+			conn.Close()
+		}
+		if err != nil {
+			s.report(fmt.Errorf("worker %d, connection %d: %w", c, k, err))
 			return
 		}
 		s.done.Add(1)
