@@ -37,6 +37,7 @@ typedef struct gl_loop_s {
     struct gl_fallback *fallback; /* C engine in a child forked after Go started */
     int wakefd;   /* the engine's eventfd, written by call_soon_threadsafe */
     int polling;  /* set while the loop thread waits in Go without the GIL */
+    Py_ssize_t threadsafe_queued; /* call_soon_threadsafe handles since run_ready */
     int running;  /* inside _run_until_stopped / _run_once */
 
     /* timers (timers.c): slot table of scheduled TimerHandles + op log */
@@ -93,6 +94,7 @@ int gl_handle_is_cancelled(PyObject *handle);
 void gl_handle_untrack(PyObject *handle);
 void gl_handle_release(PyObject *handle); /* DECREF, re-tracking if still shared */
 double gl_handle_freelist_trim(double now); /* idle trim; next look or INFINITY */
+void gl_handle_freelist_expect(Py_ssize_t n); /* n handles from other threads due */
 void gl_handle_set_scheduled(PyObject *timer, int scheduled);
 int gl_handle_run(gl_loop *loop, PyObject *handle);
 int gl_report_callback_error(gl_loop *loop, PyObject *handle);

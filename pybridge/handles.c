@@ -199,13 +199,17 @@ void gl_handle_untrack(PyObject *handle)
  * subtype_dealloc's walk over the slots. Only untracked, exact Handles
  * without weak references qualify, so nothing outside can see the reuse.
  *
- * The list is sized by what bursts use, not by a small constant: a thread
- * calling call_soon_threadsafe queues ~40k handles per GIL switch interval,
- * and with 256 kept the rest went through fresh pymalloc arenas, their page
- * faults and munmap each time: 199 ns per callback against rloop's 133,
- * and 124 ns with the list allowed to hold the burst (3M callbacks from one
- * thread, the body of `benchmarks/micro.py threadsafe`; perf showed the
- * page faults and munmap). What a whole trim period leaves unused
+ * The list keeps 256, and more only for bursts queued from other threads:
+ * a thread calling call_soon_threadsafe queues ~40k handles per GIL switch
+ * interval, and with 256 kept the rest went through fresh pymalloc arenas,
+ * their page faults and munmap each time: 199 ns per callback against
+ * rloop's 133, and 124 ns with the list allowed to hold the burst (3M
+ * callbacks from one thread, the body of `benchmarks/micro.py threadsafe`;
+ * perf showed the page faults and munmap). Bursts the loop thread makes
+ * itself (accepting a backlog of connections) do not raise the limit:
+ * handles kept there would only push the transports and protocols made
+ * next into fresh memory (+0.02 KiB per idle connection in
+ * benchmarks/net/idle_conns.py). What a whole trim period leaves unused
  * above GL_HANDLE_FREELIST_FLOOR is freed when a loop goes idle, so a burst
  * does not pin its memory (gl_handle_freelist_trim). */
 #define GL_HANDLE_FREELIST 65536
@@ -213,13 +217,14 @@ void gl_handle_untrack(PyObject *handle)
 #define GL_HANDLE_FREELIST_PERIOD 1.0 /* seconds */
 static PyObject *handle_freelist[GL_HANDLE_FREELIST];
 static int handle_freelist_len;
+static int handle_freelist_cap = GL_HANDLE_FREELIST_FLOOR; /* current limit */
 static int handle_freelist_low;       /* fewest kept since the period began */
 static double handle_freelist_period; /* when it began */
 
 static int recyclable(PyObject *handle)
 {
     if (Py_REFCNT(handle) != 1 || !Py_IS_TYPE(handle, gl_HandleType) ||
-        PyObject_GC_IsTracked(handle) || handle_freelist_len == GL_HANDLE_FREELIST) {
+        PyObject_GC_IsTracked(handle) || handle_freelist_len >= handle_freelist_cap) {
         return 0;
     }
     Py_ssize_t wl = gl_HandleType->tp_weaklistoffset;
@@ -274,7 +279,7 @@ void gl_handle_release(PyObject *handle)
     }
     if (recyclable(handle)) {
         empty_handle(handle); /* may run finalizers, which may call call_soon */
-        if (handle_freelist_len < GL_HANDLE_FREELIST) {
+        if (handle_freelist_len < handle_freelist_cap) {
             handle_freelist[handle_freelist_len++] = handle;
         } else {
             Py_DECREF(handle);
@@ -290,9 +295,19 @@ void gl_handle_release(PyObject *handle)
 /* Called by a loop about to block: frees the handles the freelist kept
  * above its floor for a whole period without using them. Returns when it
  * wants to look again (the loop caps its wait there), or INFINITY. */
+/* A loop is about to run n handles queued from other threads: let the
+ * list keep that many. */
+void gl_handle_freelist_expect(Py_ssize_t n)
+{
+    if (n > handle_freelist_cap) {
+        handle_freelist_cap = n < GL_HANDLE_FREELIST ? (int)n : GL_HANDLE_FREELIST;
+    }
+}
+
 double gl_handle_freelist_trim(double now)
 {
     if (handle_freelist_len <= GL_HANDLE_FREELIST_FLOOR) {
+        handle_freelist_cap = GL_HANDLE_FREELIST_FLOOR;
         handle_freelist_low = handle_freelist_len;
         handle_freelist_period = now;
         return INFINITY;

@@ -232,6 +232,7 @@ static PyObject *loop_call_soon_threadsafe(gl_loop *self, PyObject *const *args,
     PyObject *handle = push_ready_handle(self, args[0], args + 1, nargs - 1, context,
                                          str_call_soon_threadsafe);
     if (handle != NULL) {
+        self->threadsafe_queued++;
         wake(self);
     }
     return handle;
@@ -513,6 +514,10 @@ static int expire_timers(gl_loop *self)
 static int run_ready(gl_loop *self)
 {
     Py_ssize_t ntodo = self->ready.len;
+    if (self->threadsafe_queued > 0) {
+        gl_handle_freelist_expect(self->threadsafe_queued);
+        self->threadsafe_queued = 0;
+    }
     for (Py_ssize_t i = 0; i < ntodo; i++) {
         PyObject *handle = gl_ring_pop(&self->ready);
         if (handle == NULL) {

@@ -236,10 +236,11 @@ def test_rss_flat_over_a_million_cycles(loop):
 
 
 def test_burst_of_callbacks_memory_returned_once_idle(loop):
-    """A burst of 50k pending callbacks (what a thread calling
-    call_soon_threadsafe queues per GIL switch) may be cached for reuse
-    while bursts keep coming, but not kept once the loop has idled a
+    """A burst of 50k callbacks queued by another thread (what a thread
+    calling call_soon_threadsafe queues per GIL switch) may be cached for
+    reuse while bursts keep coming, but not kept once the loop has idled a
     while."""
+    import threading
     import tracemalloc
 
     def burst():
@@ -248,8 +249,13 @@ def test_burst_of_callbacks_memory_returned_once_idle(loop):
         def cb():
             count[0] += 1
 
-        for _ in range(50_000):
-            loop.call_soon(cb)
+        def produce():
+            for _ in range(50_000):
+                loop.call_soon_threadsafe(cb)
+
+        thread = threading.Thread(target=produce)
+        thread.start()
+        thread.join()  # all 50k pending at once
         run_briefly(loop, 1)
         assert count[0] == 50_000
 
