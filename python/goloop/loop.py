@@ -19,7 +19,17 @@ from . import _goloop
 from ._selector import EngineSelector
 from .datagram import FAMILIES as _DATAGRAM_FAMILIES
 from .datagram import DatagramTransport
-from .stream import SocketTransport
+from .stream import SocketTransport, raw_family, raw_proto, raw_type
+
+
+def _accept_raw(listener):
+    """socket.socket.accept for a plain non-blocking listening socket,
+    without its two enum conversions (family, type) per connection; the
+    accepted socket is made exactly as socket.accept makes it (the caller
+    then makes it non-blocking, so its blocking-mode fix-up is moot)."""
+    fd, addr = listener._accept()
+    conn = socket.socket(raw_family(listener), raw_type(listener), raw_proto(listener), fileno=fd)
+    return conn, addr
 
 
 class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
@@ -195,9 +205,10 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             return super()._accept_connection(
                 protocol_factory, sock, sslcontext, server, backlog, *timeouts
             )
+        accept = sock.accept if type(sock) is not socket.socket else lambda: _accept_raw(sock)
         for _ in range(backlog):
             try:
-                conn, addr = sock.accept()
+                conn, addr = accept()
                 conn.setblocking(False)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return None  # the accept queue is empty
