@@ -659,6 +659,15 @@ async def _received(lp, sock, n):
     return got
 
 
+async def _answered_endpoint(lp, **kw):
+    """(peer, transport, protocol, addr): an endpoint that has received one
+    datagram from peer, addr being the tuple it reported for peer."""
+    peer = _ip_peer()
+    tr, proto = await lp.create_datagram_endpoint(FirstSender, **kw)
+    peer.sendto(b"hello", tr.get_extra_info("sockname"))
+    return peer, tr, proto, await proto.first
+
+
 def _oracle(loop, scenario):
     expected = with_loop(stock_factory, scenario)
     assert scenario(loop) == expected
@@ -707,10 +716,7 @@ class _FullOnce:
 def test_reply_queues_behind_buffered_datagrams_like_stock(loop):
     def scenario(lp):
         async def main():
-            peer = _ip_peer()
-            tr, proto = await lp.create_datagram_endpoint(FirstSender, local_addr=("127.0.0.1", 0))
-            peer.sendto(b"hello", tr.get_extra_info("sockname"))
-            addr = await proto.first
+            peer, tr, proto, addr = await _answered_endpoint(lp, local_addr=("127.0.0.1", 0))
             real, tr._sock = tr._sock, _FullOnce(tr._sock)
             tr.sendto(bytearray(b"1"), addr)  # asyncio's path: buffered
             tr.sendto(b"2", addr)  # must not overtake it
@@ -760,10 +766,7 @@ def test_reply_error_returns_none_like_stock(loop):
 
     def scenario(lp):
         async def main():
-            peer = _ip_peer()
-            tr, proto = await lp.create_datagram_endpoint(FirstSender, local_addr=("127.0.0.1", 0))
-            peer.sendto(b"hello", tr.get_extra_info("sockname"))
-            addr = await proto.first
+            peer, tr, proto, addr = await _answered_endpoint(lp, local_addr=("127.0.0.1", 0))
             result = tr.sendto(b"x" * 70000, addr)
             tr.close()
             peer.close()
