@@ -1642,3 +1642,35 @@ def test_transports_on_high_fd_numbers(loop, kind, tmp_path):
     finally:
         for fd in fillers:
             os.close(fd)
+
+
+def test_set_nodelay_matches_asyncio():
+    """goloop's enum-free _set_nodelay decides as asyncio's does, for real
+    sockets of each kind and for objects that are not sockets."""
+    from asyncio import base_events
+    from unittest import mock
+
+    from goloop.stream import _set_nodelay
+
+    kinds = [
+        (socket.AF_INET, socket.SOCK_STREAM),
+        (socket.AF_INET6, socket.SOCK_STREAM),
+        (socket.AF_INET, socket.SOCK_DGRAM),
+        (socket.AF_UNIX, socket.SOCK_STREAM),
+    ]
+    for family, type_ in kinds:
+        results = []
+        for set_nodelay in (base_events._set_nodelay, _set_nodelay):
+            with socket.socket(family, type_) as sock:
+                set_nodelay(sock)
+                if family == socket.AF_UNIX or type_ != socket.SOCK_STREAM:
+                    results.append(None)
+                else:
+                    results.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        assert results[0] == results[1], (family, type_)
+    # spec'd, as asyncio's own tests mock sockets: isinstance() holds for it
+    fake = mock.MagicMock(
+        spec=socket.socket, family=socket.AF_INET, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    _set_nodelay(fake)
+    fake.setsockopt.assert_called_once_with(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

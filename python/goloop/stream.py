@@ -37,8 +37,8 @@ _INET = (socket.AF_INET, socket.AF_INET6)
 
 def _set_nodelay(sock):
     """base_events._set_nodelay, without the enum conversions."""
-    if not hasattr(socket, "TCP_NODELAY") or not isinstance(sock, _socket.socket):
-        _set_nodelay(sock)
+    if not hasattr(socket, "TCP_NODELAY") or type(sock) is not socket.socket:
+        base_events._set_nodelay(sock)
     elif (
         raw_family(sock) in _INET
         and raw_type(sock) == socket.SOCK_STREAM
@@ -91,7 +91,7 @@ class SocketTransport(_goloop.SocketTransportCore):
         # _SelectorSocketTransport.__init__
         self._eof = False
         self._empty_waiter = None
-        base_events._set_nodelay(sock)
+        _set_nodelay(sock)
         loop.call_soon(protocol.connection_made, self)
         # only start reading when connection_made() has been called
         loop.call_soon(self._add_reader, self._sock_fd, self._read_ready)
