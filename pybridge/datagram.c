@@ -46,8 +46,9 @@ typedef struct {
     int next_peer;                 /* the slot the next new sender takes */
 } gl_dgram;
 
-static PyObject *str_sock, *str_conn_lost, *str_closing, *str_paused, *str_max_size, *str_protocol, *str_address, *str_buffer,
-    *str_extra, *str_peername, *str_datagram_received, *str_error_received, *str_fatal_error;
+static PyObject *str_sock, *str_conn_lost, *str_closing, *str_paused, *str_max_size,
+    *str_protocol, *str_address, *str_buffer, *str_extra, *str_peername, *str_datagram_received,
+    *str_error_received, *str_fatal_error;
 static PyObject *stock_read_ready, *stock_sendto; /* _SelectorDatagramTransport's */
 
 static void forget_peers(gl_dgram *self)
@@ -175,15 +176,28 @@ static int attr_is_true(PyObject *self, PyObject *name)
     return r;
 }
 
+/* 1 if any of the three attributes is true, 0 if none, -1 on error. */
+static int any_attr_true(PyObject *self, PyObject *a, PyObject *b, PyObject *c)
+{
+    PyObject *names[] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        int r = attr_is_true(self, names[i]);
+        if (r != 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
 static PyObject *call_protocol(PyObject *self, PyObject *method, PyObject *a, PyObject *b)
 {
     PyObject *protocol = PyObject_GetAttr(self, str_protocol);
     if (protocol == NULL) {
         return NULL;
     }
+    /* No PY_VECTORCALL_ARGUMENTS_OFFSET: args[-1] is not ours to lend. */
     PyObject *args[3] = {protocol, a, b};
-    PyObject *r = PyObject_VectorcallMethod(method, args, (b ? 3 : 2) | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                            NULL);
+    PyObject *r = PyObject_VectorcallMethod(method, args, b ? 3 : 2, NULL);
     Py_DECREF(protocol);
     return r;
 }
@@ -279,14 +293,9 @@ static int read_one(gl_dgram *self, Py_ssize_t size)
     if (n == -1) {
         return 0;
     }
-    if (n == -2) {
-        r = handle_error(me, "Fatal read error on datagram transport");
-        Py_XDECREF(r);
-        return r == NULL ? -1 : 0;
-    }
-    PyObject *data = PyBytes_FromStringAndSize(gl_scratch, n);
+    PyObject *data = n < 0 ? NULL : PyBytes_FromStringAndSize(gl_scratch, n);
     PyObject *addr = data ? peer_address(self, &sa, len) : NULL;
-    if (addr == NULL) {
+    if (addr == NULL) { /* recvfrom's or our error: asyncio's except clauses */
         Py_XDECREF(data);
         r = handle_error(me, "Fatal read error on datagram transport");
         Py_XDECREF(r);
@@ -311,12 +320,9 @@ static int may_read_on(gl_dgram *self)
         !gl_loop_only_this_fd_next((gl_loop *)self->loop, self->fd)) {
         return 0;
     }
-    PyObject *names[] = {str_conn_lost, str_closing, str_paused};
-    for (int i = 0; i < 3; i++) {
-        int r = attr_is_true((PyObject *)self, names[i]);
-        if (r != 0) {
-            return r < 0 ? -1 : 0;
-        }
+    int r = any_attr_true((PyObject *)self, str_conn_lost, str_closing, str_paused);
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
     }
     return sock_still_on_fd(self);
 }
@@ -353,20 +359,18 @@ static PyObject *dgram_read_ready(gl_dgram *self, PyObject *unused)
 
 /* The reply fast path applies when asyncio's sendto would go straight to
  * sock.sendto(data, addr) with nothing buffered: an unconnected, open
- * transport, non-empty bytes, and addr the very tuple last received. */
-static int fast_sendto_applies(gl_dgram *self, PyObject *data, PyObject *addr)
+ * transport, non-empty bytes, and addr the very tuple of a recent sender
+ * (who is then *peer; _forget_fd empties the list when the socket goes). */
+static int fast_sendto_applies(gl_dgram *self, PyObject *data, PyObject *addr, gl_peer **peer)
 {
     PyObject *me = (PyObject *)self;
-    if (addr == NULL || known_peer(self, addr) == NULL || !PyBytes_CheckExact(data) ||
-        PyBytes_GET_SIZE(data) == 0 || self->fd < 0) {
+    if (addr == NULL || (*peer = known_peer(self, addr)) == NULL || !PyBytes_CheckExact(data) ||
+        PyBytes_GET_SIZE(data) == 0) {
         return 0;
     }
-    PyObject *names[] = {str_address, str_conn_lost, str_buffer};
-    for (int i = 0; i < 3; i++) {
-        int r = attr_is_true(me, names[i]);
-        if (r != 0) {
-            return r < 0 ? -1 : 0;
-        }
+    int r = any_attr_true(me, str_address, str_conn_lost, str_buffer);
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
     }
     int same = sock_still_on_fd(self);
     if (same <= 0) {
@@ -376,8 +380,8 @@ static int fast_sendto_applies(gl_dgram *self, PyObject *data, PyObject *addr)
     if (extra == NULL) {
         return -1;
     }
-    PyObject *peer = PyDict_CheckExact(extra) ? PyDict_GetItemWithError(extra, str_peername) : NULL;
-    int ok = PyDict_CheckExact(extra) && peer == Py_None;
+    PyObject *name = PyDict_CheckExact(extra) ? PyDict_GetItemWithError(extra, str_peername) : NULL;
+    int ok = PyDict_CheckExact(extra) && name == Py_None;
     Py_DECREF(extra);
     return PyErr_Occurred() ? -1 : ok;
 }
@@ -391,14 +395,14 @@ static PyObject *dgram_sendto(gl_dgram *self, PyObject *const *args, Py_ssize_t 
         return call_stock(stock_sendto, me, args, nargs, kwnames);
     }
     PyObject *data = args[0], *addr = nargs > 1 ? args[1] : NULL;
-    int fast = fast_sendto_applies(self, data, addr);
+    gl_peer *peer = NULL;
+    int fast = fast_sendto_applies(self, data, addr, &peer);
     if (fast < 0) {
         return NULL;
     }
     if (!fast) {
         return call_stock(stock_sendto, me, args, nargs, NULL);
     }
-    gl_peer *peer = known_peer(self, addr);
     ssize_t n;
     for (;;) {
         n = sendto(self->fd, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), 0,
@@ -470,8 +474,9 @@ static PyType_Spec dgram_spec = {
 static int init_names(void)
 {
 #define INTERN(var, s) ((var = PyUnicode_InternFromString(s)) != NULL)
-    return (INTERN(str_sock, "_sock") && INTERN(str_conn_lost, "_conn_lost") && INTERN(str_closing, "_closing") &&
-            INTERN(str_paused, "_paused") && INTERN(str_max_size, "max_size") &&
+    return (INTERN(str_sock, "_sock") && INTERN(str_conn_lost, "_conn_lost") &&
+            INTERN(str_closing, "_closing") && INTERN(str_paused, "_paused") &&
+            INTERN(str_max_size, "max_size") &&
             INTERN(str_protocol, "_protocol") && INTERN(str_address, "_address") &&
             INTERN(str_buffer, "_buffer") && INTERN(str_extra, "_extra") &&
             INTERN(str_peername, "peername") &&

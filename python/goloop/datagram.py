@@ -3,7 +3,7 @@
 asyncio's ``_SelectorDatagramTransport`` with its per-datagram half in C
 (``_goloop.DatagramTransportCore``, pybridge/datagram.c): ``_read_ready``
 receives into a shared scratch buffer instead of allocating ``max_size``
-bytes per datagram, and ``sendto`` replies to the last sender without
+bytes per datagram, and ``sendto`` replies to a recent sender without
 Python code. Everything else (constructor, close, the write buffer, error
 handling and messages) is asyncio's own class, which stays in the MRO.
 Only AF_INET/AF_INET6 sockets get it; the loop gives other families
