@@ -93,6 +93,9 @@ PyObject *gl_timer_handle_new(gl_loop *loop, PyObject *when, PyObject *callback,
 int gl_handle_is_cancelled(PyObject *handle);
 void gl_handle_untrack(PyObject *handle);
 void gl_handle_release(PyObject *handle); /* DECREF, re-tracking if still shared */
+/* How long burst leftovers (recycled handles, a grown ready ring) may sit
+ * unused before an idle loop gives them back (handles.c, loop.c). */
+#define GL_IDLE_TRIM_PERIOD 1.0 /* seconds */
 double gl_handle_freelist_trim(double now); /* idle trim; next look or INFINITY */
 void gl_handle_freelist_expect(Py_ssize_t n); /* n handles from other threads due */
 void gl_handle_set_scheduled(PyObject *timer, int scheduled);

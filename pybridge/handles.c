@@ -214,7 +214,6 @@ void gl_handle_untrack(PyObject *handle)
  * does not pin its memory (gl_handle_freelist_trim). */
 #define GL_HANDLE_FREELIST 65536
 #define GL_HANDLE_FREELIST_FLOOR 256
-#define GL_HANDLE_FREELIST_PERIOD 1.0 /* seconds */
 static PyObject *handle_freelist[GL_HANDLE_FREELIST];
 static int handle_freelist_len;
 static int handle_freelist_cap = GL_HANDLE_FREELIST_FLOOR; /* current limit */
@@ -292,9 +291,6 @@ void gl_handle_release(PyObject *handle)
     Py_DECREF(handle);
 }
 
-/* Called by a loop about to block: frees the handles the freelist kept
- * above its floor for a whole period without using them. Returns when it
- * wants to look again (the loop caps its wait there), or INFINITY. */
 /* A loop is about to run n handles queued from other threads: let the
  * list keep that many. */
 void gl_handle_freelist_expect(Py_ssize_t n)
@@ -304,6 +300,9 @@ void gl_handle_freelist_expect(Py_ssize_t n)
     }
 }
 
+/* Called by a loop about to block: frees the handles the freelist kept
+ * above its floor for a whole period without using them. Returns when it
+ * wants to look again (the loop caps its wait there), or INFINITY. */
 double gl_handle_freelist_trim(double now)
 {
     if (handle_freelist_len <= GL_HANDLE_FREELIST_FLOOR) {
@@ -312,7 +311,7 @@ double gl_handle_freelist_trim(double now)
         handle_freelist_period = now;
         return INFINITY;
     }
-    double due = handle_freelist_period + GL_HANDLE_FREELIST_PERIOD;
+    double due = handle_freelist_period + GL_IDLE_TRIM_PERIOD;
     if (now < due) {
         return due;
     }
@@ -322,7 +321,7 @@ double gl_handle_freelist_trim(double now)
     }
     handle_freelist_low = handle_freelist_len;
     handle_freelist_period = now;
-    return handle_freelist_len > GL_HANDLE_FREELIST_FLOOR ? now + GL_HANDLE_FREELIST_PERIOD
+    return handle_freelist_len > GL_HANDLE_FREELIST_FLOOR ? now + GL_IDLE_TRIM_PERIOD
                                                            : INFINITY;
 }
 

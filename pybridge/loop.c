@@ -451,7 +451,7 @@ static double trim_after_burst(gl_loop *self, double now)
         return due;
     }
     if (self->ready_shrink_at == 0) {
-        self->ready_shrink_at = now + 1.0;
+        self->ready_shrink_at = now + GL_IDLE_TRIM_PERIOD;
     } else if (now >= self->ready_shrink_at) {
         gl_ring_shrink(&self->ready);
         self->ready_shrink_at = 0;
