@@ -96,35 +96,6 @@ static PyObject *dgram_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 
 /* ---- addresses ---- */
 
-/* socket.recvfrom's address for AF_INET / AF_INET6 (socketmodule.c's
- * makesockaddr); None for an empty address. */
-static PyObject *make_address(const struct sockaddr_storage *sa, socklen_t len)
-{
-    char host[INET6_ADDRSTRLEN];
-    if (len == 0) {
-        Py_RETURN_NONE;
-    }
-    if (sa->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)) == NULL) {
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        return Py_BuildValue("(si)", host, ntohs(a->sin_port));
-    }
-    if (sa->ss_family != AF_INET6) {
-        /* datagram.py gives this transport AF_INET/AF_INET6 sockets only */
-        PyErr_Format(PyExc_RuntimeError, "goloop: unexpected address family %d",
-                     (int)sa->ss_family);
-        return NULL;
-    }
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-    if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) == NULL) {
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    return Py_BuildValue("(siII)", host, ntohs(a->sin6_port), ntohl(a->sin6_flowinfo),
-                         a->sin6_scope_id);
-}
-
 /* The address tuple for sa, reusing the one made for the same sender
  * recently (tuples of str and ints: nobody can tell they are shared). A
  * server answering a few busy peers builds no tuple per datagram; glibc's
@@ -132,7 +103,7 @@ static PyObject *make_address(const struct sockaddr_storage *sa, socklen_t len)
 static PyObject *peer_address(gl_dgram *self, const struct sockaddr_storage *sa, socklen_t len)
 {
     if (len == 0 || len > sizeof(self->peers[0].sa)) {
-        return make_address(sa, len);
+        return gl_sockaddr_to_py(sa, len);
     }
     for (int i = 0; i < GL_DGRAM_PEERS; i++) {
         gl_peer *p = &self->peers[i];
@@ -140,7 +111,7 @@ static PyObject *peer_address(gl_dgram *self, const struct sockaddr_storage *sa,
             return Py_NewRef(p->addr);
         }
     }
-    PyObject *addr = make_address(sa, len);
+    PyObject *addr = gl_sockaddr_to_py(sa, len);
     if (addr == NULL) {
         return NULL;
     }

@@ -103,6 +103,8 @@ int gl_handle_run(gl_loop *loop, PyObject *handle);
 int gl_report_callback_error(gl_loop *loop, PyObject *handle);
 int gl_exiting_exception(void); /* SystemExit or KeyboardInterrupt pending */
 PyObject *gl_take_exception(void);
+void gl_restore_exception(PyObject *exc); /* steals exc; sets it pending again */
+void gl_chain_exception(PyObject *exc);   /* steals exc; the pending one's __context__ */
 int gl_slot_offset(PyTypeObject *type, const char *name, Py_ssize_t *out); /* __slots__ member */
 
 /* ---- native fd watchers (watch.c) ---- */
@@ -153,8 +155,20 @@ void gl_io_free(gl_loop *loop);
 
 /* ---- socket stream transport core (stream.c) ---- */
 int gl_stream_init(PyObject *module);
+
+/* sockaddr.c: addresses as the socket module shows them */
+int gl_sockaddr_supported(int family); /* AF_INET, AF_INET6, AF_UNIX */
+PyObject *gl_sockaddr_to_py(const struct sockaddr_storage *sa, socklen_t len);
+PyObject *gl_socket_name(int fd, int peer); /* get{sock,peer}name; None on error */
+extern PyTypeObject *gl_socket_type;                      /* socket.socket */
+extern PyObject *gl_raw_family, *gl_raw_type, *gl_raw_proto; /* _socket.socket's */
+long gl_socket_int(PyObject *descr, PyObject *sock); /* e.g. (gl_raw_family, sock) */
+int gl_sockaddr_init(void);
+int gl_accept_init(void);
+PyObject *gl_accept_stream(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 int gl_datagram_init(PyObject *module);
 int gl_loop_only_this_fd_next(gl_loop *loop, int fd); /* loop.c */
+int gl_call_soon(gl_loop *loop, PyObject *callback, PyObject *const *args, Py_ssize_t nargs);
 
 /* The C transport cores (stream.c, datagram.c) subclass asyncio's
  * transports._FlowControlMixin, so their structs start with its slots:

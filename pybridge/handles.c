@@ -386,6 +386,24 @@ PyObject *gl_take_exception(void)
 #endif
 }
 
+void gl_restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+void gl_chain_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    _PyErr_ChainExceptions1(exc);
+#else
+    _PyErr_ChainExceptions(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
 /* Report an exception from a callback the way Handle._run does: through
  * the loop's exception handler, keeping only SystemExit and
  * KeyboardInterrupt fatal. The formatting is slow-path Python. */

@@ -200,6 +200,17 @@ static PyObject *loop_call_soon(gl_loop *self, PyObject *const *args, Py_ssize_t
     return push_ready_handle(self, args[0], args + 1, nargs - 1, context, str_call_soon);
 }
 
+/* loop.call_soon(callback, *args) for C callers that drop the Handle. */
+int gl_call_soon(gl_loop *self, PyObject *callback, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_closed(self) < 0) {
+        return -1;
+    }
+    PyObject *handle = push_ready_handle(self, callback, args, nargs, NULL, str_call_soon);
+    Py_XDECREF(handle);
+    return handle == NULL ? -1 : 0;
+}
+
 /* Wake the loop if it sleeps in Go. The flag is read and written under the
  * GIL, so a loop about to sleep has already set it; an extra wake-up only
  * costs one empty iteration. */

@@ -79,6 +79,8 @@ static PyMethodDef module_methods[] = {
     {"_bench_crossing", mod_bench_crossing, METH_VARARGS, NULL},
     {"forked", mod_forked, METH_NOARGS,
      "True in a child forked after this process started the Go runtime."},
+    {"_accept_stream", (PyCFunction)(void (*)(void))gl_accept_stream, METH_FASTCALL,
+     "A server's accept loop for plain connections (accept.c)."},
     {"_gc_callback", (PyCFunction)(void (*)(void))gl_gc_callback, METH_FASTCALL,
      "gc.callbacks hook: queued handles are visible to full collections."},
     {NULL},
@@ -123,6 +125,7 @@ static int init_strings(void)
 PyMODINIT_FUNC PyInit__goloop(void)
 {
     if (init_strings() < 0 || gl_futures_init() < 0 || gl_io_init() < 0 || gl_sockops_init() < 0 ||
+        gl_sockaddr_init() < 0 || gl_accept_init() < 0 ||
         PyType_Ready(&gl_LoopCoreType) < 0 ||
         PyType_Ready(&gl_WatchType) < 0) {
         return NULL;

@@ -4,11 +4,12 @@
  * What runs once per read or write lives here: the recv into a loop-wide
  * scratch buffer, the protocol call (data_received, or get_buffer +
  * recv_into + buffer_updated), the send that usually writes everything at
- * once, the write buffer and the flow-control threshold checks. What runs
- * once per connection (constructor, close, errors, EOF, repr, sendfile
- * waiters) is asyncio's own Python code, borrowed method by method in
- * python/goloop/stream.py, so messages and version differences follow the
- * running interpreter.
+ * once, the write buffer and the flow-control threshold checks. The
+ * per-connection steps every connection takes (constructor, close, EOF,
+ * connection_lost) are C too, in stream_conn.c; the rarer ones (errors,
+ * abort, repr, sendfile waiters) are asyncio's own Python code, borrowed
+ * method by method in python/goloop/stream.py, so messages and version
+ * differences follow the running interpreter.
  *
  * Why C and not Go: a read is one recv syscall plus a Python call. A Go
  * call per read would add a C->Go crossing (~57 ns) and Go's syscall
@@ -22,7 +23,7 @@
  * with PyType_FromSpecWithBases), so its instances are asyncio.Transport,
  * ReadTransport and WriteTransport instances and asyncio's flow-control
  * code works on them; the struct starts with those classes' slots. */
-#include "goloop.h"
+#include "stream.h"
 #include <errno.h>
 #include <sys/socket.h>
 
@@ -30,22 +31,6 @@
 #define GL_WBUF_KEEP (64 * 1024)
 #define GL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5 /* asyncio.constants */
 
-typedef struct {
-    PyObject_HEAD
-    GL_FLOW_CONTROL_SLOTS /* the Python bases' slots (goloop.h) */
-    /* ours */
-    PyObject *sock;
-    PyObject *protocol;
-    PyObject *server;
-    PyObject *empty_waiter;
-    int fd;
-    int conn_lost;
-    char closing, eof, paused, protocol_connected, buffered;
-    Py_ssize_t max_size;
-    Py_ssize_t last_read; /* bytes the previous recv returned */
-    char *wbuf; /* unsent bytes: wbuf[wstart : wstart + wlen] */
-    Py_ssize_t wstart, wlen, wcap;
-} gl_stream;
 
 /* recv() target shared by every transport: the loop thread holds the GIL
  * from the recv to the copy into the bytes object, so one buffer serves
@@ -55,7 +40,7 @@ typedef struct {
 char gl_scratch[GL_SCRATCH_SIZE];
 
 static PyObject *str_data_received, *str_get_buffer, *str_buffer_updated, *str_fatal_error,
-    *str_on_eof, *str_maybe_pause, *str_maybe_resume, *str_call_connection_lost,
+    *str_maybe_pause, *str_maybe_resume, *str_call_connection_lost,
     *str_set_result, *str_set_exception, *minus_one;
 static PyObject *logger; /* asyncio.log.logger */
 
@@ -211,7 +196,7 @@ Py_ssize_t gl_recv_retry(int fd, char *buf, Py_ssize_t len, struct sockaddr_stor
 
 static int read_eof(gl_stream *self)
 {
-    return call_method0((PyObject *)self, str_on_eof);
+    return gl_stream_read_eof(self);
 }
 
 /* Reads at least this large suggest a bulk transfer: the next read goes
@@ -734,6 +719,10 @@ static PyMethodDef stream_methods[] = {
     {"_read_ready", (PyCFunction)stream_read_ready, METH_NOARGS, NULL},
     {"_write_ready", (PyCFunction)stream_write_ready, METH_NOARGS, NULL},
     {"_add_reader", (PyCFunction)(void (*)(void))stream_add_reader, METH_FASTCALL, NULL},
+    {"set_protocol", (PyCFunction)gl_stream_set_protocol, METH_O, NULL},
+    {"close", (PyCFunction)gl_stream_close, METH_NOARGS, "Close the transport (asyncio semantics)."},
+    {"_read_ready__on_eof", (PyCFunction)gl_stream_on_eof, METH_NOARGS, NULL},
+    {"_call_connection_lost", (PyCFunction)gl_stream_call_connection_lost, METH_O, NULL},
     {NULL},
 };
 
@@ -751,6 +740,7 @@ static PyMemberDef stream_members[] = {
     FLAG("_paused", paused),
     FLAG("_protocol_connected", protocol_connected),
     FLAG("_buffered", buffered),
+    FLAG("_closed_by_close", closed_by_close),
     {"max_size", T_PYSSIZET, offsetof(gl_stream, max_size), 0, NULL},
     {NULL},
 };
@@ -758,6 +748,8 @@ static PyMemberDef stream_members[] = {
 static PyType_Slot stream_slots[] = {
     {Py_tp_doc, "C core of goloop's socket stream transport (pybridge/stream.c)."},
     {Py_tp_new, stream_new},
+    {Py_tp_init, gl_stream_tp_init},
+    {Py_tp_finalize, gl_stream_finalize},
     {Py_tp_dealloc, stream_dealloc},
     {Py_tp_traverse, stream_traverse},
     {Py_tp_clear, stream_clear},
@@ -778,7 +770,7 @@ static int init_names(void)
 #define INTERN(var, s) ((var = PyUnicode_InternFromString(s)) != NULL)
     if (!(INTERN(str_data_received, "data_received") && INTERN(str_get_buffer, "get_buffer") &&
           INTERN(str_buffer_updated, "buffer_updated") &&
-          INTERN(str_fatal_error, "_fatal_error") && INTERN(str_on_eof, "_read_ready__on_eof") &&
+          INTERN(str_fatal_error, "_fatal_error") &&
           INTERN(str_maybe_pause, "_maybe_pause_protocol") &&
           INTERN(str_maybe_resume, "_maybe_resume_protocol") &&
           INTERN(str_call_connection_lost, "_call_connection_lost") &&
@@ -834,6 +826,10 @@ int gl_stream_init(PyObject *module)
     PyObject *tp = PyType_FromSpecWithBases(&stream_spec, base);
     Py_DECREF(base);
     if (tp == NULL) {
+        return -1;
+    }
+    if (gl_stream_conn_init(tp) < 0) {
+        Py_DECREF(tp);
         return -1;
     }
     int r = PyModule_AddObjectRef(module, "SocketTransportCore", tp);

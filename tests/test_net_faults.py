@@ -553,6 +553,53 @@ def test_connection_made_raises_on_server_like_stock(loop, tmp_path):
     assert scenario(loop) == expected
 
 
+@pytest.mark.parametrize("kind", STREAM_KINDS)
+def test_connection_lost_raises_on_server_like_stock(loop, kind, tmp_path):
+    """connection_lost raising: reported as a callback error; the socket is
+    still closed and the server still detached (wait_closed returns)."""
+
+    class RaisingLost(Recorder):
+        def connection_lost(self, exc):
+            super().connection_lost(exc)
+            raise ValueError("connection_lost failed")
+
+    def scenario(lp):
+        contexts = capture_handler(lp)
+
+        async def main():
+            protos = []
+
+            def factory():
+                protos.append(RaisingLost())
+                return protos[-1]
+
+            family, addr = bind_address(kind, tmp_path)
+            if family == socket.AF_UNIX:
+                server = await lp.create_unix_server(factory, addr)
+            else:
+                server = await lp.create_server(factory, addr[0], 0)
+            client = socket.socket(family, socket.SOCK_STREAM)
+            with client:
+                client.settimeout(5)
+                client.connect(server.sockets[0].getsockname())
+                while not protos:
+                    await asyncio.sleep(0.005)
+                await protos[0].made
+                tr = protos[0].transport
+                trsock = tr.get_extra_info("socket")
+            while not contexts:
+                await asyncio.sleep(0.005)
+            server.close()
+            await server.wait_closed()
+            return protos[0].events, trsock.fileno(), tr.is_closing(), tr.get_protocol()
+
+        return run_bounded(lp, main()), summary(contexts)
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[1][0][1] is ValueError and expected[0][1] == -1
+    assert scenario(loop) == expected
+
+
 # ---------------------------------------------------------------- collected unclosed
 
 

@@ -23,6 +23,7 @@ import sys
 import pytest
 from loop_support import (
     ADDR_KINDS,
+    FACTORIES,
     Recorder,
     bind_address,
     ipv6_available,
@@ -1048,6 +1049,85 @@ def test_transport_isinstance(loop, kind, tmp_path):
     run_bounded(loop, main())
 
 
+def _accepted_view(kind, tr, client):
+    """What a server-side transport shows, with run-specific values
+    (ports, fd numbers) replaced by how they relate to the client's."""
+    sock = tr.get_extra_info("socket")
+    peer, name = tr.get_extra_info("peername"), tr.get_extra_info("sockname")
+    return {
+        "peer": (type(peer).__name__, peer == client.getsockname()),
+        "name": (type(name).__name__, name == client.getpeername()),
+        "elements": [type(x).__name__ for x in peer] if isinstance(peer, tuple) else None,
+        "socket": (type(sock).__name__, sock.family, sock.type, sock.proto),
+        "timeout": sock.gettimeout(),
+        "fd": sock.fileno() == tr._sock_fd >= 0,
+        "repr": _norm_repr(sock).split(", laddr")[0],
+        "weak": tr._loop._transports.get(tr._sock_fd) is tr,
+    }
+
+
+@pytest.mark.parametrize("client_name", ["unnamed", "bound"])
+def test_accepted_transport_extra_info_like_stock(loop, kind, tmp_path, client_name):
+    """A server-side transport: peername from accept, sockname, its socket
+    object (non-blocking), exactly as stock shows them; for Unix sockets
+    an unnamed client ('' from accept) and a bound one, abstract included."""
+    if client_name == "bound" and kind != "unix":
+        pytest.skip("TCP clients are always bound")
+
+    def scenario(lp):
+        async def main():
+            factory = Accepting()
+            server, addr = await serve(lp, kind, tmp_path, factory)
+            family = server.sockets[0].family
+            client = socket.socket(family, socket.SOCK_STREAM)
+            if client_name == "bound":
+                client.bind(f"\0goloop-test-{os.getpid()}-{id(lp)}".encode())
+            try:
+                client.setblocking(False)
+                await lp.sock_connect(client, addr)
+                sproto = await factory.next()
+                return _accepted_view(kind, sproto.transport, client)
+            finally:
+                client.close()
+                await close_server(server)
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected["timeout"] == 0.0 and expected["peer"][1] and expected["weak"]
+    assert scenario(loop) == expected
+
+
+def test_accept_uses_overridden_transport_factory(loop_name, kind, tmp_path):
+    """A loop subclass overriding _make_socket_transport sees every
+    accepted connection, as with stock."""
+    base = type(FACTORIES[loop_name]())
+    made = []
+
+    class Counting(base):
+        def _make_socket_transport(self, sock, protocol, waiter=None, **kw):
+            made.append(kw.get("extra", {}).get("peername") is not None)
+            return super()._make_socket_transport(sock, protocol, waiter, **kw)
+
+    lp = Counting()
+    try:
+
+        async def main():
+            factory = Accepting()
+            server, addr = await serve(lp, kind, tmp_path, factory)
+            try:
+                tr, _ = await connect(lp, kind, addr, Recorder)
+                await factory.next()
+                tr.close()
+            finally:
+                await close_server(server)
+
+        run_bounded(lp, main())
+    finally:
+        lp.close()
+    assert sorted(made) == [False, True]  # the client's transport and the accepted one
+
+
 _conn_var = contextvars.ContextVar("conn", default="unset")
 
 
@@ -1644,33 +1724,42 @@ def test_transports_on_high_fd_numbers(loop, kind, tmp_path):
             os.close(fd)
 
 
-def test_set_nodelay_matches_asyncio():
-    """goloop's enum-free _set_nodelay decides as asyncio's does, for real
-    sockets of each kind and for objects that are not sockets."""
-    from asyncio import base_events
-    from unittest import mock
+class _SocketSubclass(socket.socket):
+    """Not an exact socket.socket: the transport takes asyncio's Python calls."""
 
-    from goloop.stream import _set_nodelay
 
+@pytest.mark.parametrize("sock_type", [socket.socket, _SocketSubclass])
+def test_transport_sets_nodelay_like_stock(loop, sock_type):
+    """The transport constructor turns TCP_NODELAY on for exactly the
+    sockets asyncio's does (TCP over IPv4/IPv6, not UDP or Unix)."""
+    tcp = socket.IPPROTO_TCP
     kinds = [
-        (socket.AF_INET, socket.SOCK_STREAM),
-        (socket.AF_INET6, socket.SOCK_STREAM),
-        (socket.AF_INET, socket.SOCK_DGRAM),
-        (socket.AF_UNIX, socket.SOCK_STREAM),
+        (socket.AF_INET, socket.SOCK_STREAM, tcp),
+        (socket.AF_INET, socket.SOCK_STREAM, 0),  # proto 0: asyncio leaves it alone
+        (socket.AF_INET6, socket.SOCK_STREAM, tcp),
+        (socket.AF_INET, socket.SOCK_DGRAM, 0),
+        (socket.AF_UNIX, socket.SOCK_STREAM, 0),
     ]
-    for family, type_ in kinds:
-        results = []
-        for set_nodelay in (base_events._set_nodelay, _set_nodelay):
-            with socket.socket(family, type_) as sock:
-                set_nodelay(sock)
-                if family == socket.AF_UNIX or type_ != socket.SOCK_STREAM:
-                    results.append(None)
-                else:
-                    results.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-        assert results[0] == results[1], (family, type_)
-    # spec'd, as asyncio's own tests mock sockets: isinstance() holds for it
-    fake = mock.MagicMock(
-        spec=socket.socket, family=socket.AF_INET, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )
-    _set_nodelay(fake)
-    fake.setsockopt.assert_called_once_with(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if not ipv6_available():
+        kinds = [k for k in kinds if k[0] != socket.AF_INET6]
+
+    def scenario(lp):
+        async def main():
+            out = []
+            for family, type_, proto in kinds:
+                with sock_type(family, type_, proto) as sock:
+                    sock.setblocking(False)
+                    tr = lp._make_socket_transport(sock, asyncio.Protocol())
+                    is_tcp = family != socket.AF_UNIX and type_ == socket.SOCK_STREAM
+                    nodelay = socket.IPPROTO_TCP, socket.TCP_NODELAY
+                    out.append(sock.getsockopt(*nodelay) if is_tcp else None)
+                    out.append((tr.get_extra_info("sockname"), tr.get_extra_info("peername")))
+                    tr.close()
+                    await asyncio.sleep(0)
+            return out
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[0] == 1
+    assert scenario(loop) == expected

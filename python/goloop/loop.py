@@ -178,6 +178,15 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
+    def _plain_transport_factory(self):
+        """Whether transports come from SocketTransport unchanged (no
+        subclass overrides the factory methods), so C may make them."""
+        cls = type(self)
+        return (
+            cls._make_socket_transport is Loop._make_socket_transport
+            and cls._socket_transport is Loop._socket_transport
+        )
+
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         if self._debug or sock.family not in _DATAGRAM_FAMILIES:
             return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
@@ -202,6 +211,16 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         asyncio's own path.
         """
         if sslcontext is not None or self._debug:
+            return super()._accept_connection(
+                protocol_factory, sock, sslcontext, server, backlog, *timeouts
+            )
+        if type(sock) is socket.socket and self._plain_transport_factory():
+            # The same loop in C (pybridge/accept.c); False: an accept
+            # error (EMFILE & co.) for asyncio's own handling.
+            if _goloop._accept_stream(
+                self, sock, protocol_factory, server, backlog, SocketTransport
+            ):
+                return None
             return super()._accept_connection(
                 protocol_factory, sock, sslcontext, server, backlog, *timeouts
             )

@@ -15,7 +15,7 @@ import _socket
 import inspect
 import socket
 import sys
-from asyncio import base_events, constants, futures, protocols, selector_events, transports
+from asyncio import base_events, constants, selector_events, transports
 
 from . import _goloop
 
@@ -32,19 +32,6 @@ _ATTACH_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).para
 raw_family = _socket.socket.family.__get__
 raw_type = _socket.socket.type.__get__
 raw_proto = _socket.socket.proto.__get__
-_INET = (socket.AF_INET, socket.AF_INET6)
-
-
-def _set_nodelay(sock):
-    """base_events._set_nodelay, without the enum conversions."""
-    if not hasattr(socket, "TCP_NODELAY") or type(sock) is not socket.socket:
-        base_events._set_nodelay(sock)
-    elif (
-        raw_family(sock) in _INET
-        and raw_type(sock) == socket.SOCK_STREAM
-        and raw_proto(sock) == socket.IPPROTO_TCP
-    ):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class SocketTransport(_goloop.SocketTransportCore):
@@ -52,55 +39,17 @@ class SocketTransport(_goloop.SocketTransportCore):
 
     # No per-instance __dict__ (all state is in the C core's slots): an
     # idle connection costs less memory.
-    __slots__ = ("__weakref__", "_closed_by_close")
+    __slots__ = ("__weakref__",)
 
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
-        transports.BaseTransport.__init__(self, extra)
-        # _FlowControlMixin.__init__
-        self._loop = loop
-        self._protocol_paused = False
-        self._set_write_buffer_limits()
-        # _SelectorTransport.__init__
-        self._extra["socket"] = selector_events.trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
-        self._sock = sock
-        self._sock_fd = sock.fileno()
-        self._protocol_connected = False
-        self.set_protocol(protocol)
-        self._server = server
-        self._conn_lost = 0
-        self._closing = False
-        self._paused = False
-        if server is not None:
-            if _ATTACH_TAKES_TRANSPORT:
-                server._attach(self)
-            else:
-                server._attach()
-        loop._transports[self._sock_fd] = self
-        # _SelectorSocketTransport.__init__
-        self._eof = False
-        self._empty_waiter = None
-        _set_nodelay(sock)
-        loop.call_soon(protocol.connection_made, self)
-        # only start reading when connection_made() has been called
-        loop.call_soon(self._add_reader, self._sock_fd, self._read_ready)
-        if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+    # __init__, set_protocol, close, _read_ready__on_eof,
+    # _call_connection_lost and __del__ are C (pybridge/stream_conn.c):
+    # asyncio's code step for step.
 
     # asyncio's own per-connection code, borrowed as is.
     __repr__ = _Transport.__repr__
-    __del__ = _Transport.__del__
     abort = _Transport.abort
     get_protocol = _Transport.get_protocol
     is_closing = _Transport.is_closing
@@ -108,7 +57,7 @@ class SocketTransport(_goloop.SocketTransportCore):
     pause_reading = _Transport.pause_reading
     resume_reading = _Transport.resume_reading
     _fatal_error = _Transport._fatal_error
-    _read_ready__on_eof = _SocketTransport._read_ready__on_eof
+    _read_ready__on_eof_debug = _SocketTransport._read_ready__on_eof  # its debug log
     can_write_eof = _SocketTransport.can_write_eof
     get_write_buffer_limits = _FlowControl.get_write_buffer_limits
     set_write_buffer_limits = _FlowControl.set_write_buffer_limits
@@ -117,23 +66,7 @@ class SocketTransport(_goloop.SocketTransportCore):
     _maybe_resume_protocol = _FlowControl._maybe_resume_protocol
     _reset_empty_waiter = _SocketTransport._reset_empty_waiter
 
-    def set_protocol(self, protocol):
-        self._buffered = isinstance(protocol, protocols.BufferedProtocol)
-        self._protocol = protocol
-        self._protocol_connected = True
-
     # The rest is asyncio's code with its Python buffer replaced by the C one.
-
-    def close(self):
-        self._closed_by_close = True
-        if self._closing:
-            return
-        self._closing = True
-        self._loop._remove_reader(self._sock_fd)
-        if not self.get_write_buffer_size():
-            self._conn_lost += 1
-            self._loop._remove_writer(self._sock_fd)
-            self._loop.call_soon(self._call_connection_lost, None)
 
     def _force_close(self, exc):
         if self._conn_lost:
@@ -146,11 +79,6 @@ class SocketTransport(_goloop.SocketTransportCore):
             self._loop._remove_reader(self._sock_fd)
         self._conn_lost += 1
         self._loop.call_soon(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc):
-        _Transport._call_connection_lost(self, exc)
-        if self._empty_waiter is not None:
-            self._empty_waiter.set_exception(ConnectionError("Connection is closed by peer"))
 
     def write_eof(self):
         if self._closing or self._eof:
@@ -172,7 +100,7 @@ class SocketTransport(_goloop.SocketTransportCore):
                 # asyncio 3.12+ raises here (its close() dropped
                 # _write_ready, its connection_lost dropped _loop): the
                 # same errors, without the writer it may leave spinning.
-                if getattr(self, "_closed_by_close", False):
+                if self._closed_by_close:
                     raise TypeError("'NoneType' object is not callable")
                 if self._loop is None:
                     raise AttributeError("'NoneType' object has no attribute '_add_writer'")

@@ -1,0 +1,37 @@
+/* The socket stream transport's C state, shared by stream.c (per-event
+ * half: reads, writes, the write buffer) and stream_conn.c (per-connection
+ * half: the constructor and the accept loop). */
+#ifndef GOLOOP_STREAM_H
+#define GOLOOP_STREAM_H
+#include "goloop.h"
+
+typedef struct {
+    PyObject_HEAD
+    GL_FLOW_CONTROL_SLOTS /* the Python bases' slots (goloop.h) */
+    /* ours */
+    PyObject *sock;
+    PyObject *protocol;
+    PyObject *server;
+    PyObject *empty_waiter;
+    int fd;
+    int conn_lost;
+    char closing, eof, paused, protocol_connected, buffered;
+    char closed_by_close; /* close() was called (asyncio 3.12+ writelines errors) */
+    Py_ssize_t max_size;
+    Py_ssize_t last_read; /* bytes the previous recv returned */
+    char *wbuf; /* unsent bytes: wbuf[wstart : wstart + wlen] */
+    Py_ssize_t wstart, wlen, wcap;
+} gl_stream;
+
+int gl_stream_setup(gl_stream *self, PyObject *loop, PyObject *sock, PyObject *protocol,
+                    PyObject *waiter, PyObject *extra, PyObject *server);
+int gl_stream_tp_init(PyObject *self, PyObject *args, PyObject *kw);
+PyObject *gl_stream_set_protocol(PyObject *self, PyObject *protocol);
+PyObject *gl_stream_close(gl_stream *self, PyObject *unused);
+PyObject *gl_stream_on_eof(gl_stream *self, PyObject *unused);
+PyObject *gl_stream_call_connection_lost(gl_stream *self, PyObject *exc);
+int gl_stream_read_eof(gl_stream *self);
+void gl_stream_finalize(PyObject *self);
+int gl_stream_conn_init(PyObject *core_type);
+
+#endif
