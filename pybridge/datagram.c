@@ -444,19 +444,17 @@ static PyType_Spec dgram_spec = {
 
 static int init_names(void)
 {
-#define INTERN(var, s) ((var = PyUnicode_InternFromString(s)) != NULL)
-    return (INTERN(str_sock, "_sock") && INTERN(str_conn_lost, "_conn_lost") &&
-            INTERN(str_closing, "_closing") && INTERN(str_paused, "_paused") &&
-            INTERN(str_max_size, "max_size") &&
-            INTERN(str_protocol, "_protocol") && INTERN(str_address, "_address") &&
-            INTERN(str_buffer, "_buffer") && INTERN(str_extra, "_extra") &&
-            INTERN(str_peername, "peername") &&
-            INTERN(str_datagram_received, "datagram_received") &&
-            INTERN(str_error_received, "error_received") &&
-            INTERN(str_fatal_error, "_fatal_error"))
+    return (GL_INTERN(str_sock, "_sock") && GL_INTERN(str_conn_lost, "_conn_lost") &&
+            GL_INTERN(str_closing, "_closing") && GL_INTERN(str_paused, "_paused") &&
+            GL_INTERN(str_max_size, "max_size") &&
+            GL_INTERN(str_protocol, "_protocol") && GL_INTERN(str_address, "_address") &&
+            GL_INTERN(str_buffer, "_buffer") && GL_INTERN(str_extra, "_extra") &&
+            GL_INTERN(str_peername, "peername") &&
+            GL_INTERN(str_datagram_received, "datagram_received") &&
+            GL_INTERN(str_error_received, "error_received") &&
+            GL_INTERN(str_fatal_error, "_fatal_error"))
                ? 0
                : -1;
-#undef INTERN
 }
 
 int gl_datagram_init(PyObject *module)

@@ -102,6 +102,8 @@ void gl_handle_set_scheduled(PyObject *timer, int scheduled);
 int gl_handle_run(gl_loop *loop, PyObject *handle);
 int gl_report_callback_error(gl_loop *loop, PyObject *handle);
 int gl_exiting_exception(void); /* SystemExit or KeyboardInterrupt pending */
+/* var = the interned string s; false on failure (for && chains in inits) */
+#define GL_INTERN(var, s) ((var = PyUnicode_InternFromString(s)) != NULL)
 PyObject *gl_take_exception(void);
 void gl_restore_exception(PyObject *exc); /* steals exc; sets it pending again */
 void gl_chain_exception(PyObject *exc);   /* steals exc; the pending one's __context__ */

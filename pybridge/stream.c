@@ -767,17 +767,15 @@ static PyType_Spec stream_spec = {
 
 static int init_names(void)
 {
-#define INTERN(var, s) ((var = PyUnicode_InternFromString(s)) != NULL)
-    if (!(INTERN(str_data_received, "data_received") && INTERN(str_get_buffer, "get_buffer") &&
-          INTERN(str_buffer_updated, "buffer_updated") &&
-          INTERN(str_fatal_error, "_fatal_error") &&
-          INTERN(str_maybe_pause, "_maybe_pause_protocol") &&
-          INTERN(str_maybe_resume, "_maybe_resume_protocol") &&
-          INTERN(str_call_connection_lost, "_call_connection_lost") &&
-          INTERN(str_set_result, "set_result") && INTERN(str_set_exception, "set_exception"))) {
+    if (!(GL_INTERN(str_data_received, "data_received") && GL_INTERN(str_get_buffer, "get_buffer") &&
+          GL_INTERN(str_buffer_updated, "buffer_updated") &&
+          GL_INTERN(str_fatal_error, "_fatal_error") &&
+          GL_INTERN(str_maybe_pause, "_maybe_pause_protocol") &&
+          GL_INTERN(str_maybe_resume, "_maybe_resume_protocol") &&
+          GL_INTERN(str_call_connection_lost, "_call_connection_lost") &&
+          GL_INTERN(str_set_result, "set_result") && GL_INTERN(str_set_exception, "set_exception"))) {
         return -1;
     }
-#undef INTERN
     minus_one = PyLong_FromLong(-1);
     PyObject *log = PyImport_ImportModule("asyncio.log");
     logger = log ? PyObject_GetAttrString(log, "logger") : NULL;

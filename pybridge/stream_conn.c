@@ -394,8 +394,11 @@ PyObject *gl_stream_on_eof(gl_stream *self, PyObject *unused)
             return NULL;
         }
         PyObject *exc = gl_take_exception();
-        PyObject *r = PyObject_CallMethod((PyObject *)self, "_fatal_error", "Os", exc,
-                                          "Fatal error: protocol.eof_received() call failed.");
+        PyObject *msg = PyUnicode_FromString("Fatal error: protocol.eof_received() call failed.");
+        PyObject *r = msg ? PyObject_CallMethodObjArgs((PyObject *)self, str_fatal_error, exc, msg,
+                                                       NULL)
+                          : NULL;
+        Py_XDECREF(msg);
         Py_XDECREF(exc);
         Py_XDECREF(r);
         return r == NULL ? NULL : Py_NewRef(Py_None);
@@ -535,30 +538,28 @@ static int init_attach_arity(void)
 
 static int init_strings(void)
 {
-#define INTERN(var, s) ((var = PyUnicode_InternFromString(s)) != NULL)
-    return (INTERN(str_socket, "socket") && INTERN(str_sockname, "sockname") &&
-            INTERN(str_peername, "peername") &&
-            INTERN(str_getsockname, "getsockname") && INTERN(str_getpeername, "getpeername") &&
-            INTERN(str_attach, "_attach") && INTERN(str_transports, "_transports") &&
-            INTERN(str_connection_made, "connection_made") &&
-            INTERN(str_add_reader, "_add_reader") && INTERN(str_read_ready, "_read_ready") &&
-            INTERN(str_pending_removals, "_pending_removals") &&
-            INTERN(str_commit_removals, "_commit_removals") && INTERN(str_data, "data") &&
-            INTERN(str_remove, "_remove") && INTERN(str_key, "key") &&
-            INTERN(str_call_soon, "call_soon") && INTERN(str_set_protocol, "set_protocol") &&
-            INTERN(str_remove_reader, "_remove_reader") &&
-            INTERN(str_remove_writer, "_remove_writer") && INTERN(str_close, "close") &&
-            INTERN(str_detach, "_detach") && INTERN(str_closed, "_closed") &&
-            INTERN(str_io_refs, "_io_refs") && INTERN(str_eof_received, "eof_received") &&
-            INTERN(str_fatal_error, "_fatal_error") &&
-            INTERN(str_on_eof_debug, "_read_ready__on_eof_debug") &&
-            INTERN(str_connection_lost, "connection_lost") &&
-            INTERN(str_set_exception, "set_exception") &&
-            INTERN(str_call_connection_lost, "_call_connection_lost") &&
-            INTERN(str_on_eof, "_read_ready__on_eof"))
+    return (GL_INTERN(str_socket, "socket") && GL_INTERN(str_sockname, "sockname") &&
+            GL_INTERN(str_peername, "peername") &&
+            GL_INTERN(str_getsockname, "getsockname") && GL_INTERN(str_getpeername, "getpeername") &&
+            GL_INTERN(str_attach, "_attach") && GL_INTERN(str_transports, "_transports") &&
+            GL_INTERN(str_connection_made, "connection_made") &&
+            GL_INTERN(str_add_reader, "_add_reader") && GL_INTERN(str_read_ready, "_read_ready") &&
+            GL_INTERN(str_pending_removals, "_pending_removals") &&
+            GL_INTERN(str_commit_removals, "_commit_removals") && GL_INTERN(str_data, "data") &&
+            GL_INTERN(str_remove, "_remove") && GL_INTERN(str_key, "key") &&
+            GL_INTERN(str_call_soon, "call_soon") && GL_INTERN(str_set_protocol, "set_protocol") &&
+            GL_INTERN(str_remove_reader, "_remove_reader") &&
+            GL_INTERN(str_remove_writer, "_remove_writer") && GL_INTERN(str_close, "close") &&
+            GL_INTERN(str_detach, "_detach") && GL_INTERN(str_closed, "_closed") &&
+            GL_INTERN(str_io_refs, "_io_refs") && GL_INTERN(str_eof_received, "eof_received") &&
+            GL_INTERN(str_fatal_error, "_fatal_error") &&
+            GL_INTERN(str_on_eof_debug, "_read_ready__on_eof_debug") &&
+            GL_INTERN(str_connection_lost, "connection_lost") &&
+            GL_INTERN(str_set_exception, "set_exception") &&
+            GL_INTERN(str_call_connection_lost, "_call_connection_lost") &&
+            GL_INTERN(str_on_eof, "_read_ready__on_eof"))
                ? 0
                : -1;
-#undef INTERN
 }
 
 int gl_stream_conn_init(PyObject *core_type)
