@@ -31,9 +31,15 @@ static PyObject *accept_one(int lfd, PyObject *family, PyObject *type, PyObject 
     socklen_t len = sizeof(sa);
     memset(&sa, 0, sizeof(sa));
     int fd;
-    do {
+    for (;;) { /* PEP 475, as socket.accept */
         fd = accept4(lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
+        if (fd >= 0 || errno != EINTR) {
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+    }
     if (fd < 0) {
         *err = errno;
         return NULL;
@@ -64,17 +70,16 @@ static int ensure_no_transport(PyObject *loop, PyObject *conn)
 }
 
 /* protocol_factory(), then the transport, as Loop._make_socket_transport
- * does outside debug mode. Failures are the caller's to swallow. */
+ * does outside debug mode (3.12+ checks the fd has no live transport
+ * first). Failures are the caller's to swallow. */
 static int make_transport(PyObject *loop, PyObject *conn, PyObject *peer, PyObject *factory,
                           PyObject *server, PyTypeObject *transport_type)
 {
-    if (PY_VERSION_HEX >= 0x030C0000 && ensure_no_transport(loop, conn) < 0) {
-        return -1;
-    }
     PyObject *protocol = PyObject_CallNoArgs(factory);
     PyObject *extra = protocol ? PyDict_New() : NULL;
     PyObject *t = NULL;
-    if (extra != NULL && PyDict_SetItem(extra, str_peername, peer) == 0) {
+    if (extra != NULL && PyDict_SetItem(extra, str_peername, peer) == 0 &&
+        (PY_VERSION_HEX < 0x030C0000 || ensure_no_transport(loop, conn) == 0)) {
         t = transport_type->tp_new(transport_type, empty_tuple, NULL);
     }
     int r = -1;
@@ -87,67 +92,90 @@ static int make_transport(PyObject *loop, PyObject *conn, PyObject *peer, PyObje
     return r;
 }
 
-/* _accept_stream(loop, listener, protocol_factory, server, backlog,
- * transport_type): True when the accept queue is drained or backlog
- * connections were taken, False when an accept error is left to asyncio. */
-PyObject *gl_accept_stream(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* sock.fileno(): -1 once closed, or -1 with an exception */
+static int socket_fd(PyObject *sock)
 {
-    if (nargs != 6 || !PyType_Check(args[5])) {
-        PyErr_SetString(PyExc_TypeError, "_accept_stream: bad arguments");
-        return NULL;
-    }
+    PyObject *fdobj = PyObject_CallMethodNoArgs(sock, gl_str_fileno);
+    long fd = fdobj ? PyLong_AsLong(fdobj) : -1;
+    Py_XDECREF(fdobj);
+    return (int)fd;
+}
+
+/* Accept up to backlog connections on lfd: Py_True when the queue is
+ * drained, backlog were taken or a callback closed the listener, Py_False
+ * when asyncio should take over (an accept error), NULL with an
+ * exception. */
+static PyObject *accept_batch(PyObject *const *args, int lfd, Py_ssize_t backlog,
+                              PyObject *family, PyObject *nbtype, PyObject *proto)
+{
     PyObject *loop = args[0], *listener = args[1], *factory = args[2], *server = args[3];
-    Py_ssize_t backlog = PyLong_AsSsize_t(args[4]);
     PyTypeObject *transport_type = (PyTypeObject *)args[5];
-    PyObject *lfdobj = PyObject_CallMethodNoArgs(listener, gl_str_fileno);
-    int lfd = lfdobj ? (int)PyLong_AsLong(lfdobj) : -1;
-    Py_XDECREF(lfdobj);
-    if (PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *family = Py_TYPE(gl_raw_family)->tp_descr_get(gl_raw_family, listener, NULL);
-    PyObject *type = Py_TYPE(gl_raw_type)->tp_descr_get(gl_raw_type, listener, NULL);
-    PyObject *proto = Py_TYPE(gl_raw_proto)->tp_descr_get(gl_raw_proto, listener, NULL);
-    PyObject *result = NULL;
-    if (family == NULL || type == NULL || proto == NULL ||
-        !gl_sockaddr_supported((int)PyLong_AsLong(family))) {
-        goto done;
-    }
-    /* the type tells the new socket object it is non-blocking (timeout 0) */
-    PyObject *nbtype = PyLong_FromLong(PyLong_AsLong(type) | SOCK_NONBLOCK);
-    if (nbtype == NULL) {
-        goto done;
-    }
-    result = Py_True;
     for (Py_ssize_t i = 0; i < backlog; i++) {
+        /* The factory may have closed the server, and the fd number been
+         * reused: ask the socket each time. Then stop, without the EBADF
+         * socket.accept() would raise: asyncio accepts the whole batch
+         * before any factory runs (in a Task per connection), so its
+         * factories never see the loop go on. */
+        int fd = i == 0 ? lfd : socket_fd(listener);
+        if (fd != lfd) {
+            return PyErr_Occurred() ? NULL : Py_NewRef(Py_True);
+        }
         PyObject *peer = NULL;
         int err = 0;
         PyObject *conn = accept_one(lfd, family, nbtype, proto, &peer, &err);
         if (conn == NULL) {
             if (err == 0) {
-                result = NULL;
-            } else if (err != EAGAIN && err != EWOULDBLOCK && err != ECONNABORTED) {
-                result = Py_False;
+                return NULL;
             }
-            break;
+            int empty = err == EAGAIN || err == EWOULDBLOCK || err == ECONNABORTED;
+            return Py_NewRef(empty ? Py_True : Py_False);
         }
         int r = make_transport(loop, conn, peer, factory, server, transport_type);
         Py_DECREF(conn);
         Py_DECREF(peer);
         /* asyncio reports these only in debug mode, which does not come
          * here; the socket is left to the garbage collector. */
-        if (r < 0 && !gl_exiting_exception()) {
-            PyErr_Clear();
-        } else if (r < 0) {
-            result = NULL;
-            break;
+        if (r < 0 && gl_exiting_exception()) {
+            return NULL;
         }
+        PyErr_Clear();
     }
-    Py_DECREF(nbtype);
-    Py_XINCREF(result);
-done:
+    return Py_NewRef(Py_True);
+}
+
+/* _accept_stream(loop, listener, protocol_factory, server, backlog,
+ * transport_type): True when the accept queue is drained or backlog
+ * connections were taken or the listener was closed meanwhile, False
+ * when asyncio's own _accept_connection should handle the listener (an
+ * accept error, a family this file does not build addresses for). */
+PyObject *gl_accept_stream(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyType_Check(args[5]) || !gl_is_stream_type((PyTypeObject *)args[5])) {
+        PyErr_SetString(PyExc_TypeError, "_accept_stream: bad arguments");
+        return NULL;
+    }
+    PyObject *listener = args[1];
+    Py_ssize_t backlog = PyLong_AsSsize_t(args[4]);
+    int lfd = backlog == -1 && PyErr_Occurred() ? -1 : socket_fd(listener);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    long fam = gl_socket_int(gl_raw_family, listener);
+    long type = fam == -1 ? -1 : gl_socket_int(gl_raw_type, listener);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (lfd < 0 || !gl_sockaddr_supported((int)fam)) {
+        Py_RETURN_FALSE;
+    }
+    PyObject *family = PyLong_FromLong(fam);
+    /* the type tells the new socket object it is non-blocking (timeout 0) */
+    PyObject *nbtype = family ? PyLong_FromLong(type | SOCK_NONBLOCK) : NULL;
+    PyObject *proto = nbtype ? Py_TYPE(gl_raw_proto)->tp_descr_get(gl_raw_proto, listener, NULL)
+                             : NULL;
+    PyObject *result = proto ? accept_batch(args, lfd, backlog, family, nbtype, proto) : NULL;
     Py_XDECREF(family);
-    Py_XDECREF(type);
+    Py_XDECREF(nbtype);
     Py_XDECREF(proto);
     return result;
 }

@@ -726,13 +726,58 @@ static PyMethodDef stream_methods[] = {
     {NULL},
 };
 
-#define OBJ(name, field) {name, T_OBJECT, offsetof(gl_stream, field), 0, NULL}
+/* Object attributes: getsets rather than T_OBJECT_EX members so that an
+ * emptied one (`del transport._protocol`) raises the AttributeError
+ * asyncio's instance-dict attribute does; 3.13's member descriptors name
+ * the type's module in theirs. */
+typedef struct {
+    const char *name;
+    size_t offset;
+} obj_attr;
+
+static obj_attr attr_sock = {"_sock", offsetof(gl_stream, sock)},
+                attr_protocol = {"_protocol", offsetof(gl_stream, protocol)},
+                attr_server = {"_server", offsetof(gl_stream, server)},
+                attr_empty_waiter = {"_empty_waiter", offsetof(gl_stream, empty_waiter)};
+
+static PyObject **obj_slot(PyObject *self, obj_attr *a)
+{
+    return (PyObject **)((char *)self + a->offset);
+}
+
+static PyObject *obj_get(PyObject *self, void *closure)
+{
+    obj_attr *a = closure;
+    PyObject *v = *obj_slot(self, a);
+    if (v == NULL) {
+        PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%s'",
+                     Py_TYPE(self)->tp_name, a->name);
+        return NULL;
+    }
+    return Py_NewRef(v);
+}
+
+static int obj_set(PyObject *self, PyObject *value, void *closure)
+{
+    PyObject **slot = obj_slot(self, closure);
+    if (value == NULL && *slot == NULL) {
+        Py_XDECREF(obj_get(self, closure)); /* the AttributeError */
+        return -1;
+    }
+    Py_XSETREF(*slot, Py_XNewRef(value));
+    return 0;
+}
+
+static PyGetSetDef stream_getset[] = {
+    {"_sock", obj_get, obj_set, NULL, &attr_sock},
+    {"_protocol", obj_get, obj_set, NULL, &attr_protocol},
+    {"_server", obj_get, obj_set, NULL, &attr_server},
+    {"_empty_waiter", obj_get, obj_set, NULL, &attr_empty_waiter},
+    {NULL},
+};
+
 #define FLAG(name, field) {name, T_BOOL, offsetof(gl_stream, field), 0, NULL}
 static PyMemberDef stream_members[] = {
-    OBJ("_sock", sock),
-    OBJ("_protocol", protocol),
-    OBJ("_server", server),
-    OBJ("_empty_waiter", empty_waiter),
     {"_sock_fd", T_INT, offsetof(gl_stream, fd), 0, NULL},
     {"_conn_lost", T_INT, offsetof(gl_stream, conn_lost), 0, NULL},
     FLAG("_closing", closing),
@@ -755,6 +800,7 @@ static PyType_Slot stream_slots[] = {
     {Py_tp_clear, stream_clear},
     {Py_tp_methods, stream_methods},
     {Py_tp_members, stream_members},
+    {Py_tp_getset, stream_getset},
     {0, NULL},
 };
 

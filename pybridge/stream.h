@@ -33,5 +33,6 @@ PyObject *gl_stream_call_connection_lost(gl_stream *self, PyObject *exc);
 int gl_stream_read_eof(gl_stream *self);
 void gl_stream_finalize(PyObject *self);
 int gl_stream_conn_init(PyObject *core_type);
+int gl_is_stream_type(PyTypeObject *tp); /* SocketTransportCore or a subclass */
 
 #endif

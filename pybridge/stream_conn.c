@@ -34,6 +34,7 @@ static PyObject *remove_reader_descr, *remove_writer_descr; /* LoopCore's */
 static PyObject *close_descr, *on_eof_descr; /* SocketTransportCore's */
 static PyObject *transport_del;      /* selector_events._SelectorTransport.__del__ */
 static PyObject *raw_socket_close;   /* _socket.socket.close */
+static PyObject *set_limits_fn;      /* _FlowControlMixin._set_write_buffer_limits */
 static PyObject *high_water_default, *low_water_default;
 int gl_attach_takes_transport; /* Server._attach/_detach(transport): 3.13, 3.12.x */
 static PyObject *str_socket, *str_sockname, *str_peername, *str_getsockname,
@@ -41,15 +42,43 @@ static PyObject *str_socket, *str_sockname, *str_peername, *str_getsockname,
     *str_read_ready, *str_pending_removals, *str_commit_removals, *str_data, *str_remove,
     *str_key, *str_call_soon, *str_set_protocol, *str_remove_reader, *str_remove_writer,
     *str_close, *str_detach, *str_closed, *str_io_refs, *str_eof_received, *str_fatal_error,
-    *str_on_eof_debug, *str_connection_lost, *str_set_exception, *str_call_connection_lost, *str_on_eof;
+    *str_on_eof_debug, *str_connection_lost, *str_set_exception, *str_call_connection_lost, *str_on_eof,
+    *str_set_limits;
+
+/* Whether obj's method `name` is still the C one, descr (no subclass
+ * overrides it), so C may do its work without the method call. */
+static int method_is(PyObject *obj, PyObject *name, PyObject *descr)
+{
+    return _PyType_Lookup(Py_TYPE(obj), name) == descr;
+}
+
+/* Whether loop.<name> is the C core's descr: a goloop loop whose class does
+ * not override it and whose instance does not shadow it (as
+ * mock.patch.object(loop, name) does). 0 with an exception on error. */
+static int loop_core_method(PyObject *loop, PyObject *name, PyObject *descr)
+{
+    if (!PyObject_TypeCheck(loop, &gl_LoopCoreType) || !method_is(loop, name, descr)) {
+        return 0;
+    }
+    PyObject *dict = PyObject_GenericGetDict(loop, NULL);
+    if (dict == NULL) {
+        PyErr_Clear(); /* no instance dict: nothing can shadow the method */
+        return 1;
+    }
+    int shadowed = PyDict_Contains(dict, name);
+    Py_DECREF(dict);
+    return shadowed == 0;
+}
 
 /* loop.call_soon(callback, *args), without the method call when the loop's
  * call_soon is the C core's. */
 static int call_soon(PyObject *loop, PyObject *callback, PyObject *const *args, Py_ssize_t n)
 {
-    if (PyObject_TypeCheck(loop, &gl_LoopCoreType) &&
-        _PyType_Lookup(Py_TYPE(loop), str_call_soon) == call_soon_descr) {
+    if (loop_core_method(loop, str_call_soon, call_soon_descr)) {
         return gl_call_soon((gl_loop *)loop, callback, args, n);
+    }
+    if (PyErr_Occurred()) {
+        return -1;
     }
     PyObject *stack[4] = {loop, callback, n > 0 ? args[0] : NULL, n > 1 ? args[1] : NULL};
     PyObject *h = PyObject_VectorcallMethod(str_call_soon, stack, 2 + n, NULL);
@@ -148,6 +177,21 @@ static int register_transport(PyObject *loop, int fd, PyObject *self)
     return r;
 }
 
+/* self._protocol (new reference), raising AttributeError as Python does
+ * when the slot is empty (a set_protocol override that stored nothing,
+ * `del transport._protocol`). */
+static PyObject *protocol_of(gl_stream *self)
+{
+    if (self->protocol != NULL) {
+        return Py_NewRef(self->protocol);
+    }
+    /* the message of the instance-dict lookup asyncio's transport makes
+     * (3.13's slot descriptors name the type's module too) */
+    PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '_protocol'",
+                 Py_TYPE(self)->tp_name);
+    return NULL;
+}
+
 static int set_protocol_fields(gl_stream *self, PyObject *protocol)
 {
     int buffered = PyObject_IsInstance(protocol, BufferedProtocol);
@@ -192,8 +236,16 @@ static int setup_base(gl_stream *self, PyObject *loop, PyObject *sock, PyObject 
     }
     Py_XSETREF(self->loop, Py_NewRef(loop));
     Py_XSETREF(self->protocol_paused, Py_NewRef(Py_False));
-    Py_XSETREF(self->high_water, Py_NewRef(high_water_default));
-    Py_XSETREF(self->low_water, Py_NewRef(low_water_default));
+    if (method_is((PyObject *)self, str_set_limits, set_limits_fn)) {
+        Py_XSETREF(self->high_water, Py_NewRef(high_water_default));
+        Py_XSETREF(self->low_water, Py_NewRef(low_water_default));
+    } else {
+        PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, str_set_limits);
+        Py_XDECREF(r);
+        if (r == NULL) {
+            return -1;
+        }
+    }
     PyObject *trsock = PyObject_CallOneArg(TransportSocket, sock);
     int r = trsock ? PyObject_SetItem(self->extra, str_socket, trsock) : -1;
     Py_XDECREF(trsock);
@@ -212,7 +264,9 @@ static int setup_base(gl_stream *self, PyObject *loop, PyObject *sock, PyObject 
  * waiter. */
 static int schedule_start(gl_stream *self, PyObject *loop, PyObject *waiter)
 {
-    PyObject *made = PyObject_GetAttr(self->protocol, str_connection_made);
+    PyObject *protocol = protocol_of(self);
+    PyObject *made = protocol ? PyObject_GetAttr(protocol, str_connection_made) : NULL;
+    Py_XDECREF(protocol);
     PyObject *me = (PyObject *)self;
     int r = made ? call_soon(loop, made, &me, 1) : -1;
     Py_XDECREF(made);
@@ -232,15 +286,25 @@ static int schedule_start(gl_stream *self, PyObject *loop, PyObject *waiter)
     return call_soon(loop, set_result_unless_cancelled, wargs, 2);
 }
 
+/* sock.fileno() as an int; -1 with an exception on error */
+static int socket_fd(PyObject *sock)
+{
+    PyObject *fdobj = PyObject_CallMethodNoArgs(sock, gl_str_fileno);
+    long fd = fdobj ? PyLong_AsLong(fdobj) : -1;
+    Py_XDECREF(fdobj);
+    return (int)fd;
+}
+
 int gl_stream_setup(gl_stream *self, PyObject *loop, PyObject *sock, PyObject *protocol,
                     PyObject *waiter, PyObject *extra, PyObject *server)
 {
     /* family < 0: not an exact socket.socket, so use its Python methods */
     long family = Py_IS_TYPE(sock, gl_socket_type) ? gl_socket_int(gl_raw_family, sock) : -1;
-    PyObject *fdobj = PyObject_CallMethodNoArgs(sock, gl_str_fileno);
-    int fd = fdobj ? (int)PyLong_AsLong(fdobj) : -1;
-    Py_XDECREF(fdobj);
-    if (PyErr_Occurred() || setup_base(self, loop, sock, extra, family, fd) < 0) {
+    /* asyncio calls sock.fileno() after the names; a socket.socket's C
+     * methods cannot tell the order, so the fd comes first for C to use */
+    int fd = family >= 0 ? socket_fd(sock) : -1;
+    if (PyErr_Occurred() || setup_base(self, loop, sock, extra, family, fd) < 0 ||
+        (family < 0 && (fd = socket_fd(sock)) == -1 && PyErr_Occurred())) {
         return -1;
     }
     Py_XSETREF(self->sock, Py_NewRef(sock));
@@ -287,13 +351,6 @@ PyObject *gl_stream_set_protocol(PyObject *self, PyObject *protocol)
 
 /* ---- closing ---- */
 
-/* Whether obj's method `name` is still the C one, descr (no subclass
- * overrides it), so C may do its work without the method call. */
-static int method_is(PyObject *obj, PyObject *name, PyObject *descr)
-{
-    return _PyType_Lookup(Py_TYPE(obj), name) == descr;
-}
-
 /* loop._remove_reader(fd) / loop._remove_writer(fd) */
 static int loop_remove(PyObject *loop, int write, int fd)
 {
@@ -302,11 +359,10 @@ static int loop_remove(PyObject *loop, int write, int fd)
     if (fdobj == NULL) {
         return -1;
     }
-    PyObject *r;
-    if (PyObject_TypeCheck(loop, &gl_LoopCoreType) &&
-        method_is(loop, name, write ? remove_writer_descr : remove_reader_descr)) {
+    PyObject *r = NULL;
+    if (loop_core_method(loop, name, write ? remove_writer_descr : remove_reader_descr)) {
         r = gl_io_remove((gl_loop *)loop, write, fdobj);
-    } else {
+    } else if (!PyErr_Occurred()) {
         r = PyObject_CallMethodOneArg(loop, name, fdobj);
     }
     Py_DECREF(fdobj);
@@ -358,24 +414,19 @@ PyObject *gl_stream_close(gl_stream *self, PyObject *unused)
         Py_RETURN_NONE;
     }
     self->closing = 1;
-    PyObject *loop = self->loop ? self->loop : Py_None;
-    if (loop_remove(loop, 0, self->fd) < 0) {
-        return NULL;
-    }
-    if (self->wlen == 0) {
+    /* held: a Python _remove_reader may drop the transport's reference */
+    PyObject *loop = Py_NewRef(self->loop ? self->loop : Py_None);
+    int r = loop_remove(loop, 0, self->fd);
+    if (r == 0 && self->wlen == 0) {
         self->conn_lost++;
-        if (loop_remove(loop, 1, self->fd) < 0) {
-            return NULL;
-        }
-        PyObject *cb = PyObject_GetAttr((PyObject *)self, str_call_connection_lost);
+        r = loop_remove(loop, 1, self->fd);
+        PyObject *cb = r == 0 ? PyObject_GetAttr((PyObject *)self, str_call_connection_lost) : NULL;
         PyObject *none = Py_None;
-        int r = cb ? call_soon(self->loop, cb, &none, 1) : -1;
+        r = cb ? call_soon(loop, cb, &none, 1) : -1;
         Py_XDECREF(cb);
-        if (r < 0) {
-            return NULL;
-        }
     }
-    Py_RETURN_NONE;
+    Py_DECREF(loop);
+    return r < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 /* The peer closed its end: protocol.eof_received(), then keep the
@@ -388,7 +439,9 @@ PyObject *gl_stream_on_eof(gl_stream *self, PyObject *unused)
     if (loop == NULL || loop->debug) { /* asyncio's, with its debug log */
         return PyObject_CallMethodNoArgs((PyObject *)self, str_on_eof_debug);
     }
-    PyObject *keep = PyObject_CallMethodNoArgs(self->protocol, str_eof_received);
+    PyObject *protocol = protocol_of(self);
+    PyObject *keep = protocol ? PyObject_CallMethodNoArgs(protocol, str_eof_received) : NULL;
+    Py_XDECREF(protocol);
     if (keep == NULL) {
         if (gl_exiting_exception()) {
             return NULL;
@@ -408,8 +461,14 @@ PyObject *gl_stream_on_eof(gl_stream *self, PyObject *unused)
     if (keep_open < 0) {
         return NULL;
     }
-    int r = keep_open ? loop_remove(self->loop, 0, self->fd)
-                      : call_self(self, str_close, close_descr, gl_stream_close, NULL);
+    int r;
+    if (keep_open) {
+        PyObject *lp = Py_NewRef(self->loop ? self->loop : Py_None);
+        r = loop_remove(lp, 0, self->fd);
+        Py_DECREF(lp);
+    } else {
+        r = call_self(self, str_close, close_descr, gl_stream_close, NULL);
+    }
     return r < 0 ? NULL : Py_NewRef(Py_None);
 }
 
@@ -454,7 +513,9 @@ PyObject *gl_stream_call_connection_lost(gl_stream *self, PyObject *exc)
     PyObject *r = Py_NewRef(Py_None);
     if (self->protocol_connected) {
         Py_DECREF(r);
-        r = PyObject_CallMethodOneArg(self->protocol, str_connection_lost, exc);
+        PyObject *protocol = protocol_of(self);
+        r = protocol ? PyObject_CallMethodOneArg(protocol, str_connection_lost, exc) : NULL;
+        Py_XDECREF(protocol);
     }
     PyObject *pending = r == NULL ? gl_take_exception() : NULL;
     Py_XDECREF(r);
@@ -557,13 +618,22 @@ static int init_strings(void)
             GL_INTERN(str_connection_lost, "connection_lost") &&
             GL_INTERN(str_set_exception, "set_exception") &&
             GL_INTERN(str_call_connection_lost, "_call_connection_lost") &&
-            GL_INTERN(str_on_eof, "_read_ready__on_eof"))
+            GL_INTERN(str_on_eof, "_read_ready__on_eof") &&
+            GL_INTERN(str_set_limits, "_set_write_buffer_limits"))
                ? 0
                : -1;
 }
 
+static PyTypeObject *stream_core_type; /* SocketTransportCore */
+
+int gl_is_stream_type(PyTypeObject *tp)
+{
+    return PyType_IsSubtype(tp, stream_core_type);
+}
+
 int gl_stream_conn_init(PyObject *core_type)
 {
+    stream_core_type = (PyTypeObject *)core_type;
     if (init_strings() < 0 || init_attach_arity() < 0) {
         return -1;
     }
@@ -586,13 +656,17 @@ int gl_stream_conn_init(PyObject *core_type)
     PyObject *raw = import_attr("_socket", "socket");
     raw_socket_close = raw ? type_descr(raw, "close") : NULL;
     Py_XDECREF(raw);
+    PyObject *fc = import_attr("asyncio.transports", "_FlowControlMixin");
+    set_limits_fn = fc ? PyObject_GetAttrString(fc, "_set_write_buffer_limits") : NULL;
+    Py_XDECREF(fc);
     PyObject *tr = import_attr("asyncio.selector_events", "_SelectorTransport");
     transport_del = tr ? PyObject_GetAttrString(tr, "__del__") : NULL;
     Py_XDECREF(tr);
     high_water_default = PyLong_FromLong(64 * 1024); /* _set_write_buffer_limits() */
     low_water_default = PyLong_FromLong(16 * 1024);
     return (call_soon_descr && set_protocol_descr && close_descr && remove_reader_descr && on_eof_descr &&
-            remove_writer_descr && raw_socket_close && transport_del && high_water_default && low_water_default)
+            remove_writer_descr && raw_socket_close && transport_del && set_limits_fn &&
+            high_water_default && low_water_default)
                ? 0
                : -1;
 }
