@@ -11,12 +11,14 @@
  * scratch buffer the stream transports share, and one right-sized bytes
  * object is copied out, as uvloop does.
  *
- * The peer's address tuple is built here for AF_INET/AF_INET6, exactly as
- * socket.recvfrom builds it (inet_ntop, port, and flow info and scope id for
- * IPv6); other families get asyncio's transport. The last few senders'
- * tuples are kept with their raw sockaddrs, so a reply (sendto(data, addr)
- * with that very tuple, what a request/response server does) skips parsing
- * the tuple again; any other sendto is asyncio's.
+ * The peer's address is built for AF_INET, AF_INET6 and AF_UNIX exactly as
+ * socket.recvfrom builds it (sockaddr.c: host, port, and flow info and scope
+ * id for IPv6; a path str, abstract-namespace bytes or None for Unix);
+ * other families get asyncio's transport. The last few senders' addresses
+ * (those whose sockaddr fits the cache: any IP one, Unix paths of up to 25
+ * bytes) are kept with their raw sockaddrs, so a reply (sendto(data, addr)
+ * with that very object, what a request/response server does) skips
+ * parsing it again; any other sendto is asyncio's.
  *
  * The type is a mixin base of python/goloop/datagram.py's DatagramTransport,
  * ahead of _SelectorDatagramTransport, whose per-transport code (init,

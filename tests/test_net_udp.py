@@ -7,6 +7,7 @@ obvious it is computed by running the same scenario on the stock loop.
 
 import asyncio
 import logging
+import os
 import re
 import socket
 import sys
@@ -814,3 +815,46 @@ def test_two_endpoints_forwarding_keep_stock_order(loop):
         return run_bounded(lp, main())
 
     assert _oracle(loop, scenario)[0] == "A0"
+
+
+@pytest.mark.parametrize("sender", ["path", "abstract", "unnamed"])
+def test_unix_datagram_sender_addresses_and_replies_like_stock(loop, tmp_path, sender):
+    """A Unix datagram endpoint sees each sender's address as stock does
+    (a path str, abstract-namespace bytes, None for an unbound sender) and
+    replies to the bound ones through transport.sendto(data, addr)."""
+
+    def scenario(lp):
+        async def main():
+            path = unix_path(tmp_path, f"srv-{id(lp)}.sock")
+            tr, proto = await lp.create_datagram_endpoint(
+                DgramRecorder, local_addr=path, family=socket.AF_UNIX
+            )
+            peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            if sender == "path":
+                peer.bind(unix_path(tmp_path, f"peer-{id(lp)}.sock"))
+            elif sender == "abstract":
+                peer.bind(f"\0goloop-dgram-{os.getpid()}-{id(lp)}".encode())
+            peer.setblocking(False)
+            try:
+                for i in range(3):
+                    peer.sendto(b"ping%d" % i, path)
+                await proto.wait(lambda: len(proto.datagrams) == 3)
+                addrs = [addr for _, addr in proto.datagrams]
+                shape = [type(a).__name__ for a in addrs]
+                same = [a == peer.getsockname() or a is None for a in addrs]
+                replies = []
+                if addrs[0] is not None:
+                    for data, addr in proto.datagrams:
+                        tr.sendto(data.upper(), addr)
+                    for _ in range(3):
+                        replies.append(await lp.sock_recv(peer, 100))
+                return shape, same, replies, proto.errors
+            finally:
+                tr.close()
+                peer.close()
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert all(expected[1])
+    assert scenario(loop) == expected
