@@ -36,6 +36,7 @@ static PyObject *transport_del;      /* selector_events._SelectorTransport.__del
 static PyObject *raw_socket_close;   /* _socket.socket.close */
 static PyObject *set_limits_fn;      /* _FlowControlMixin._set_write_buffer_limits */
 static PyObject *high_water_default, *low_water_default;
+static int asserts_enabled; /* not python -O */
 int gl_attach_takes_transport; /* Server._attach/_detach(transport): 3.13, 3.12.x */
 static PyObject *str_socket, *str_sockname, *str_peername, *str_getsockname,
     *str_getpeername, *str_attach, *str_transports, *str_connection_made, *str_add_reader,
@@ -232,6 +233,10 @@ static int setup_base(gl_stream *self, PyObject *loop, PyObject *sock, PyObject 
 {
     Py_XSETREF(self->extra, extra == Py_None ? PyDict_New() : Py_NewRef(extra));
     if (self->extra == NULL) {
+        return -1;
+    }
+    if (loop == Py_None && asserts_enabled) { /* `assert loop is not None` */
+        PyErr_SetNone(PyExc_AssertionError);
         return -1;
     }
     Py_XSETREF(self->loop, Py_NewRef(loop));
@@ -635,6 +640,13 @@ int gl_stream_conn_init(PyObject *core_type)
 {
     stream_core_type = (PyTypeObject *)core_type;
     if (init_strings() < 0 || init_attach_arity() < 0) {
+        return -1;
+    }
+    PyObject *flags = PySys_GetObject("flags"); /* borrowed */
+    PyObject *optimize = flags ? PyObject_GetAttrString(flags, "optimize") : NULL;
+    asserts_enabled = optimize != NULL && PyLong_AsLong(optimize) == 0;
+    Py_XDECREF(optimize);
+    if (PyErr_Occurred()) {
         return -1;
     }
     TransportSocket = import_attr("asyncio.trsock", "TransportSocket");

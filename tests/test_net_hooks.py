@@ -270,3 +270,18 @@ def test_accept_calls_factory_before_the_fd_check(loop):
     expected = with_loop(stock_factory, scenario)
     assert expected[0] == (1, False)
     assert scenario(loop) == expected
+
+
+def test_transport_without_a_loop_like_stock(loop):
+    """asyncio's _FlowControlMixin asserts it was given a loop."""
+
+    def scenario(lp):
+        cls = transport_class(lp)
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            return outcome_of(lambda: cls(None, a, asyncio.Protocol()))
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[0] == ("AssertionError" if __debug__ else "AttributeError")
+    assert scenario(loop) == expected
