@@ -721,6 +721,8 @@ static PyMethodDef stream_methods[] = {
     {"_add_reader", (PyCFunction)(void (*)(void))stream_add_reader, METH_FASTCALL, NULL},
     {"set_protocol", (PyCFunction)gl_stream_set_protocol, METH_O, NULL},
     {"close", (PyCFunction)gl_stream_close, METH_NOARGS, "Close the transport (asyncio semantics)."},
+    {"is_closing", (PyCFunction)gl_stream_is_closing, METH_NOARGS, NULL},
+    {"get_protocol", (PyCFunction)gl_stream_get_protocol, METH_NOARGS, NULL},
     {"_read_ready__on_eof", (PyCFunction)gl_stream_on_eof, METH_NOARGS, NULL},
     {"_call_connection_lost", (PyCFunction)gl_stream_call_connection_lost, METH_O, NULL},
     {NULL},

@@ -28,6 +28,8 @@ int gl_stream_setup(gl_stream *self, PyObject *loop, PyObject *sock, PyObject *p
 int gl_stream_tp_init(PyObject *self, PyObject *args, PyObject *kw);
 PyObject *gl_stream_set_protocol(PyObject *self, PyObject *protocol);
 PyObject *gl_stream_close(gl_stream *self, PyObject *unused);
+PyObject *gl_stream_is_closing(gl_stream *self, PyObject *unused);
+PyObject *gl_stream_get_protocol(gl_stream *self, PyObject *unused);
 PyObject *gl_stream_on_eof(gl_stream *self, PyObject *unused);
 PyObject *gl_stream_call_connection_lost(gl_stream *self, PyObject *exc);
 int gl_stream_read_eof(gl_stream *self);

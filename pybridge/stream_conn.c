@@ -354,6 +354,18 @@ PyObject *gl_stream_set_protocol(PyObject *self, PyObject *protocol)
     Py_RETURN_NONE;
 }
 
+/* ---- queries: one-line methods that streams call per request ---- */
+
+PyObject *gl_stream_is_closing(gl_stream *self, PyObject *unused)
+{
+    return PyBool_FromLong(self->closing);
+}
+
+PyObject *gl_stream_get_protocol(gl_stream *self, PyObject *unused)
+{
+    return protocol_of(self);
+}
+
 /* ---- closing ---- */
 
 /* loop._remove_reader(fd) / loop._remove_writer(fd) */

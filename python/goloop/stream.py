@@ -45,14 +45,12 @@ class SocketTransport(_goloop.SocketTransportCore):
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     # __init__, set_protocol, close, _read_ready__on_eof,
-    # _call_connection_lost and __del__ are C (pybridge/stream_conn.c):
-    # asyncio's code step for step.
+    # _call_connection_lost, __del__, is_closing and get_protocol are C
+    # (pybridge/stream_conn.c): asyncio's code step for step.
 
     # asyncio's own per-connection code, borrowed as is.
     __repr__ = _Transport.__repr__
     abort = _Transport.abort
-    get_protocol = _Transport.get_protocol
-    is_closing = _Transport.is_closing
     is_reading = _Transport.is_reading
     pause_reading = _Transport.pause_reading
     resume_reading = _Transport.resume_reading
