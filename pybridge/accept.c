@@ -92,15 +92,6 @@ static int make_transport(PyObject *loop, PyObject *conn, PyObject *peer, PyObje
     return r;
 }
 
-/* sock.fileno(): -1 once closed, or -1 with an exception */
-static int socket_fd(PyObject *sock)
-{
-    PyObject *fdobj = PyObject_CallMethodNoArgs(sock, gl_str_fileno);
-    long fd = fdobj ? PyLong_AsLong(fdobj) : -1;
-    Py_XDECREF(fdobj);
-    return (int)fd;
-}
-
 /* Accept up to backlog connections on lfd: Py_True when the queue is
  * drained, backlog were taken or a callback closed the listener, Py_False
  * when asyncio should take over (an accept error), NULL with an
@@ -116,7 +107,7 @@ static PyObject *accept_batch(PyObject *const *args, int lfd, Py_ssize_t backlog
          * socket.accept() would raise: asyncio accepts the whole batch
          * before any factory runs (in a Task per connection), so its
          * factories never see the loop go on. */
-        int fd = i == 0 ? lfd : socket_fd(listener);
+        int fd = i == 0 ? lfd : gl_socket_fd(listener);
         if (fd != lfd) {
             return PyErr_Occurred() ? NULL : Py_NewRef(Py_True);
         }
@@ -156,7 +147,7 @@ PyObject *gl_accept_stream(PyObject *module, PyObject *const *args, Py_ssize_t n
     }
     PyObject *listener = args[1];
     Py_ssize_t backlog = PyLong_AsSsize_t(args[4]);
-    int lfd = backlog == -1 && PyErr_Occurred() ? -1 : socket_fd(listener);
+    int lfd = backlog == -1 && PyErr_Occurred() ? -1 : gl_socket_fd(listener);
     if (PyErr_Occurred()) {
         return NULL;
     }

@@ -82,6 +82,14 @@ PyObject *gl_socket_name(int fd, int peer)
 PyTypeObject *gl_socket_type; /* socket.socket */
 PyObject *gl_raw_family, *gl_raw_type, *gl_raw_proto;
 
+int gl_socket_fd(PyObject *sock)
+{
+    PyObject *fdobj = PyObject_CallMethodNoArgs(sock, gl_str_fileno);
+    long fd = fdobj ? PyLong_AsLong(fdobj) : -1;
+    Py_XDECREF(fdobj);
+    return (int)fd;
+}
+
 long gl_socket_int(PyObject *descr, PyObject *sock)
 {
     PyObject *v = Py_TYPE(descr)->tp_descr_get(descr, sock, NULL);

@@ -291,15 +291,6 @@ static int schedule_start(gl_stream *self, PyObject *loop, PyObject *waiter)
     return call_soon(loop, set_result_unless_cancelled, wargs, 2);
 }
 
-/* sock.fileno() as an int; -1 with an exception on error */
-static int socket_fd(PyObject *sock)
-{
-    PyObject *fdobj = PyObject_CallMethodNoArgs(sock, gl_str_fileno);
-    long fd = fdobj ? PyLong_AsLong(fdobj) : -1;
-    Py_XDECREF(fdobj);
-    return (int)fd;
-}
-
 int gl_stream_setup(gl_stream *self, PyObject *loop, PyObject *sock, PyObject *protocol,
                     PyObject *waiter, PyObject *extra, PyObject *server)
 {
@@ -307,9 +298,9 @@ int gl_stream_setup(gl_stream *self, PyObject *loop, PyObject *sock, PyObject *p
     long family = Py_IS_TYPE(sock, gl_socket_type) ? gl_socket_int(gl_raw_family, sock) : -1;
     /* asyncio calls sock.fileno() after the names; a socket.socket's C
      * methods cannot tell the order, so the fd comes first for C to use */
-    int fd = family >= 0 ? socket_fd(sock) : -1;
+    int fd = family >= 0 ? gl_socket_fd(sock) : -1;
     if (PyErr_Occurred() || setup_base(self, loop, sock, extra, family, fd) < 0 ||
-        (family < 0 && (fd = socket_fd(sock)) == -1 && PyErr_Occurred())) {
+        (family < 0 && (fd = gl_socket_fd(sock)) == -1 && PyErr_Occurred())) {
         return -1;
     }
     Py_XSETREF(self->sock, Py_NewRef(sock));
