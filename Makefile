@@ -80,12 +80,13 @@ bench-micro: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/crossing.py | tee benchmarks/results/crossing.md
 
 # Echo (Go load generator), HTTP (wrk) and idle-connection memory, side by
-# side; results in benchmarks/results/{net,http,idle}.md.
+# side; results in benchmarks/results/{net,http,idle,unix_dgram}.md.
 bench-net: $(VENV)/.built $(VENV)/.bench
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) benchmarks/net/run_echo.py
 	$(PY) benchmarks/net/run_http.py
 	$(PY) benchmarks/net/idle_conns.py
+	$(PY) benchmarks/net/unix_dgram.py
 
 clean:
 	rm -rf .venv-* build dist python/goloop/*.so python/goloop/*.egg-info
