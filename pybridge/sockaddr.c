@@ -80,6 +80,8 @@ PyObject *gl_socket_name(int fd, int peer)
 }
 
 PyTypeObject *gl_socket_type; /* socket.socket */
+static PyTypeObject *raw_socket_type; /* _socket.socket */
+static int fd_field_ok;              /* its struct's first field is the fd */
 PyObject *gl_raw_family, *gl_raw_type, *gl_raw_proto;
 
 int gl_socket_fd(PyObject *sock)
@@ -88,6 +90,39 @@ int gl_socket_fd(PyObject *sock)
     long fd = fdobj ? PyLong_AsLong(fdobj) : -1;
     Py_XDECREF(fdobj);
     return (int)fd;
+}
+
+/* socketmodule.h's PySocketSockObject starts with the fd (SOCKET_T, an
+ * int on Unix) right after the object header, -1 once closed or detached;
+ * gl_sockaddr_init checks that against fileno() before trusting it. */
+typedef struct {
+    PyObject_HEAD
+    int sock_fd;
+} socket_head;
+
+int gl_socket_closed(PyObject *sock)
+{
+    if (fd_field_ok && PyObject_TypeCheck(sock, raw_socket_type)) {
+        return ((socket_head *)sock)->sock_fd == -1;
+    }
+    return 0; /* not a socket object: its own methods will tell */
+}
+
+static int check_fd_field(void)
+{
+    PyObject *probe = PyObject_CallFunction((PyObject *)raw_socket_type, "ii", AF_UNIX, SOCK_DGRAM);
+    if (probe == NULL) {
+        PyErr_Clear(); /* no probe, no fast check: gl_socket_closed says "open" */
+        return 0;
+    }
+    int fd = gl_socket_fd(probe);
+    fd_field_ok = fd >= 0 && ((socket_head *)probe)->sock_fd == fd;
+    PyObject *r = PyObject_CallMethod(probe, "close", NULL);
+    Py_XDECREF(r);
+    fd_field_ok = fd_field_ok && r != NULL && ((socket_head *)probe)->sock_fd == -1;
+    Py_DECREF(probe);
+    PyErr_Clear();
+    return 0;
 }
 
 long gl_socket_int(PyObject *descr, PyObject *sock)
@@ -110,6 +145,7 @@ int gl_sockaddr_init(void)
         Py_XDECREF(raw);
         return -1;
     }
+    raw_socket_type = (PyTypeObject *)Py_NewRef(raw);
     PyObject *d = ((PyTypeObject *)raw)->tp_dict;
     gl_raw_family = Py_XNewRef(PyDict_GetItemString(d, "family"));
     gl_raw_type = Py_XNewRef(PyDict_GetItemString(d, "type"));
@@ -119,5 +155,5 @@ int gl_sockaddr_init(void)
         PyErr_SetString(PyExc_ImportError, "goloop: _socket.socket lacks family/type/proto");
         return -1;
     }
-    return 0;
+    return check_fd_field();
 }

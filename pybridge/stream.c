@@ -125,6 +125,36 @@ static int is_none(PyObject *o)
     return o == NULL || o == Py_None;
 }
 
+/* 1 with asyncio's AttributeError when an attribute was deleted (v NULL) */
+int gl_stream_missing(gl_stream *self, PyObject *v, const char *name)
+{
+    if (v != NULL) {
+        return 0;
+    }
+    PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%s'",
+                 Py_TYPE(self)->tp_name, name);
+    return 1;
+}
+
+/* After _call_connection_lost the socket is closed and _sock is None, and
+ * a user may close the socket object under a live transport: either way
+ * self->fd may by now name someone else's socket, so no syscall may use
+ * it. asyncio fails on `self._sock.send` there (AttributeError on None,
+ * EBADF from a closed socket); so does this. */
+static int sock_gone(gl_stream *self, const char *method)
+{
+    if (is_none(self->sock)) {
+        PyErr_Format(PyExc_AttributeError, "'NoneType' object has no attribute '%s'", method);
+        return 1;
+    }
+    if (gl_socket_closed(self->sock)) {
+        errno = EBADF;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- errors: asyncio's _fatal_error, with SystemExit/KeyboardInterrupt
  * propagating as in `except (SystemExit, KeyboardInterrupt): raise` ---- */
 
@@ -283,11 +313,15 @@ PyObject *gl_recv_into(int fd, PyObject *buf, int *again)
 
 static int read_data_received(gl_stream *self)
 {
-    int again;
+    int again = 0;
     Py_ssize_t cap = self->max_size;
-    PyObject *data = self->last_read >= GL_DIRECT_READ_MIN && cap > GL_DIRECT_READ_CAP
-                         ? recv_direct(self->fd, GL_DIRECT_READ_CAP, &again)
-                         : gl_recv_bytes(self->fd, cap, &again);
+    PyObject *data = NULL;
+    if (sock_gone(self, "recv")) {
+    } else if (self->last_read >= GL_DIRECT_READ_MIN && cap > GL_DIRECT_READ_CAP) {
+        data = recv_direct(self->fd, GL_DIRECT_READ_CAP, &again);
+    } else {
+        data = gl_recv_bytes(self->fd, cap, &again);
+    }
     self->last_read = data != NULL ? PyBytes_GET_SIZE(data) : 0;
     if (data == NULL) {
         return again ? 0 : fatal(self, "Fatal read error on socket transport");
@@ -296,9 +330,9 @@ static int read_data_received(gl_stream *self)
         Py_DECREF(data);
         return read_eof(self);
     }
-    PyObject *protocol = Py_NewRef(self->protocol);
-    PyObject *r = PyObject_CallMethodOneArg(protocol, str_data_received, data);
-    Py_DECREF(protocol);
+    PyObject *protocol = gl_stream_protocol(self);
+    PyObject *r = protocol ? PyObject_CallMethodOneArg(protocol, str_data_received, data) : NULL;
+    Py_XDECREF(protocol);
     Py_DECREF(data);
     if (r == NULL) {
         return fatal(self, "Fatal error: protocol.data_received() call failed.");
@@ -310,19 +344,19 @@ static int read_data_received(gl_stream *self)
 /* BufferedProtocol: recv straight into the protocol's buffer. */
 static int read_get_buffer(gl_stream *self)
 {
-    PyObject *protocol = Py_NewRef(self->protocol);
-    PyObject *buf = PyObject_CallMethodOneArg(protocol, str_get_buffer, minus_one);
+    PyObject *protocol = gl_stream_protocol(self);
+    PyObject *buf = protocol ? PyObject_CallMethodOneArg(protocol, str_get_buffer, minus_one) : NULL;
     Py_ssize_t len = buf ? PyObject_Length(buf) : -1;
     if (len == 0) {
         PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
     }
     if (len <= 0) {
         Py_XDECREF(buf);
-        Py_DECREF(protocol);
+        Py_XDECREF(protocol);
         return fatal(self, "Fatal error: protocol.get_buffer() call failed.");
     }
-    int again;
-    PyObject *nbytes = gl_recv_into(self->fd, buf, &again);
+    int again = 0;
+    PyObject *nbytes = sock_gone(self, "recv_into") ? NULL : gl_recv_into(self->fd, buf, &again);
     Py_DECREF(buf);
     int r = 0;
     if (nbytes == NULL) {
@@ -341,21 +375,9 @@ static int read_get_buffer(gl_stream *self)
     return r;
 }
 
-/* After _call_connection_lost the socket is closed and _sock is None:
- * self->fd may by now name someone else's socket, so no syscall may use
- * it. asyncio fails on `self._sock.send` there; so does this. */
-static int sock_gone(gl_stream *self, const char *method)
-{
-    if (!is_none(self->sock)) {
-        return 0;
-    }
-    PyErr_Format(PyExc_AttributeError, "'NoneType' object has no attribute '%s'", method);
-    return 1;
-}
-
 static int read_ready(gl_stream *self)
 {
-    if (self->conn_lost || self->protocol == NULL || is_none(self->sock)) {
+    if (self->conn_lost) {
         return 0;
     }
     return self->buffered ? read_get_buffer(self) : read_data_received(self);
@@ -458,10 +480,9 @@ static int write_ready(gl_stream *self)
     if (self->wlen == 0 || self->conn_lost) {
         return 0;
     }
-    if (sock_gone(self, "sendmsg")) {
-        return -1;
-    }
-    Py_ssize_t n = send_retry(self->fd, self->wbuf + self->wstart, self->wlen);
+    Py_ssize_t n = sock_gone(self, "sendmsg")
+                       ? -1
+                       : send_retry(self->fd, self->wbuf + self->wstart, self->wlen);
     if (n < 0) {
         if (gl_exiting_exception()) {
             return -1;
@@ -472,7 +493,8 @@ static int write_ready(gl_stream *self)
             wbuf_clear(self);
             r = call_fatal_error(self, exc, "Fatal write error on socket transport");
         }
-        if (r == 0 && !is_none(self->empty_waiter)) {
+        if (r == 0 && (r = -gl_stream_missing(self, self->empty_waiter, "_empty_waiter")) == 0 &&
+            self->empty_waiter != Py_None) {
             PyObject *res = PyObject_CallMethodOneArg(self->empty_waiter, str_set_exception, exc);
             r = res == NULL ? -1 : 0;
             Py_XDECREF(res);
@@ -492,7 +514,10 @@ static int write_ready(gl_stream *self)
     if (watch_writes(self, 0) < 0) {
         return -1;
     }
-    if (!is_none(self->empty_waiter)) {
+    if (gl_stream_missing(self, self->empty_waiter, "_empty_waiter")) {
+        return -1;
+    }
+    if (self->empty_waiter != Py_None) {
         PyObject *r = PyObject_CallMethodOneArg(self->empty_waiter, str_set_result, Py_None);
         if (r == NULL) {
             return -1;
@@ -584,7 +609,10 @@ static int check_writable(gl_stream *self, PyObject *data, const char *what)
         PyErr_Format(PyExc_RuntimeError, "Cannot call %s() after write_eof()", what);
         return -1;
     }
-    if (!is_none(self->empty_waiter)) {
+    if (gl_stream_missing(self, self->empty_waiter, "_empty_waiter")) {
+        return -1;
+    }
+    if (self->empty_waiter != Py_None) {
         PyErr_Format(PyExc_RuntimeError, "unable to %s; sendfile is in progress", what);
         return -1;
     }
@@ -735,12 +763,13 @@ static PyMethodDef stream_methods[] = {
 typedef struct {
     const char *name;
     size_t offset;
+    int none_when_unset; /* asyncio's class has `_sock = None` */
 } obj_attr;
 
-static obj_attr attr_sock = {"_sock", offsetof(gl_stream, sock)},
-                attr_protocol = {"_protocol", offsetof(gl_stream, protocol)},
-                attr_server = {"_server", offsetof(gl_stream, server)},
-                attr_empty_waiter = {"_empty_waiter", offsetof(gl_stream, empty_waiter)};
+static obj_attr attr_sock = {"_sock", offsetof(gl_stream, sock), 1},
+                attr_protocol = {"_protocol", offsetof(gl_stream, protocol), 0},
+                attr_server = {"_server", offsetof(gl_stream, server), 0},
+                attr_empty_waiter = {"_empty_waiter", offsetof(gl_stream, empty_waiter), 0};
 
 static PyObject **obj_slot(PyObject *self, obj_attr *a)
 {
@@ -751,19 +780,17 @@ static PyObject *obj_get(PyObject *self, void *closure)
 {
     obj_attr *a = closure;
     PyObject *v = *obj_slot(self, a);
-    if (v == NULL) {
-        PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%s'",
-                     Py_TYPE(self)->tp_name, a->name);
-        return NULL;
+    if (v == NULL && a->none_when_unset) {
+        Py_RETURN_NONE;
     }
-    return Py_NewRef(v);
+    return gl_stream_missing((gl_stream *)self, v, a->name) ? NULL : Py_NewRef(v);
 }
 
 static int obj_set(PyObject *self, PyObject *value, void *closure)
 {
-    PyObject **slot = obj_slot(self, closure);
-    if (value == NULL && *slot == NULL) {
-        Py_XDECREF(obj_get(self, closure)); /* the AttributeError */
+    obj_attr *a = closure;
+    PyObject **slot = obj_slot(self, a);
+    if (value == NULL && gl_stream_missing((gl_stream *)self, *slot, a->name)) {
         return -1;
     }
     Py_XSETREF(*slot, Py_XNewRef(value));

@@ -23,6 +23,8 @@ typedef struct {
     Py_ssize_t wstart, wlen, wcap;
 } gl_stream;
 
+int gl_stream_missing(gl_stream *self, PyObject *v, const char *name); /* AttributeError */
+PyObject *gl_stream_protocol(gl_stream *self); /* self._protocol, new ref or NULL + error */
 int gl_stream_setup(gl_stream *self, PyObject *loop, PyObject *sock, PyObject *protocol,
                     PyObject *waiter, PyObject *extra, PyObject *server);
 int gl_stream_tp_init(PyObject *self, PyObject *args, PyObject *kw);

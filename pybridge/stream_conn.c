@@ -178,19 +178,12 @@ static int register_transport(PyObject *loop, int fd, PyObject *self)
     return r;
 }
 
-/* self._protocol (new reference), raising AttributeError as Python does
- * when the slot is empty (a set_protocol override that stored nothing,
- * `del transport._protocol`). */
-static PyObject *protocol_of(gl_stream *self)
+/* self._protocol (new reference), raising AttributeError as asyncio's
+ * instance attribute does when the slot is empty (a set_protocol override
+ * that stored nothing, `del transport._protocol`). */
+PyObject *gl_stream_protocol(gl_stream *self)
 {
-    if (self->protocol != NULL) {
-        return Py_NewRef(self->protocol);
-    }
-    /* the message of the instance-dict lookup asyncio's transport makes
-     * (3.13's slot descriptors name the type's module too) */
-    PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '_protocol'",
-                 Py_TYPE(self)->tp_name);
-    return NULL;
+    return gl_stream_missing(self, self->protocol, "_protocol") ? NULL : Py_NewRef(self->protocol);
 }
 
 static int set_protocol_fields(gl_stream *self, PyObject *protocol)
@@ -269,7 +262,7 @@ static int setup_base(gl_stream *self, PyObject *loop, PyObject *sock, PyObject 
  * waiter. */
 static int schedule_start(gl_stream *self, PyObject *loop, PyObject *waiter)
 {
-    PyObject *protocol = protocol_of(self);
+    PyObject *protocol = gl_stream_protocol(self);
     PyObject *made = protocol ? PyObject_GetAttr(protocol, str_connection_made) : NULL;
     Py_XDECREF(protocol);
     PyObject *me = (PyObject *)self;
@@ -354,7 +347,7 @@ PyObject *gl_stream_is_closing(gl_stream *self, PyObject *unused)
 
 PyObject *gl_stream_get_protocol(gl_stream *self, PyObject *unused)
 {
-    return protocol_of(self);
+    return gl_stream_protocol(self);
 }
 
 /* ---- closing ---- */
@@ -447,7 +440,7 @@ PyObject *gl_stream_on_eof(gl_stream *self, PyObject *unused)
     if (loop == NULL || loop->debug) { /* asyncio's, with its debug log */
         return PyObject_CallMethodNoArgs((PyObject *)self, str_on_eof_debug);
     }
-    PyObject *protocol = protocol_of(self);
+    PyObject *protocol = gl_stream_protocol(self);
     PyObject *keep = protocol ? PyObject_CallMethodNoArgs(protocol, str_eof_received) : NULL;
     Py_XDECREF(protocol);
     if (keep == NULL) {
@@ -499,7 +492,10 @@ static int release_connection(gl_stream *self)
     Py_XSETREF(self->protocol, Py_NewRef(Py_None));
     Py_XSETREF(self->loop, Py_NewRef(Py_None));
     PyObject *server = self->server;
-    if (server == NULL || server == Py_None) {
+    if (gl_stream_missing(self, server, "_server")) {
+        return -1;
+    }
+    if (server == Py_None) {
         return 0;
     }
     PyObject *r = gl_attach_takes_transport
@@ -521,7 +517,7 @@ PyObject *gl_stream_call_connection_lost(gl_stream *self, PyObject *exc)
     PyObject *r = Py_NewRef(Py_None);
     if (self->protocol_connected) {
         Py_DECREF(r);
-        PyObject *protocol = protocol_of(self);
+        PyObject *protocol = gl_stream_protocol(self);
         r = protocol ? PyObject_CallMethodOneArg(protocol, str_connection_lost, exc) : NULL;
         Py_XDECREF(protocol);
     }
@@ -537,7 +533,10 @@ PyObject *gl_stream_call_connection_lost(gl_stream *self, PyObject *exc)
         gl_restore_exception(pending);
         return NULL;
     }
-    if (self->empty_waiter != NULL && self->empty_waiter != Py_None) {
+    if (gl_stream_missing(self, self->empty_waiter, "_empty_waiter")) {
+        return NULL;
+    }
+    if (self->empty_waiter != Py_None) {
         PyObject *err = PyObject_CallFunction(PyExc_ConnectionError, "s",
                                               "Connection is closed by peer");
         r = err ? PyObject_CallMethodOneArg(self->empty_waiter, str_set_exception, err) : NULL;

@@ -285,3 +285,110 @@ def test_transport_without_a_loop_like_stock(loop):
     expected = with_loop(stock_factory, scenario)
     assert expected[0] == ("AssertionError" if __debug__ else "AttributeError")
     assert scenario(loop) == expected
+
+
+def test_make_socket_transport_patched_on_the_instance_sees_accepts(loop):
+    def scenario(lp):
+        async def main():
+            made = lp.create_future()
+
+            class P(asyncio.Protocol):
+                def connection_made(self, transport):
+                    self.transport = transport
+                    made.set_result(self)
+
+            server = await lp.create_server(P, "127.0.0.1", 0)
+            factory = lp._make_socket_transport
+            with mock.patch.object(lp, "_make_socket_transport", wraps=factory) as patched:
+                client = socket.create_connection(server.sockets[0].getsockname())
+                proto = await made
+            proto.transport.close()
+            client.close()
+            server.close()
+            await asyncio.sleep(0)
+            return patched.call_count
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == 1
+    assert scenario(loop) == expected
+
+
+def test_socket_closed_under_a_live_transport(loop):
+    """The user closes the socket object the transport was made with and
+    its fd number goes to a new socket: a write must not reach that socket
+    (stock: EBADF from the closed socket, then connection_lost)."""
+
+    def scenario(lp):
+        async def main():
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            tr, proto = await lp.create_connection(Keeper, sock=a)
+            lost = lp.create_future()
+            proto.connection_lost = lost.set_result
+            fd = a.fileno()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                a.close()
+            x, y = socket.socketpair()
+            with b, x, y:
+                assert x.fileno() == fd or y.fileno() == fd
+                tr.write(b"secret")
+                exc = await lost
+                leaked = []
+                for s in (x, y):
+                    s.setblocking(False)
+                    try:
+                        leaked.append(s.recv(100))
+                    except BlockingIOError:
+                        pass
+                return type(exc).__name__, getattr(exc, "errno", None), leaked
+
+        contexts = []
+        lp.set_exception_handler(lambda _lp, ctx: contexts.append(ctx))
+        return run_bounded(lp, main()), len(contexts)
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[0] == ("OSError", 9, [])
+    assert scenario(loop) == expected
+
+
+@pytest.mark.parametrize("how", ["del _protocol", "_sock = None", "del _sock"])
+def test_data_arriving_for_a_gutted_transport_is_reported(loop, how):
+    """Stock reports the AttributeError and stops reading; goloop once left
+    the fd readable and spun. Reading _sock after `del` gives asyncio's
+    class default, None."""
+
+    def scenario(lp):
+        contexts = []
+        lp.set_exception_handler(lambda _lp, ctx: contexts.append(ctx))
+
+        async def main():
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            with b:
+                tr = lp._make_socket_transport(a, asyncio.Protocol())
+                await asyncio.sleep(0)
+                if how == "del _protocol":
+                    del tr._protocol
+                elif how == "_sock = None":
+                    tr._sock = None
+                else:
+                    del tr._sock
+                    assert tr._sock is None
+                b.send(b"hello")
+                for _ in range(20):
+                    await asyncio.sleep(0.005)
+                if a.fileno() >= 0:
+                    a.close()
+            reports = sorted({type(c.get("exception")).__name__ for c in contexts})
+            return reports, tr.is_closing()
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[0] == ["AttributeError"]
+    assert scenario(loop) == expected

@@ -180,11 +180,14 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
 
     def _plain_transport_factory(self):
         """Whether transports come from SocketTransport unchanged (no
-        subclass overrides the factory methods), so C may make them."""
-        cls = type(self)
+        subclass or instance patch replaces the factory methods), so C may
+        make them."""
+        cls, own = type(self), vars(self)
         return (
             cls._make_socket_transport is Loop._make_socket_transport
             and cls._socket_transport is Loop._socket_transport
+            and "_make_socket_transport" not in own  # mock.patch.object(loop, ...)
+            and "_socket_transport" not in own
         )
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
