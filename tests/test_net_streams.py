@@ -1066,21 +1066,14 @@ def _accepted_view(kind, tr, client):
     }
 
 
-@pytest.mark.parametrize("client_name", ["unnamed", "bound"])
-def test_accepted_transport_extra_info_like_stock(loop, kind, tmp_path, client_name):
-    """A server-side transport: peername from accept, sockname, its socket
-    object (non-blocking), exactly as stock shows them; for Unix sockets
-    an unnamed client ('' from accept) and a bound one, abstract included."""
-    if client_name == "bound" and kind != "unix":
-        pytest.skip("TCP clients are always bound")
-
+def _accepted_extra_info_scenario(kind, tmp_path, bind_client):
     def scenario(lp):
         async def main():
             factory = Accepting()
             server, addr = await serve(lp, kind, tmp_path, factory)
             family = server.sockets[0].family
             client = socket.socket(family, socket.SOCK_STREAM)
-            if client_name == "bound":
+            if bind_client:
                 client.bind(f"\0goloop-test-{os.getpid()}-{id(lp)}".encode())
             try:
                 client.setblocking(False)
@@ -1093,8 +1086,24 @@ def test_accepted_transport_extra_info_like_stock(loop, kind, tmp_path, client_n
 
         return run_bounded(lp, main())
 
+    return scenario
+
+
+def test_accepted_transport_extra_info_like_stock(loop, kind, tmp_path):
+    """A server-side transport: peername from accept, sockname, its socket
+    object (non-blocking), exactly as stock shows them (for Unix sockets an
+    unnamed client: '' from accept)."""
+    scenario = _accepted_extra_info_scenario(kind, tmp_path, bind_client=False)
     expected = with_loop(stock_factory, scenario)
     assert expected["timeout"] == 0.0 and expected["peer"][1] and expected["weak"]
+    assert scenario(loop) == expected
+
+
+def test_accepted_transport_extra_info_abstract_client_like_stock(loop, tmp_path):
+    """The same for a Unix client bound in the abstract namespace (bytes)."""
+    scenario = _accepted_extra_info_scenario("unix", tmp_path, bind_client=True)
+    expected = with_loop(stock_factory, scenario)
+    assert expected["peer"] == ("bytes", True)
     assert scenario(loop) == expected
 
 
