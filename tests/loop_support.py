@@ -27,6 +27,19 @@ def stock_factory():
 FACTORIES = {"asyncio": stock_factory, "goloop": goloop.new_event_loop}
 
 
+def waiting_data(*socks):
+    """What each socket has waiting to be read (non-blocking; sockets with
+    nothing waiting are left out): where a test checks no bytes leaked."""
+    got = []
+    for sock in socks:
+        sock.setblocking(False)
+        try:
+            got.append(sock.recv(100))
+        except BlockingIOError:
+            pass
+    return got
+
+
 def outcome(fn, *args, **kwargs):
     """Run fn and describe what happened: ("ok", result) or (exc type, message)."""
     try:

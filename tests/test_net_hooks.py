@@ -17,7 +17,7 @@ import warnings
 from unittest import mock
 
 import pytest
-from loop_support import run_bounded, stock_factory, with_loop
+from loop_support import run_bounded, stock_factory, waiting_data, with_loop
 
 PY312 = sys.version_info >= (3, 12)
 
@@ -336,13 +336,7 @@ def test_socket_closed_under_a_live_transport(loop):
                 assert x.fileno() == fd or y.fileno() == fd
                 tr.write(b"secret")
                 exc = await lost
-                leaked = []
-                for s in (x, y):
-                    s.setblocking(False)
-                    try:
-                        leaked.append(s.recv(100))
-                    except BlockingIOError:
-                        pass
+                leaked = waiting_data(x, y)
                 return type(exc).__name__, getattr(exc, "errno", None), leaked
 
         contexts = []

@@ -22,6 +22,7 @@ from loop_support import (
     outcome,
     run_bounded,
     stock_factory,
+    waiting_data,
     with_loop,
 )
 
@@ -486,13 +487,7 @@ def test_write_after_connection_lost_never_reaches_a_reused_fd_like_stock(loop):
                 got += len(await lp.sock_recv(b, 1 << 20))
             c, d = socket.socketpair()
             result = outcome(tr.write, b"SECRET")
-            leaked = []
-            for s in (c, d):
-                s.setblocking(False)
-                try:
-                    leaked.append(s.recv(100))
-                except BlockingIOError:
-                    pass
+            leaked = waiting_data(c, d)
             for s in (b, c, d):
                 s.close()
             return got, result[0], leaked
