@@ -29,7 +29,6 @@ static PyObject *accept_one(int lfd, PyObject *family, PyObject *type, PyObject 
 {
     struct sockaddr_storage sa;
     socklen_t len = sizeof(sa);
-    memset(&sa, 0, sizeof(sa));
     int fd;
     for (;;) { /* PEP 475, as socket.accept */
         fd = accept4(lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -228,10 +228,10 @@ static int sock_still_on_fd(gl_dgram *self)
     if (sock == NULL) {
         return -1;
     }
-    int fd = sock == Py_None ? -1 : PyObject_AsFileDescriptor(sock);
+    int fd = sock == Py_None ? -1 : gl_socket_fd(sock);
     Py_DECREF(sock);
     if (fd == -1 && PyErr_Occurred()) {
-        PyErr_Clear(); /* closed: fileno() is -1 */
+        PyErr_Clear(); /* a socket-like object whose fileno() failed */
     }
     return fd >= 0 && fd == self->fd;
 }

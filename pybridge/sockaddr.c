@@ -27,8 +27,8 @@ static PyObject *unix_address(const struct sockaddr_storage *sa, socklen_t len)
     if (len > offsetof(struct sockaddr_un, sun_path) && a->sun_path[0] == 0) {
         return PyBytes_FromStringAndSize(a->sun_path, pathlen); /* abstract namespace */
     }
-    /* NUL-terminated within len; the caller zeroed the storage, so an
-     * unnamed peer (len == sizeof(sa_family_t)) is "". */
+    /* a path, NUL-terminated within len (or filling it); an unnamed peer
+     * (len == sizeof(sa_family_t), pathlen 0) is "", as in socket.accept */
     return PyUnicode_DecodeFSDefaultAndSize(a->sun_path, strnlen(a->sun_path, pathlen));
 }
 
@@ -70,7 +70,6 @@ PyObject *gl_socket_name(int fd, int peer)
 {
     struct sockaddr_storage sa;
     socklen_t len = sizeof(sa);
-    memset(&sa, 0, sizeof(sa));
     int r = peer ? getpeername(fd, (struct sockaddr *)&sa, &len)
                  : getsockname(fd, (struct sockaddr *)&sa, &len);
     if (r < 0) {
@@ -84,14 +83,6 @@ static PyTypeObject *raw_socket_type; /* _socket.socket */
 static int fd_field_ok;              /* its struct's first field is the fd */
 PyObject *gl_raw_family, *gl_raw_type, *gl_raw_proto;
 
-int gl_socket_fd(PyObject *sock)
-{
-    PyObject *fdobj = PyObject_CallMethodNoArgs(sock, gl_str_fileno);
-    long fd = fdobj ? PyLong_AsLong(fdobj) : -1;
-    Py_XDECREF(fdobj);
-    return (int)fd;
-}
-
 /* socketmodule.h's PySocketSockObject starts with the fd (SOCKET_T, an
  * int on Unix) right after the object header, -1 once closed or detached;
  * gl_sockaddr_init checks that against fileno() before trusting it. */
@@ -99,6 +90,21 @@ typedef struct {
     PyObject_HEAD
     int sock_fd;
 } socket_head;
+
+/* sock.fileno(). For socket.socket and _socket.socket themselves (whose
+ * fileno() is that field) the field is read: no method call on the
+ * per-connection and per-datagram paths. Subclasses may override
+ * fileno(), so they and other objects get the call. */
+int gl_socket_fd(PyObject *sock)
+{
+    if (fd_field_ok && (Py_IS_TYPE(sock, gl_socket_type) || Py_IS_TYPE(sock, raw_socket_type))) {
+        return ((socket_head *)sock)->sock_fd;
+    }
+    PyObject *fdobj = PyObject_CallMethodNoArgs(sock, gl_str_fileno);
+    long fd = fdobj ? PyLong_AsLong(fdobj) : -1;
+    Py_XDECREF(fdobj);
+    return (int)fd;
+}
 
 int gl_socket_closed(PyObject *sock)
 {
@@ -115,7 +121,7 @@ static int check_fd_field(void)
         PyErr_Clear(); /* no probe, no fast check: gl_socket_closed says "open" */
         return 0;
     }
-    int fd = gl_socket_fd(probe);
+    int fd = gl_socket_fd(probe); /* fileno(): fd_field_ok is still 0 */
     fd_field_ok = fd >= 0 && ((socket_head *)probe)->sock_fd == fd;
     PyObject *r = PyObject_CallMethod(probe, "close", NULL);
     Py_XDECREF(r);
