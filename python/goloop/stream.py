@@ -3,8 +3,10 @@
 The per-event half (recv and the protocol call, send, the write buffer,
 flow-control thresholds) is C: ``_goloop.SocketTransportCore`` in
 pybridge/stream.c, registered in the loop's fd tables as a native watch
-instead of a Handle. The per-connection half below is asyncio's own code:
-methods of ``selector_events._SelectorTransport`` and
+instead of a Handle; so are the steps every connection takes (constructor,
+close, EOF, connection_lost: pybridge/stream_conn.c). The rarer
+per-connection paths below are asyncio's own code: methods of
+``selector_events._SelectorTransport`` and
 ``_SelectorSocketTransport`` are borrowed as plain functions wherever they
 do not touch asyncio's Python write buffer, so messages and behaviour follow
 the running interpreter's asyncio, version by version. The class derives
@@ -12,19 +14,15 @@ from ``asyncio.Transport``, so ``isinstance`` checks hold.
 """
 
 import _socket
-import inspect
 import socket
 import sys
-from asyncio import base_events, constants, selector_events, transports
+from asyncio import constants, selector_events, transports
 
 from . import _goloop
 
 _Transport = selector_events._SelectorTransport
 _SocketTransport = selector_events._SelectorSocketTransport
 _FlowControl = transports._FlowControlMixin
-
-# asyncio.Server._attach() gained a transport argument in 3.13 (and 3.12.x).
-_ATTACH_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) == 2
 
 
 # socket.socket's family and type properties convert to enums on every
