@@ -9,7 +9,7 @@ VERSIONS := 3.11 3.12 3.13
 VENV := .venv-3.11
 PY := $(VENV)/bin/python
 SOURCES := $(wildcard goloop/*.go pybridge/*.go pybridge/*.c pybridge/*.h python/goloop/*.py) setup.py pyproject.toml
-DEV_DEPS := pytest build ruff==0.17.6 setuptools wheel
+DEV_DEPS := pytest build ruff==0.17.6 setuptools wheel uvloop==0.23.0
 BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0
 
 .PRECIOUS: .venv-%/.ready .venv-%/.built .venv-%/.bench

@@ -25,7 +25,7 @@
 
 static PyObject *TransportSocket;    /* asyncio.trsock.TransportSocket */
 static PyObject *BufferedProtocol;   /* asyncio.protocols.BufferedProtocol */
-static PyObject *set_nodelay;        /* asyncio.base_events._set_nodelay */
+static PyObject *set_nodelay;        /* goloop.stream.set_tcp_nodelay, looked up at first use */
 static PyObject *set_result_unless_cancelled; /* asyncio.futures */
 static PyTypeObject *WeakValueDictionary, *KeyedRef; /* weakref */
 static PyObject *call_soon_descr;    /* LoopCore.call_soon */
@@ -109,20 +109,35 @@ static int store_name(PyObject *extra, PyObject *key, PyObject *sock, int fd, lo
     return r;
 }
 
-/* base_events._set_nodelay(sock). */
+/* TCP_NODELAY on every TCP stream socket, whatever its proto, as uvloop
+ * does (asyncio's _set_nodelay wants proto == IPPROTO_TCP, which sockets
+ * made as socket.socket(family) lack: see goloop.stream.set_tcp_nodelay,
+ * which sockets other than exact socket.socket objects go through). */
+static PyObject *import_attr(const char *module, const char *name);
+
 static int nodelay(PyObject *sock, int fd, long family)
 {
     if (family < 0) {
+        if (set_nodelay == NULL) {
+            /* goloop.stream imports this module, so not at init */
+            set_nodelay = import_attr("goloop.stream", "set_tcp_nodelay");
+            if (set_nodelay == NULL) {
+                return -1;
+            }
+        }
         PyObject *r = PyObject_CallOneArg(set_nodelay, sock);
         Py_XDECREF(r);
         return r == NULL ? -1 : 0;
     }
-    if ((family != AF_INET && family != AF_INET6) || gl_socket_int(gl_raw_type, sock) != SOCK_STREAM ||
-        gl_socket_int(gl_raw_proto, sock) != IPPROTO_TCP) {
+    if ((family != AF_INET && family != AF_INET6) || gl_socket_int(gl_raw_type, sock) != SOCK_STREAM) {
         return PyErr_Occurred() ? -1 : 0;
     }
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
+        long proto = gl_socket_int(gl_raw_proto, sock);
+        if (proto != IPPROTO_TCP) { /* asyncio would not have tried */
+            return PyErr_Occurred() ? -1 : 0;
+        }
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
@@ -653,11 +668,10 @@ int gl_stream_conn_init(PyObject *core_type)
     }
     TransportSocket = import_attr("asyncio.trsock", "TransportSocket");
     BufferedProtocol = import_attr("asyncio.protocols", "BufferedProtocol");
-    set_nodelay = import_attr("asyncio.base_events", "_set_nodelay");
     set_result_unless_cancelled = import_attr("asyncio.futures", "_set_result_unless_cancelled");
     WeakValueDictionary = (PyTypeObject *)import_attr("weakref", "WeakValueDictionary");
     KeyedRef = (PyTypeObject *)import_attr("weakref", "KeyedRef");
-    if (!TransportSocket || !BufferedProtocol || !set_nodelay || !set_result_unless_cancelled ||
+    if (!TransportSocket || !BufferedProtocol || !set_result_unless_cancelled ||
         !WeakValueDictionary || !KeyedRef) {
         return -1;
     }

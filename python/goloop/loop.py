@@ -19,7 +19,7 @@ from . import _goloop
 from ._selector import EngineSelector
 from .datagram import FAMILIES as _DATAGRAM_FAMILIES
 from .datagram import DatagramTransport
-from .stream import SocketTransport, raw_family, raw_proto, raw_type
+from .stream import SocketTransport, raw_family, raw_proto, raw_type, set_tcp_nodelay
 
 
 def _accept_raw(listener):
@@ -167,9 +167,11 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         if self._debug:  # asyncio's own, for its debug logging and tracebacks
-            return super()._make_socket_transport(
+            transport = super()._make_socket_transport(
                 sock, protocol, waiter, extra=extra, server=server
             )
+            set_tcp_nodelay(sock)  # uvloop's rule, as on goloop's own transport
+            return transport
         return self._socket_transport(sock, protocol, waiter, extra, server)
 
     def _socket_transport(self, sock, protocol, waiter=None, extra=None, server=None):
@@ -268,7 +270,7 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         # asyncio's, with goloop's transport under the TLS protocol (a
         # BufferedProtocol: records are received straight into its buffer).
         if self._debug:
-            return super()._make_ssl_transport(
+            transport = super()._make_ssl_transport(
                 rawsock,
                 protocol,
                 sslcontext,
@@ -279,6 +281,8 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
                 server=server,
                 **timeouts,
             )
+            set_tcp_nodelay(rawsock)
+            return transport
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
         )
