@@ -16,8 +16,12 @@
  *
  * The registered state per fd is tracked so that the first try is the
  * right operation (ADD for a new fd, MOD for a known one), as the Go
- * Poller does; the kernel drops registrations of closed fds, so MOD may
- * still find ENOENT (then ADD) and ADD may find EEXIST (then MOD). */
+ * Poller does. ADD may find EEXIST (a registration of this very file we
+ * lost track of; then MOD). MOD finding ENOENT is not retried as ADD:
+ * the kernel dropped the registration when its file was closed, so the
+ * fd number may now be another socket's, and an ADD would hand that
+ * socket's events to the closed one's callbacks. The error goes up, and
+ * the caller forgets the registration, as selectors' modify does. */
 #include "goloop.h"
 #include <errno.h>
 #include <sys/epoll.h>
@@ -77,8 +81,8 @@ int gl_epoll_set_interest(gl_loop *loop, int fd, uint32_t mask)
                 ((mask & GL_EVENT_EDGE) ? EPOLLET : 0);
     int known = is_registered(loop, fd);
     int r = epoll_ctl(loop->epfd, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
-    if (r < 0 && errno == (known ? ENOENT : EEXIST)) {
-        r = epoll_ctl(loop->epfd, known ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+    if (r < 0 && !known && errno == EEXIST) {
+        r = epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev);
     }
     if (r < 0) {
         int err = errno;

@@ -57,6 +57,7 @@ typedef struct gl_loop_s {
     PyObject **readers;
     PyObject **writers;
     PyObject **parked; /* weakref to the socket whose read interest stays in epoll (io.c) */
+    PyObject **fileobjs; /* the object an fd was registered by, if not the int (io.c) */
     int fdcap;
     int nfds;        /* fds with any interest registered */
     int internal_fd; /* self-pipe fd not counted as user I/O, or -1 */

@@ -82,6 +82,24 @@ static int fileobj_to_fd(PyObject *obj)
     return (int)fd;
 }
 
+/* selectors' _fileobj_lookup: the fd of fileobj, or, when that fails
+ * with ValueError (a socket closed since: fileno() is -1), the fd it was
+ * registered under, found by identity; else fileobj_to_fd's error. */
+static int fileobj_lookup(gl_loop *loop, PyObject *fileobj)
+{
+    int fd = fileobj_to_fd(fileobj);
+    if (fd >= 0 || !PyErr_ExceptionMatches(PyExc_ValueError)) {
+        return fd;
+    }
+    for (int i = 0; i < loop->fdcap; i++) {
+        if (loop->fileobjs[i] == fileobj) {
+            PyErr_Clear();
+            return i;
+        }
+    }
+    return -2;
+}
+
 static int ensure_fd(gl_loop *loop, int fd)
 {
     if (fd < loop->fdcap) {
@@ -109,8 +127,14 @@ static int ensure_fd(gl_loop *loop, int fd)
         return -1;
     }
     loop->parked = pk;
+    PyObject **fo = PyMem_Realloc(loop->fileobjs, ncap * sizeof(PyObject *));
+    if (fo == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    loop->fileobjs = fo;
     for (int i = loop->fdcap; i < ncap; i++) {
-        loop->readers[i] = loop->writers[i] = loop->parked[i] = NULL;
+        loop->readers[i] = loop->writers[i] = loop->parked[i] = loop->fileobjs[i] = NULL;
     }
     loop->fdcap = ncap;
     return 0;
@@ -135,6 +159,23 @@ static int engine_interest(gl_loop *loop, int fd, uint32_t mask)
     return gl_engine_set_interest(loop, fd, mask);
 }
 
+/* fd is no longer registered: drop its table entries without cancelling
+ * them, as selectors' unregister drops a key (a Handle already in the
+ * ready queue still runs, as in stock; watches check their socket). */
+static void forget(gl_loop *loop, int fd)
+{
+    if (gl_fd_mask(loop, fd) != 0) {
+        loop->nfds--;
+    }
+    Py_CLEAR(loop->readers[fd]);
+    Py_CLEAR(loop->writers[fd]);
+    Py_CLEAR(loop->fileobjs[fd]);
+}
+
+/* A failed change of a registration fd had forgets it, as selectors'
+ * modify does before raising: the kernel dropped it when fd's file was
+ * closed (ENOENT: the number is someone else's by now; EBADF: nobody's),
+ * and a later ADD must not revive the old callbacks for the new file. */
 static int set_interest(gl_loop *loop, int fd, uint32_t mask)
 {
     if (gl_engine_usable(loop) < 0) {
@@ -142,6 +183,7 @@ static int set_interest(gl_loop *loop, int fd, uint32_t mask)
     }
     int err = engine_interest(loop, fd, mask);
     if (err != 0) {
+        forget(loop, fd);
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
@@ -198,9 +240,18 @@ static int cancel_handle(PyObject *handle)
     return 0;
 }
 
+/* The object a new registration of fd is known by: what the program
+ * passed, unless that is the number itself (NULL). */
+static void set_fileobj(gl_loop *loop, int fd, PyObject *fileobj)
+{
+    Py_XSETREF(loop->fileobjs[fd],
+               fileobj != NULL && !PyLong_Check(fileobj) ? Py_NewRef(fileobj) : NULL);
+}
+
 /* Make obj (a Handle or a watch) fd's callback for one direction; the
- * table takes its own reference and the one it replaces is cancelled. */
-static int install(gl_loop *loop, int fd, int write, PyObject *obj)
+ * table takes its own reference and the one it replaces is cancelled.
+ * fileobj: what the program named fd by (NULL: the number). */
+static int install(gl_loop *loop, int fd, int write, PyObject *obj, PyObject *fileobj)
 {
     unpark(loop, fd);
     uint32_t old = gl_fd_mask(loop, fd);
@@ -213,6 +264,7 @@ static int install(gl_loop *loop, int fd, int write, PyObject *obj)
     table[fd] = Py_NewRef(obj);
     if (old == 0) {
         loop->nfds++;
+        set_fileobj(loop, fd, fileobj);
     }
     return prev != NULL ? cancel_handle(prev) : 0;
 }
@@ -232,7 +284,7 @@ PyObject *gl_io_add(gl_loop *loop, int write, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
         return NULL;
     }
-    int fd = fileobj_to_fd(args[0]);
+    int fd = fileobj_lookup(loop, args[0]);
     if (fd < 0 || ensure_fd(loop, fd) < 0) {
         return NULL;
     }
@@ -245,16 +297,19 @@ PyObject *gl_io_add(gl_loop *loop, int write, PyObject *const *args, Py_ssize_t 
     if (handle == NULL) {
         return NULL;
     }
-    if (install(loop, fd, write, handle) < 0) {
+    if (install(loop, fd, write, handle, args[0]) < 0) {
         Py_DECREF(handle);
         return NULL;
     }
     return handle;
 }
 
-/* Drop fd's handle for one direction; 1 if there was one. Errors of the
- * interest change are ignored, as selectors ignores them for fds closed
- * since registration. */
+/* Drop fd's handle for one direction; 1 if there was one. As selectors
+ * does, errors of the unregistration are ignored (the kernel dropped the
+ * registration of an fd closed since), and a failed change of the other
+ * direction's interest forgets the whole registration and raises, not
+ * cancelling the handle (selectors' modify raises before _remove_reader
+ * cancels). */
 static int remove_fd(gl_loop *loop, int fd, int write)
 {
     if (fd >= loop->fdcap) {
@@ -268,9 +323,13 @@ static int remove_fd(gl_loop *loop, int fd, int write)
     table[fd] = NULL;
     Py_CLEAR(loop->parked[fd]); /* the interest change below syncs epoll */
     uint32_t mask = gl_fd_mask(loop, fd);
-    (void)engine_interest(loop, fd, mask);
     if (mask == 0) {
+        (void)engine_interest(loop, fd, 0);
         loop->nfds--;
+        Py_CLEAR(loop->fileobjs[fd]);
+    } else if (set_interest(loop, fd, mask) < 0) {
+        Py_DECREF(handle);
+        return -1;
     }
     return cancel_handle(handle) < 0 ? -1 : 1;
 }
@@ -300,7 +359,7 @@ int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn f
     if (w == NULL) {
         return -1;
     }
-    int r = install(loop, fd, write, w);
+    int r = install(loop, fd, write, w, NULL);
     Py_DECREF(w);
     return r;
 }
@@ -347,6 +406,7 @@ int gl_io_park_reader(gl_loop *loop, int fd, PyObject *owner, PyObject *sockref)
     }
     loop->readers[fd] = NULL;
     loop->nfds--;
+    Py_CLEAR(loop->fileobjs[fd]);
     Py_XSETREF(loop->parked[fd], Py_NewRef(sockref));
     return cancel_handle((PyObject *)w);
 }
@@ -396,7 +456,7 @@ int gl_io_watch_reader_of(gl_loop *loop, int fd, PyObject *sock, PyObject *owner
         }
         if (gl_fd_mask(loop, fd) != 0 || *sockref == NULL) {
             /* other watchers on fd, or no parking: a plain level-triggered reader */
-            int r = install(loop, fd, 0, w);
+            int r = install(loop, fd, 0, w, NULL);
             Py_DECREF(w);
             if (r < 0) {
                 Py_CLEAR(*sockref);
@@ -430,7 +490,7 @@ PyObject *gl_io_remove(gl_loop *loop, int write, PyObject *fileobj)
     if (loop->closed) {
         Py_RETURN_FALSE;
     }
-    int fd = fileobj_to_fd(fileobj);
+    int fd = fileobj_lookup(loop, fileobj);
     if (fd < 0) {
         return NULL;
     }
@@ -476,6 +536,7 @@ void gl_io_clear(gl_loop *loop)
         Py_CLEAR(loop->readers[fd]);
         Py_CLEAR(loop->writers[fd]);
         Py_CLEAR(loop->parked[fd]);
+        Py_CLEAR(loop->fileobjs[fd]);
     }
     loop->nfds = 0;
 }
@@ -486,8 +547,9 @@ void gl_io_free(gl_loop *loop)
     PyMem_Free(loop->readers);
     PyMem_Free(loop->writers);
     PyMem_Free(loop->parked);
+    PyMem_Free(loop->fileobjs);
     PyMem_Free(loop->ebuf);
-    loop->readers = loop->writers = loop->parked = NULL;
+    loop->readers = loop->writers = loop->parked = loop->fileobjs = NULL;
     loop->ebuf = NULL;
     loop->fdcap = loop->ebuf_cap = 0;
 }
@@ -501,7 +563,7 @@ PyObject *gl_io_set(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "_fd_set(fd, reader, writer)");
         return NULL;
     }
-    int fd = fileobj_to_fd(args[0]);
+    int fd = fileobj_lookup(loop, args[0]);
     if (fd < 0 || ensure_fd(loop, fd) < 0) {
         return NULL;
     }
@@ -515,22 +577,32 @@ PyObject *gl_io_set(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
     } else if (mask != old && set_interest(loop, fd, mask) < 0) {
         return NULL;
     }
+    if (old == 0 || mask == 0) {
+        set_fileobj(loop, fd, mask != 0 ? args[0] : NULL);
+    }
     Py_XSETREF(loop->readers[fd], Py_XNewRef(reader));
     Py_XSETREF(loop->writers[fd], Py_XNewRef(writer));
     loop->nfds += (mask != 0) - (old != 0);
     Py_RETURN_NONE;
 }
 
-/* (events, reader, writer) of fd, for the EngineSelector view. */
-PyObject *gl_io_registration(gl_loop *loop, PyObject *fdobj)
+/* (fd, events, reader, writer, registered object) of fileobj, for the
+ * EngineSelector view; the registered object is the fd when the program
+ * named it by number. */
+PyObject *gl_io_registration(gl_loop *loop, PyObject *fileobj)
 {
-    int fd = fileobj_to_fd(fdobj);
+    int fd = fileobj_lookup(loop, fileobj);
     if (fd < 0) {
         return NULL;
     }
-    PyObject *r = fd < loop->fdcap && loop->readers[fd] ? loop->readers[fd] : Py_None;
-    PyObject *w = fd < loop->fdcap && loop->writers[fd] ? loop->writers[fd] : Py_None;
-    return Py_BuildValue("(IOO)", gl_fd_mask(loop, fd), r, w);
+    int known = fd < loop->fdcap;
+    PyObject *r = known && loop->readers[fd] ? loop->readers[fd] : Py_None;
+    PyObject *w = known && loop->writers[fd] ? loop->writers[fd] : Py_None;
+    PyObject *obj = known ? loop->fileobjs[fd] : NULL;
+    if (obj != NULL) {
+        return Py_BuildValue("(iIOOO)", fd, gl_fd_mask(loop, fd), r, w, obj);
+    }
+    return Py_BuildValue("(iIOOi)", fd, gl_fd_mask(loop, fd), r, w, fd);
 }
 
 PyObject *gl_io_registrations(gl_loop *loop)

@@ -58,6 +58,7 @@ static int loop_traverse(gl_loop *self, visitproc visit, void *arg)
     for (int fd = 0; fd < self->fdcap; fd++) {
         Py_VISIT(self->readers[fd]);
         Py_VISIT(self->writers[fd]);
+        Py_VISIT(self->fileobjs[fd]);
     }
     return 0;
 }

@@ -10,13 +10,22 @@
  * The done-callback is kept for what it is for (a cancelled future must
  * stop watching the fd at once) and removed again when the op resolves
  * the future itself, so a completed receive schedules only the waiting
- * task's wake-up. */
+ * task's wake-up.
+ *
+ * The op holds the socket, as asyncio's reader Handle does, and receives
+ * only while the socket still owns fd: a program may close the socket
+ * during the wait, and the next socket made gets the same number (an
+ * event can still arrive for it: a dup of the closed socket keeps its
+ * registration alive). asyncio's sock.recv then fails with EBADF; so does
+ * this, instead of taking the new owner's data. */
 #include "goloop.h"
+#include <errno.h>
 
 typedef struct {
     PyObject_HEAD
     PyObject *loop;
     PyObject *fut;
+    PyObject *sock;    /* an exact socket.socket */
     PyObject *sockref; /* weakref to the socket, for parking (io.c) */
     PyObject *into;    /* sock_recv_into's buffer, NULL for sock_recv */
     int fd;
@@ -30,6 +39,7 @@ static int recvop_traverse(gl_recvop *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->loop);
     Py_VISIT(self->fut);
+    Py_VISIT(self->sock);
     Py_VISIT(self->sockref);
     Py_VISIT(self->into);
     return 0;
@@ -39,6 +49,7 @@ static int recvop_clear(gl_recvop *self)
 {
     Py_CLEAR(self->loop);
     Py_CLEAR(self->fut);
+    Py_CLEAR(self->sock);
     Py_CLEAR(self->sockref);
     Py_CLEAR(self->into);
     return 0;
@@ -76,9 +87,18 @@ static int recvop_ready(PyObject *owner, int write)
     if (is_done) { /* cancelled before its done-callback ran */
         return stop_watching(op);
     }
-    int again;
-    PyObject *data = op->into ? gl_recv_into(op->fd, op->into, &again)
-                              : gl_recv_bytes(op->fd, op->n, &again);
+    int again = 0;
+    int owned = gl_socket_fd(op->sock) == op->fd;
+    PyObject *data = NULL;
+    if (!owned) {
+        if (!PyErr_Occurred()) {
+            errno = EBADF; /* what sock.recv says once sock is closed */
+            PyErr_SetFromErrno(PyExc_OSError);
+        }
+    } else {
+        data = op->into ? gl_recv_into(op->fd, op->into, &again)
+                        : gl_recv_bytes(op->fd, op->n, &again);
+    }
     if (data == NULL && again) {
         return 0; /* try again next time */
     }
@@ -86,7 +106,9 @@ static int recvop_ready(PyObject *owner, int write)
         return -1;
     }
     PyObject *exc = data == NULL ? gl_take_exception() : NULL;
-    int r = gl_io_park_reader((gl_loop *)op->loop, op->fd, owner, op->sockref) < 0 ? -1 : 0;
+    /* a closed socket's registration is not parked for its fd's next owner */
+    PyObject *park = owned ? op->sockref : NULL;
+    int r = gl_io_park_reader((gl_loop *)op->loop, op->fd, owner, park) < 0 ? -1 : 0;
     if (r == 0) {
         r = call1(op->fut, str_remove_done_callback, owner);
     }
@@ -171,6 +193,7 @@ static PyObject *start_wait(gl_loop *loop, PyObject *sock, int fd, Py_ssize_t n,
     }
     op->loop = Py_NewRef((PyObject *)loop);
     op->fut = Py_NewRef(fut);
+    op->sock = Py_NewRef(sock);
     op->sockref = NULL;
     op->into = Py_XNewRef(into);
     op->fd = fd;

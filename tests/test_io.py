@@ -408,10 +408,6 @@ def test_fd_closed_while_registered_does_not_crash(loop):
     assert scenario(loop) == expected
 
 
-@pytest.mark.goloop_bug(
-    "removing one direction of a registered fd that was closed: the stock loop raises "
-    "OSError (EBADF from epoll modify) and drops the registration; goloop returns True"
-)
 def test_remove_one_direction_of_closed_fd_like_stock(loop):
     def scenario(lp):
         a, b = socket.socketpair()
@@ -443,11 +439,6 @@ def test_peer_closed_while_registered(loop, sockpair):
     assert wait_for(loop, fut) == b""
 
 
-@pytest.mark.goloop_bug(
-    "when adding a writer to a registered fd that was closed fails (EBADF), the stock "
-    "loop drops the whole registration (remove_reader() then returns False); goloop "
-    "keeps the stale reader (remove_reader() returns True)"
-)
 def test_failed_modify_on_closed_fd_like_stock(loop):
     def scenario(lp):
         a, b = socket.socketpair()

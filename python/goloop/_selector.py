@@ -47,11 +47,12 @@ class EngineSelector(selectors.BaseSelector):
         return self._core()._fd_registrations()
 
     def get_key(self, fileobj):
-        fd = selectors._fileobj_to_fd(fileobj)
-        events, reader, writer = self._core()._fd_registration(fd)
+        # The C core finds a socket closed since registration by identity,
+        # as selectors' _fileobj_lookup does, and names the registered object.
+        fd, events, reader, writer, registered = self._core()._fd_registration(fileobj)
         if not events:
             raise KeyError(f"{fileobj!r} is not registered")
-        return selectors.SelectorKey(fileobj, fd, events, (reader, writer))
+        return selectors.SelectorKey(registered, fd, events, (reader, writer))
 
     def get_map(self):
         return _FdMap(self)

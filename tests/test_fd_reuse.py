@@ -1,0 +1,231 @@
+"""Registrations that outlive their socket: closed sockets and reused fds.
+
+A program may close a socket while the loop still watches its fd (a
+pending ``sock_recv``, a reader it forgot to remove), and the kernel hands
+the number to the next socket at once. Data must never reach the wrong
+socket: whatever keeps an fd across a wait must find out that its socket
+no longer owns that fd. Each scenario runs on the stock loop (the oracle)
+and on goloop, which must agree with it; debug mode (asyncio's own
+``_add_reader`` & co. through goloop's selector view) is covered too.
+"""
+
+import asyncio
+import os
+import socket
+
+import pytest
+from loop_support import run_bounded, stock_factory, waiting_data, with_loop
+
+
+def pair_on_fd(fd):
+    """A connected socket pair whose first socket has file descriptor fd
+    (free at the call): what the kernel does when the next socket is made
+    right after a close, made certain."""
+    a, b = socket.socketpair()
+    if a.fileno() != fd:
+        os.dup2(a.fileno(), fd)
+        a.close()
+        a = socket.socket(fileno=fd)
+    a.setblocking(False)
+    return a, b
+
+
+def outcome_of(fn, *args):
+    try:
+        return "ok", fn(*args)
+    except Exception as exc:  # the type and errno are the outcome
+        return type(exc).__name__, getattr(exc, "errno", None)
+
+
+def run_both(loop, scenario, debug=False):
+    """(stock's result, the loop under test's result) for scenario(lp)."""
+
+    def run(lp):
+        lp.set_debug(debug)
+        return scenario(lp)
+
+    return with_loop(stock_factory, run), run(loop)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_sock_recv_on_closed_socket_keeps_off_the_fds_next_owner(loop, debug):
+    """sock_recv(a) waits, a is closed, the next socket gets a's fd and a
+    writer is added for it: stock's interest change fails (the kernel
+    dropped a's registration at close) and the new socket keeps its data;
+    goloop re-armed the registration and the old receive took the bytes."""
+
+    def scenario(lp):
+        async def main():
+            a, a_peer = socket.socketpair()
+            a.setblocking(False)
+            fd = a.fileno()
+            recv = asyncio.ensure_future(lp.sock_recv(a, 100))
+            await asyncio.sleep(0)
+            a.close()
+            b, b_peer = pair_on_fd(fd)
+            added = outcome_of(lp.add_writer, b, lambda: None)
+            b_peer.send(b"for b")
+            await asyncio.sleep(0.05)
+            removed = lp.remove_writer(b)
+            state = recv.done()
+            recv.cancel()
+            out = (added, removed, state, waiting_data(b))
+            for s in (a_peer, b, b_peer):
+                s.close()
+            return out
+
+        return run_bounded(lp, main())
+
+    expected, got = run_both(loop, scenario, debug)
+    assert expected == (("FileNotFoundError", 2), False, False, [b"for b"])
+    assert got == expected
+
+
+def test_sock_recv_on_closed_socket_fails_like_its_recv(loop):
+    """The registration of a closed socket survives while another fd (a
+    dup) keeps the file open, so its events still come, under a number the
+    next socket may own: stock's wait calls ``a.recv`` and fails with EBADF;
+    goloop's received from the fd number, the new owner's data."""
+
+    def scenario(lp):
+        async def main():
+            a, a_peer = socket.socketpair()
+            a.setblocking(False)
+            fd = a.fileno()
+            recv = asyncio.ensure_future(lp.sock_recv(a, 100))
+            await asyncio.sleep(0)
+            keep = os.dup(fd)  # the file, and so its registration, stays
+            a.close()
+            b, b_peer = pair_on_fd(fd)
+            b_peer.send(b"for b")
+            a_peer.send(b"for a")  # an event for fd, from a's file
+            try:
+                await asyncio.wait_for(recv, 1)
+                result = "received"
+            except OSError as exc:
+                result = (type(exc).__name__, exc.errno)
+            out = (result, waiting_data(b))
+            for s in (a_peer, b, b_peer):
+                s.close()
+            os.close(keep)
+            return out
+
+        return run_bounded(lp, main())
+
+    expected, got = run_both(loop, scenario)
+    assert expected == (("OSError", 9), [b"for b"])
+    assert got == expected
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("direction", ["reader", "writer"])
+def test_remove_after_close_finds_the_socket(loop, debug, direction):
+    """remove_reader(sock)/remove_writer(sock) after the program closed
+    sock: stock finds the registration by the object itself (selectors'
+    _fileobj_lookup) and returns True; goloop raised ValueError and left
+    the fd registered for the next socket with that number."""
+
+    def scenario(lp):
+        add = getattr(lp, f"add_{direction}")
+        remove = getattr(lp, f"remove_{direction}")
+
+        async def main():
+            a, a_peer = socket.socketpair()
+            a.setblocking(False)
+            fd = a.fileno()
+            stale = []
+            add(a, stale.append, "a")
+            a.close()
+            removed = outcome_of(remove, a)
+            again = outcome_of(remove, a)
+            b, b_peer = pair_on_fd(fd)
+            fired = lp.create_future()
+            add(b, lambda: fired.done() or fired.set_result("b"))
+            b_peer.send(b"x")
+            who = await asyncio.wait_for(fired, 1)
+            remove(b)
+            out = (removed, again, who, stale, fd in lp._selector.get_map())
+            for s in (a_peer, b, b_peer):
+                s.close()
+            return out
+
+        return run_bounded(lp, main())
+
+    expected, got = run_both(loop, scenario, debug)
+    assert expected == (("ok", True), ("ValueError", None), "b", [], False)
+    assert got == expected
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_remove_after_close_of_fd_registration(loop, debug):
+    """Registered by number, the closed socket cannot be found again: stock
+    raises ValueError from remove_reader(sock); remove_reader(fd) works."""
+
+    def scenario(lp):
+        async def main():
+            a, a_peer = socket.socketpair()
+            fd = a.fileno()
+            lp.add_reader(fd, lambda: None)
+            a.close()
+            out = (outcome_of(lp.remove_reader, a), outcome_of(lp.remove_reader, fd))
+            a_peer.close()
+            return out
+
+        return run_bounded(lp, main())
+
+    expected, got = run_both(loop, scenario, debug)
+    assert expected == (("ValueError", None), ("ok", True))
+    assert got == expected
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_selector_key_of_closed_socket(loop, debug):
+    """loop._selector.get_key(sock) of a registered, since closed socket
+    names the registered object and its old fd, as selectors do."""
+
+    def scenario(lp):
+        a, a_peer = socket.socketpair()
+        fd = a.fileno()
+        lp.add_reader(a, lambda: None)
+        a.close()
+        key = lp._selector.get_key(a)
+        out = (key.fileobj is a, key.fd == fd, key.events)
+        lp.remove_reader(a)
+        a_peer.close()
+        return out
+
+    expected, got = run_both(loop, scenario, debug)
+    assert expected == (True, True, 1)
+    assert got == expected
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_interest_change_on_reused_fd_drops_the_registration(loop, debug):
+    """A reader of a closed socket, the fd reused, then a writer added and
+    removed for the new socket: stock's modify fails and unregisters the
+    fd (the stale reader is forgotten, never called); goloop re-armed it
+    for the new socket's data."""
+
+    def scenario(lp):
+        async def main():
+            a, a_peer = socket.socketpair()
+            fd = a.fileno()
+            stale = []
+            lp.add_reader(fd, stale.append, "a")
+            a.close()
+            b, b_peer = pair_on_fd(fd)
+            first = outcome_of(lp.add_writer, fd, lambda: None)
+            second = outcome_of(lp.add_writer, fd, lambda: None)
+            b_peer.send(b"for b")
+            await asyncio.sleep(0.05)
+            out = (first, second, stale, outcome_of(lp.remove_reader, fd), waiting_data(b))
+            lp.remove_writer(fd)
+            for s in (a_peer, b, b_peer):
+                s.close()
+            return out
+
+        return run_bounded(lp, main())
+
+    expected, got = run_both(loop, scenario, debug)
+    assert expected == (("FileNotFoundError", 2), ("ok", None), [], ("ok", False), [b"for b"])
+    assert got == expected
