@@ -229,3 +229,100 @@ def test_interest_change_on_reused_fd_drops_the_registration(loop, debug):
     expected, got = run_both(loop, scenario, debug)
     assert expected == (("FileNotFoundError", 2), ("ok", None), [], ("ok", False), [b"for b"])
     assert got == expected
+
+
+class _Plain(asyncio.Protocol):
+    """Records the data and how the connection ended."""
+
+    def __init__(self, lost):
+        self.data, self.lost = [], lost
+
+    def data_received(self, data):
+        self.data.append(data)
+
+    def connection_lost(self, exc):
+        self.lost.set_result(type(exc).__name__ if exc else None)
+
+
+class _Buffered(_Plain, asyncio.BufferedProtocol):
+    def get_buffer(self, sizehint):
+        self.buf = bytearray(100)
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        self.data.append(bytes(self.buf[:nbytes]))
+
+
+@pytest.mark.parametrize("protocol", [_Plain, _Buffered])
+def test_stream_transport_of_closed_socket_reads_nothing_of_the_next(loop, protocol):
+    """The program closes a live transport's socket (a dup keeps its
+    registration alive) and the next socket gets the fd: the transport's
+    read fails with EBADF as stock's self._sock.recv does, and the new
+    socket keeps its data."""
+
+    def scenario(lp):
+        async def main():
+            a, a_peer = socket.socketpair()
+            lost = lp.create_future()
+            proto = protocol(lost)
+            tr, _ = await lp.connect_accepted_socket(lambda: proto, a)
+            await asyncio.sleep(0)
+            fd = a.fileno()
+            keep = os.dup(fd)
+            a.close()
+            b, b_peer = pair_on_fd(fd)
+            b_peer.send(b"for b")
+            a_peer.send(b"for a")
+            out = (await asyncio.wait_for(lost, 1), proto.data, waiting_data(b))
+            tr.close()
+            for s in (a_peer, b, b_peer):
+                s.close()
+            os.close(keep)
+            return out
+
+        return run_bounded(lp, main())
+
+    expected, got = run_both(loop, scenario)
+    assert expected == ("OSError", [], [b"for b"])
+    assert got == expected
+
+
+def test_datagram_transport_of_closed_socket_reads_nothing_of_the_next(loop):
+    """The same for a datagram endpoint: the read fails as stock's
+    self._sock.recvfrom does (error_received), the new socket keeps its
+    datagram."""
+
+    def scenario(lp):
+        async def main():
+            a, a_peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            errors = lp.create_future()
+
+            class Proto(asyncio.DatagramProtocol):
+                got = []
+
+                def datagram_received(self, data, addr):
+                    self.got.append(data)
+
+                def error_received(self, exc):
+                    errors.done() or errors.set_result(type(exc).__name__)
+
+            tr, proto = await lp.create_datagram_endpoint(Proto, sock=a)
+            await asyncio.sleep(0)
+            fd = a.fileno()
+            keep = os.dup(fd)
+            a.close()
+            b, b_peer = pair_on_fd(fd)
+            b_peer.send(b"for b")
+            a_peer.send(b"for a")
+            out = (await asyncio.wait_for(errors, 1), proto.got, waiting_data(b))
+            tr.abort()
+            for s in (a_peer, b, b_peer):
+                s.close()
+            os.close(keep)
+            return out
+
+        return run_bounded(lp, main())
+
+    expected, got = run_both(loop, scenario)
+    assert expected == ("OSError", [], [b"for b"])
+    assert got == expected
