@@ -8,12 +8,16 @@ the loop lacks an API the mode needs (exit status 3), or
 
 import asyncio
 import hashlib
+import http.client
 import importlib
 import json
 import os
 import platform
 import queue
+import random
+import re
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,6 +34,7 @@ REPO = HERE.parent.parent
 RESULTS = HERE.parent / "results"
 
 sys.path.insert(0, str(HERE.parent))
+import netreport as nr  # noqa: E402
 from benchutil import cpu_model, csv_choices, describe  # noqa: E402, F401 (re-exported)
 
 LOOPS = ("asyncio", "uvloop", "rloop", "goloop")
@@ -171,13 +176,13 @@ class Child:
     stderr goes to a temporary file, read back for error messages.
     """
 
-    def __init__(self, cmd, cpu=None, env=None):
+    def __init__(self, cmd, cpu=None, env=None, pass_fds=()):
         if cpu is not None:
             cmd = ["taskset", "-c", str(cpu), *cmd]
         self.cmd = cmd
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env
+            cmd, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env, pass_fds=pass_fds
         )
         self.pid = self.proc.pid  # taskset execs: same pid as the program
         self.lines = queue.Queue()
@@ -246,6 +251,212 @@ def probe_loop(name):
         "path": result.get("path"),
         "note": None if ok else result.get("error", "probe failed"),
     }
+
+
+# ------------------------------------------------ HTTP runners (wrk)
+
+WRK_TOTAL = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b")
+WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+WRK_P50 = re.compile(r"^\s*50%\s+([\d.]+)(us|ms|s|m)\b", re.MULTILINE)
+UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+WRK_QUICK = {"reps": 1, "duration": 1, "warmup": 0}
+WRK_FULL = {"reps": 3, "duration": 2, "warmup": 1}
+
+
+def add_wrk_options(p, columns, name, conns):
+    """The command-line options every wrk runner has; results/<name>.json, .md."""
+    p.add_argument("--loops", default=",".join(columns), help="comma-separated (%(default)s)")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (3; 1 with --quick)")
+    p.add_argument("--duration", type=int, default=None, help="whole seconds measured (2)")
+    p.add_argument("--warmup", type=int, default=None, help="whole seconds of warm-up (1)")
+    p.add_argument("--conns", type=int, default=conns, help=f"keep-alive connections ({conns})")
+    p.add_argument("--quick", action="store_true", help="smoke test: 1 rep of 1 s, no warm-up")
+    p.add_argument("--baseline", choices=columns, default="uvloop")
+    p.add_argument("--json", default=str(RESULTS / f"{name}.json"), help="'' = none")
+    p.add_argument("--markdown", default=str(RESULTS / f"{name}.md"), help="'' = none")
+    add_busy_options(p)
+
+
+def add_busy_options(p):
+    """--busy, --retries (netreport.measure_quiet) and --seed (the loop order)."""
+    p.add_argument(
+        "--busy",
+        type=float,
+        default=0.2,
+        help="re-measure when others used more than this much CPU in the window (0.2)",
+    )
+    p.add_argument("--retries", type=int, default=2, help="re-measurements when busy (2)")
+    p.add_argument("--seed", type=int, default=None, help="seed for the loop order")
+
+
+def finish_wrk_options(p, args, columns):
+    """Split --loops, fill in the --quick / full defaults, check; args."""
+    args.loops = [n.strip() for n in args.loops.split(",") if n.strip()]
+    if set(args.loops) - set(columns):
+        p.error(f"unknown loops: {', '.join(sorted(set(args.loops) - set(columns)))}")
+    for key, value in (WRK_QUICK if args.quick else WRK_FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.reps < 1 or args.duration < 1 or args.warmup < 0 or args.conns < 1:
+        p.error("--reps, --duration (whole seconds), --conns must be >= 1")
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(2**32)
+    return args
+
+
+def missing_http_tools(modules=("httptools",)):
+    """Why an HTTP benchmark cannot run here (no wrk, a module the servers
+    need not importable by this Python), or None."""
+    if shutil.which("wrk") is None:
+        return "wrk not found (Debian: apt-get install wrk)"
+    for module in modules:
+        cmd = [sys.executable, "-c", f"import {module}"]
+        if subprocess.run(cmd, capture_output=True, check=False).returncode != 0:
+            return f"{module} not importable by {sys.executable} (pip install {module})"
+    return None
+
+
+def check_http(host, port, body, timeout=5):
+    """Two GETs on one connection: a problem string unless both are 200
+    with ``body`` and keep the connection alive; None when all is well."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        for _ in range(2):
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            got = resp.read()
+            if resp.status != 200 or got != body or resp.will_close:
+                return f"bad response: {resp.status} {got[:40]!r} close={resp.will_close}"
+    finally:
+        conn.close()
+    return None
+
+
+def parse_wrk(text):
+    """(requests, seconds, errors, p50 latency in ms or None) from wrk's report."""
+    total = WRK_TOTAL.search(text)
+    if total is None:
+        raise ValueError(f"no request count in wrk output: {text.strip()[-200:]!r}")
+    sockets = WRK_SOCKET.search(text)
+    errors = sum(map(int, sockets.groups())) if sockets else 0
+    non2xx = WRK_NON2XX.search(text)
+    errors += int(non2xx.group(1)) if non2xx else 0
+    p50 = WRK_P50.search(text)
+    p50_ms = float(p50.group(1)) * UNIT[p50.group(2)] * 1e3 if p50 else None
+    return int(total.group(1)), float(total.group(2)) * UNIT[total.group(3)], errors, p50_ms
+
+
+def run_wrk(url, conns, seconds):
+    """Run wrk (one thread, --latency) on CPU 1; (report text, its CPU (user, sys) in s)."""
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(
+        [*cmd, "--timeout", "5s", url], capture_output=True, text=True, timeout=seconds + 30
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise OSError(f"wrk exit {proc.returncode}: {proc.stderr.strip()[-200:]}")
+    return proc.stdout, (after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)
+
+
+def wrk_sample(pid, host, port, args):
+    """Warm the server (pid) up with wrk for args.warmup s, then measure
+    args.duration s with args.conns connections while reading the server's
+    CPU time: {"status": "ok", "sample": ...} or a failure."""
+    url = f"http://{host}:{port}/"
+    if args.warmup:
+        run_wrk(url, args.conns, args.warmup)
+    cpu0, sys0 = proc_cpu(pid), system_cpu()
+    report, client_cpu = run_wrk(url, args.conns, args.duration)
+    cpu1, sys1 = proc_cpu(pid), system_cpu()
+    requests, seconds, errors, p50_ms = parse_wrk(report)
+    if errors or not requests:
+        return {"status": "failed", "error": f"wrk: {errors} errors, {requests} requests"}
+    server_cpu = tuple(b - a for a, b in zip(cpu0, cpu1, strict=True))
+    machine = tuple(b - a for a, b in zip(sys0, sys1, strict=True))
+    sample = nr.cpu_sample(requests, seconds, server_cpu, client_cpu, machine)
+    if p50_ms is not None:
+        sample["p50_ms"] = p50_ms
+    return {"status": "ok", "sample": sample}
+
+
+def measure_http(server, ready, body, args):
+    """One sample of an HTTP server child: ``ready(server)`` -> ("ok", (host,
+    port)) or (status, why); check a response, run wrk_sample; the server is
+    stopped in the end.  The result dict."""
+    try:
+        status, where = ready(server)
+        if status != "ok":
+            return {"status": status, "error": where}
+        problem = check_http(*where, body)
+        if problem:
+            return {"status": "failed", "error": problem}
+        return wrk_sample(server.pid, *where, args)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        return {"status": "failed", "error": describe(exc)}
+    finally:
+        server.stop()
+
+
+def run_interleaved(args, cells, rows, measure):
+    """args.reps repetitions; each measures every row's cells once, the keys
+    of a row in a new shuffled order (args.seed).  ``cells``: {key: cell};
+    ``measure(key)`` -> result dict; a failed cell is not measured again."""
+    rng = random.Random(args.seed)  # noqa: S311 - shuffling only
+    for rep in range(1, args.reps + 1):
+        for row in rows:
+            order = list(row)
+            rng.shuffle(order)
+            for key in order:
+                _measure_cell(args, cells[key], key, rep, measure)
+
+
+def _measure_cell(args, cell, key, rep, measure):
+    if cell["status"] != "ok":
+        return
+    result = nr.measure_quiet(lambda: measure(key), args.busy, args.retries)
+    label = key if isinstance(key, str) else " ".join(key)
+    if result["status"] != "ok":
+        nr.record_error(cell, result["status"], result["error"], {"label": label, "rep": rep})
+        return
+    s = result["sample"]
+    cell["samples"].append({"rep": rep} | s)
+    print(
+        f"[rep {rep}/{args.reps}] {label:<16} {nr.fmt_rate(s['rps'])}/s "
+        f"{s['cpu_us']:.1f} µs/request",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def report_footer(cells, loop_info, meta):
+    """The lines under a runner's table: loops not available, each cell's
+    first error ({label: cell}), the utilisation and busy notes, the machine
+    and the wall time."""
+    out = [
+        f"- **{name} not available**: {info['note']}"
+        for name, info in loop_info.items()
+        if not info["available"]
+    ]
+    for label, cell in cells.items():
+        out += [f"- {label}: {cell['status']}: {e['error']}" for e in cell["errors"][:1]]
+    notes = nr.utilisation_note(cells.values()), nr.busy_note(cells.values())
+    out += [f"- {note}" for note in notes if note]
+    return [*out, "", machine_line(meta), f"Wall time: {meta['wall_seconds']} s."]
+
+
+def write_report(args, text, doc, cells):
+    """Print the markdown, write it to args.markdown and ``doc`` to args.json
+    (either skipped when ''); the exit status: 1 when a cell failed."""
+    print(text)
+    if args.markdown:
+        write_file(args.markdown, text)
+    if args.json:
+        write_file(args.json, json.dumps(doc, indent=2) + "\n")
+    return 1 if any(c["status"] == "failed" for c in cells) else 0
 
 
 # -------------------------------------------------------------- Go tools
@@ -319,11 +530,14 @@ def metadata_doc(args, loop_info):
 
 def machine_line(meta):
     m = meta["machine"]
-    packages = ", ".join(f"{k} {v}" for k, v in meta["packages"].items())
-    parts = [f"Machine: {m['arch']}, {m['cpu']}, {m['nproc']} CPUs", f"Python {meta['python']}"]
     ext = meta.get("goloop_extension")
-    if ext and "goloop" in meta["packages"]:
-        packages += f" (extension {ext['sha256']}, built {ext['mtime']})"
+    packages = ", ".join(
+        f"{k} {v} (extension {ext['sha256']}, built {ext['mtime']})"
+        if k == "goloop" and ext
+        else f"{k} {v}"
+        for k, v in meta["packages"].items()
+    )
+    parts = [f"Machine: {m['arch']}, {m['cpu']}, {m['nproc']} CPUs", f"Python {meta['python']}"]
     return "; ".join(p for p in (*parts, meta["go"], packages, meta["date"]) if p)
 
 

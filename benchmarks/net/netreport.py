@@ -21,6 +21,7 @@ METRICS = (
     "other_util",
     "irq_util",
     "steal_util",
+    "p50_ms",
 )
 
 

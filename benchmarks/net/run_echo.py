@@ -78,14 +78,7 @@ def parse_args(argv=None):
     p.add_argument("--baseline", choices=COLUMNS, default="uvloop")
     p.add_argument("--json", default=str(nc.RESULTS / "net.json"), help="'' = none")
     p.add_argument("--markdown", default=str(nc.RESULTS / "net.md"), help="'' = none")
-    p.add_argument(
-        "--busy",
-        type=float,
-        default=0.2,
-        help="re-measure when others used more than this much CPU in the window (0.2)",
-    )
-    p.add_argument("--retries", type=int, default=2, help="re-measurements when busy (2)")
-    p.add_argument("--seed", type=int, default=None, help="seed for the loop order")
+    nc.add_busy_options(p)
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
