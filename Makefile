@@ -10,7 +10,7 @@ VENV := .venv-3.11
 PY := $(VENV)/bin/python
 SOURCES := $(wildcard goloop/*.go pybridge/*.go pybridge/*.c pybridge/*.h python/goloop/*.py) setup.py pyproject.toml
 DEV_DEPS := pytest build ruff==0.17.6 setuptools wheel uvloop==0.23.0
-BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0
+BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0 uvicorn==0.55.0
 
 .PRECIOUS: .venv-%/.ready .venv-%/.built .venv-%/.bench
 
@@ -79,12 +79,14 @@ bench-micro: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/timer_memory.py | tee benchmarks/results/timer_memory.md
 	$(PY) benchmarks/crossing.py | tee benchmarks/results/crossing.md
 
-# Echo (Go load generator), HTTP (wrk) and idle-connection memory, side by
-# side; results in benchmarks/results/{net,http,idle,unix_dgram}.md.
+# Echo (Go load generator), HTTP and uvicorn (wrk) and idle-connection
+# memory, side by side; results in
+# benchmarks/results/{net,http,uvicorn,idle,unix_dgram}.md.
 bench-net: $(VENV)/.built $(VENV)/.bench
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) benchmarks/net/run_echo.py
 	$(PY) benchmarks/net/run_http.py
+	$(PY) benchmarks/net/run_uvicorn.py
 	$(PY) benchmarks/net/idle_conns.py
 	$(PY) benchmarks/net/unix_dgram.py
 
