@@ -82,8 +82,11 @@ bench-micro: $(VENV)/.built $(VENV)/.bench
 # Echo (Go load generator), HTTP and uvicorn (wrk) and idle-connection
 # memory, side by side; results in
 # benchmarks/results/{net,http,uvicorn,idle,unix_dgram}.md.
+# The servers import goloop from python/ (netcommon.python_env), so the
+# extension is built in place there too.
 bench-net: $(VENV)/.built $(VENV)/.bench
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) setup.py -q build_ext --inplace
 	$(PY) benchmarks/net/run_echo.py
 	$(PY) benchmarks/net/run_http.py
 	$(PY) benchmarks/net/run_uvicorn.py
