@@ -23,10 +23,11 @@ class _FdMap(Mapping):
         return iter(self._selector._fds())
 
     def __getitem__(self, fileobj):
-        try:
-            return self._selector.get_key(fileobj)
-        except (KeyError, ValueError):
-            raise KeyError(fileobj) from None
+        # As selectors' mapping: KeyError for an unregistered object, and
+        # the ValueError of an object with no fd (a socket closed since,
+        # unless registered by itself) goes up; 3.13's _remove_reader
+        # relies on that through get_map().get().
+        return self._selector.get_key(fileobj)
 
 
 class EngineSelector(selectors.BaseSelector):
