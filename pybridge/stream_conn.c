@@ -112,7 +112,11 @@ static int store_name(PyObject *extra, PyObject *key, PyObject *sock, int fd, lo
 /* TCP_NODELAY on every TCP stream socket, whatever its proto, as uvloop
  * does (asyncio's _set_nodelay wants proto == IPPROTO_TCP, which sockets
  * made as socket.socket(family) lack: see goloop.stream.set_tcp_nodelay,
- * which sockets other than exact socket.socket objects go through). */
+ * which sockets other than exact socket.socket objects go through), and
+ * whatever family the socket object claims: a socket object says AF_UNIX
+ * when its maker said so (uvicorn --fd wraps the fd it is given with
+ * socket.fromfd(fd, AF_UNIX, SOCK_STREAM), TCP or not), so for those the
+ * kernel is asked (one getsockopt per Unix stream connection). */
 static PyObject *import_attr(const char *module, const char *name);
 
 static int nodelay(PyObject *sock, int fd, long family)
@@ -128,6 +132,13 @@ static int nodelay(PyObject *sock, int fd, long family)
         PyObject *r = PyObject_CallOneArg(set_nodelay, sock);
         Py_XDECREF(r);
         return r == NULL ? -1 : 0;
+    }
+    if (family == AF_UNIX) {
+        int domain;
+        socklen_t len = sizeof(domain);
+        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0) {
+            family = domain;
+        }
     }
     if ((family != AF_INET && family != AF_INET6) || gl_socket_int(gl_raw_type, sock) != SOCK_STREAM) {
         return PyErr_Occurred() ? -1 : 0;

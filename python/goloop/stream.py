@@ -43,10 +43,19 @@ def set_tcp_nodelay(sock):
     6.8k). uvloop sets it on every TCP transport; goloop follows uvloop (a
     listed difference from stock). Sockets that are not exact
     ``socket.socket`` objects come here (the C constructor sets it on
-    plain ones itself, pybridge/stream_conn.c). A failure is an error only
-    where asyncio would have tried too (proto IPPROTO_TCP).
+    plain ones itself, pybridge/stream_conn.c). A socket object that says
+    AF_UNIX may be TCP all the same (``uvicorn --fd`` wraps the fd it is
+    given as ``socket.fromfd(fd, AF_UNIX, SOCK_STREAM)``): the kernel is
+    asked. A failure is an error only where asyncio would have tried too
+    (proto IPPROTO_TCP).
     """
-    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+    family = sock.family
+    if family == socket.AF_UNIX:
+        try:
+            family = sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+        except OSError:
+            return
+    if family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
         return
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
