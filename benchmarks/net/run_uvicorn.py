@@ -35,9 +35,9 @@ Modes (--modes):
   and is not used here (it would also need CPU summed over the workers).
 - ``fd``: ``python -m uvicorn --fd N`` with the same proto-0 socket.
   uvicorn wraps the fd as ``socket.fromfd(fd, AF_UNIX, SOCK_STREAM)``, so
-  every loop sees a Unix-domain socket object (proto 0) and none of them
-  sets TCP_NODELAY: this row shows what ``--fd`` costs in uvicorn itself,
-  on every loop alike.
+  every loop sees a Unix-domain socket object (proto 0): asyncio, uvloop
+  and rloop trust it and leave TCP_NODELAY off; goloop asks the kernel
+  for the socket's real family and sets it.
 
     python benchmarks/net/run_uvicorn.py [--quick] [--reps 3] [--duration 2]
         [--loops asyncio,uvloop,rloop,goloop] [--modes loop,sockets,fd] [--conns 50]
@@ -73,8 +73,8 @@ MODE_NOTES = {
     "socket from getaddrinfo (proto 6)",
     "sockets": "uvicorn.Server.run(sockets=[socket.socket(AF_INET)]) (proto 0): gunicorn's "
     "uvicorn worker, and uvicorn --workers/--reload up to 0.54",
-    "fd": "`uvicorn --fd N`: uvicorn wraps the fd as socket.fromfd(fd, AF_UNIX, SOCK_STREAM), "
-    "so no loop sees a TCP socket",
+    "fd": "`uvicorn --fd N`: uvicorn wraps the fd as socket.fromfd(fd, AF_UNIX, SOCK_STREAM); "
+    "only goloop asks the kernel and sees TCP",
 }
 HOST = "127.0.0.1"
 UVICORN = ["-m", "uvicorn", "asgi_app:app", "--app-dir", str(nc.HERE), "--http", "httptools"]
