@@ -1,0 +1,228 @@
+"""What frameworks' test suites do to loops, transports and sockets, pinned
+against the stock loop: socket subclasses with their own I/O methods,
+instance attributes and patches on transports, a patched or overridden
+loop time(), and asyncio's borrowed methods wherever the running patch
+release defines them."""
+
+import asyncio
+import socket
+import sys
+from unittest import mock
+
+import pytest
+from loop_support import HANG_TIMEOUT, run_bounded, stock_factory, with_loop
+
+import goloop
+from goloop import stream
+
+PY312 = sys.version_info >= (3, 12)
+
+
+class Recorder(socket.socket):
+    """A socket.socket subclass whose I/O methods log their calls."""
+
+    __slots__ = ("calls",)
+
+    def _log(self, name):
+        self.calls.append(name)
+
+    def recv(self, *args):
+        self._log("recv")
+        return super().recv(*args)
+
+    def recv_into(self, *args):
+        self._log("recv_into")
+        return super().recv_into(*args)
+
+    def send(self, *args):
+        self._log("send")
+        return super().send(*args)
+
+    def sendmsg(self, *args):
+        self._log("sendmsg")
+        return super().sendmsg(*args)
+
+    def recvfrom(self, *args):
+        self._log("recvfrom")
+        return super().recvfrom(*args)
+
+    def sendto(self, *args):
+        self._log("sendto")
+        return super().sendto(*args)
+
+
+class Plain(socket.socket):
+    """A subclass that replaces none of socket.socket's methods."""
+
+
+def adopt(cls, sock):
+    """sock's fd as a non-blocking cls object (sock is detached)."""
+    new = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    new.setblocking(False)
+    if cls is Recorder:
+        new.calls = []
+    return new
+
+
+class Collect(asyncio.Protocol):
+    def __init__(self, lp, want):
+        self.data = b""
+        self.want = want
+        self.done = lp.create_future()
+
+    def data_received(self, data):
+        self.data += data
+        if len(self.data) >= self.want and not self.done.done():
+            self.done.set_result(None)
+
+
+class CollectBuffered(asyncio.BufferedProtocol):
+    def __init__(self, lp, want):
+        self.buf = bytearray(64)
+        self.data = b""
+        self.want = want
+        self.done = lp.create_future()
+
+    def get_buffer(self, sizehint):
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        self.data += bytes(self.buf[:nbytes])
+        if len(self.data) >= self.want and not self.done.done():
+            self.done.set_result(None)
+
+
+def stream_io(lp, sock, protocol_cls, writelines=False):
+    """Echo a few bytes each way over a transport on sock; what the socket
+    object's own methods saw and what arrived."""
+    a, b = socket.socketpair()
+    with b:
+        s = sock(a)
+        pr = protocol_cls(lp, 3)
+        tr, _ = run_bounded(lp, lp.connect_accepted_socket(lambda: pr, sock=s))
+        b.sendall(b"abc")
+        run_bounded(lp, pr.done)
+        if writelines:
+            tr.writelines([b"x", b"yz"])
+        else:
+            tr.write(b"xyz")
+        b.settimeout(HANG_TIMEOUT)
+        got = b.recv(10)
+        tr.close()
+        run_bounded(lp, asyncio.sleep(0))
+    calls = getattr(s, "calls", None)
+    if calls is None:  # an instance patch: the mocks' call counts
+        calls = [n for n in ("recv", "recv_into", "send") if getattr(s, n).called]
+    return sorted(set(calls)), pr.data, got
+
+
+def test_socket_subclass_stream_io_methods_are_called(loop):
+    def scenario(lp):
+        return stream_io(lp, lambda a: adopt(Recorder, a), Collect)
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == (["recv", "send"], b"abc", b"xyz")
+    assert scenario(loop) == expected
+
+
+def test_socket_subclass_recv_into_is_called_for_buffered_protocols(loop):
+    def scenario(lp):
+        return stream_io(lp, lambda a: adopt(Recorder, a), CollectBuffered)
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == (["recv_into", "send"], b"abc", b"xyz")
+    assert scenario(loop) == expected
+
+
+def test_socket_subclass_writelines_goes_through_its_methods(loop):
+    def scenario(lp):
+        return stream_io(lp, lambda a: adopt(Recorder, a), Collect, writelines=True)
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == (["recv", "sendmsg" if PY312 else "send"], b"abc", b"xyz")
+    assert scenario(loop) == expected
+
+
+def test_socket_methods_patched_on_the_instance_are_called(loop):
+    def patched(a):
+        s = adopt(Plain, a)
+        for name in ("recv", "recv_into", "send"):
+            setattr(s, name, mock.Mock(wraps=getattr(s, name)))
+        return s
+
+    def scenario(lp):
+        return stream_io(lp, patched, Collect)
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == (["recv", "send"], b"abc", b"xyz")
+    assert scenario(loop) == expected
+
+
+def test_socket_subclass_without_io_overrides_keeps_goloops_transport():
+    lp = goloop.new_event_loop()
+    lp.set_debug(False)  # debug mode (-X dev) gets asyncio's transport
+    try:
+        a, b = socket.socketpair()
+        with b:
+            tr = lp._make_socket_transport(adopt(Plain, a), asyncio.Protocol())
+            tr.close()
+            lp.run_until_complete(asyncio.sleep(0))
+        assert type(tr) is stream.SocketTransport
+    finally:
+        lp.close()
+
+
+def test_socket_subclass_sock_recv_calls_its_methods(loop):
+    def scenario(lp):
+        a, b = socket.socketpair()
+        with b:
+            s = adopt(Recorder, a)
+            b.sendall(b"hello")
+            first = run_bounded(lp, lp.sock_recv(s, 2))
+            buf = bytearray(3)
+            n = run_bounded(lp, lp.sock_recv_into(s, buf))
+            s.close()
+        return s.calls, first, bytes(buf[:n])
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == (["recv", "recv_into"], b"he", b"llo")
+    assert scenario(loop) == expected
+
+
+class Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, lp):
+        self.got = []
+        self.done = lp.create_future()
+
+    def datagram_received(self, data, addr):
+        self.got.append(data)
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+@pytest.mark.parametrize("connected", [False, True])
+def test_socket_subclass_datagram_io_methods_are_called(loop, connected):
+    def scenario(lp):
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with b:
+            a.bind(("127.0.0.1", 0))
+            b.bind(("127.0.0.1", 0))
+            if connected:
+                a.connect(b.getsockname())
+            s = adopt(Recorder, a)
+            pr = Datagrams(lp)
+            tr, _ = run_bounded(lp, lp.create_datagram_endpoint(lambda: pr, sock=s))
+            b.sendto(b"ping", s.getsockname())
+            run_bounded(lp, pr.done)
+            tr.sendto(b"pong", None if connected else b.getsockname())
+            b.settimeout(HANG_TIMEOUT)
+            reply = b.recv(10)
+            tr.close()
+            run_bounded(lp, asyncio.sleep(0))
+        return sorted(set(s.calls)), pr.got, reply
+
+    sent = "send" if connected else "sendto"
+    expected = with_loop(stock_factory, scenario)
+    assert expected == (["recvfrom", sent], [b"ping"], b"pong")
+    assert scenario(loop) == expected
