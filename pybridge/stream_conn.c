@@ -53,6 +53,18 @@ static int method_is(PyObject *obj, PyObject *name, PyObject *descr)
     return _PyType_Lookup(Py_TYPE(obj), name) == descr;
 }
 
+/* Whether the transport's own method `name` is still the C one, descr: no
+ * subclass overrides it and no instance attribute shadows it (asyncio
+ * looks these up on self, so mock.patch.object(transport, name) sees the
+ * calls). 0 with an exception on error. */
+static int own_method_is(gl_stream *self, PyObject *name, PyObject *descr)
+{
+    if (!method_is((PyObject *)self, name, descr)) {
+        return 0;
+    }
+    return self->dict == NULL || PyDict_Contains(self->dict, name) == 0;
+}
+
 /* Whether loop.<name> is the C core's descr: a goloop loop whose class does
  * not override it and whose instance does not shadow it (as
  * mock.patch.object(loop, name) does). 0 with an exception on error. */
@@ -200,8 +212,11 @@ static int set_protocol_fields(gl_stream *self, PyObject *protocol)
 
 static int set_protocol(gl_stream *self, PyObject *protocol)
 {
-    if (_PyType_Lookup(Py_TYPE(self), str_set_protocol) == set_protocol_descr) {
+    if (own_method_is(self, str_set_protocol, set_protocol_descr)) {
         return set_protocol_fields(self, protocol);
+    }
+    if (PyErr_Occurred()) {
+        return -1;
     }
     PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, str_set_protocol, protocol);
     Py_XDECREF(r);
@@ -234,9 +249,11 @@ static int setup_base(gl_stream *self, PyObject *loop, PyObject *sock, PyObject 
     }
     Py_XSETREF(self->loop, Py_NewRef(loop));
     Py_XSETREF(self->protocol_paused, Py_NewRef(Py_False));
-    if (method_is((PyObject *)self, str_set_limits, set_limits_fn)) {
+    if (own_method_is(self, str_set_limits, set_limits_fn)) {
         Py_XSETREF(self->high_water, Py_NewRef(high_water_default));
         Py_XSETREF(self->low_water, Py_NewRef(low_water_default));
+    } else if (PyErr_Occurred()) {
+        return -1;
     } else {
         PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, str_set_limits);
         Py_XDECREF(r);
@@ -401,8 +418,12 @@ static int call_self(gl_stream *self, PyObject *name, PyObject *descr,
                      PyObject *(*fn)(gl_stream *, PyObject *), PyObject *arg)
 {
     PyObject *me = (PyObject *)self;
-    PyObject *r = method_is(me, name, descr) ? fn(self, arg)
-                                              : PyObject_CallMethodNoArgs(me, name);
+    PyObject *r;
+    if (own_method_is(self, name, descr)) {
+        r = fn(self, arg);
+    } else {
+        r = PyErr_Occurred() ? NULL : PyObject_CallMethodNoArgs(me, name);
+    }
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
 }

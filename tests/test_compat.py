@@ -226,3 +226,83 @@ def test_socket_subclass_datagram_io_methods_are_called(loop, connected):
     expected = with_loop(stock_factory, scenario)
     assert expected == (["recvfrom", sent], [b"ping"], b"pong")
     assert scenario(loop) == expected
+
+
+# -- instance attributes and patches on the stream transport ------------------
+
+
+def connected_transport(lp, protocol):
+    """A transport over one end of a socketpair, connection made; (transport, peer)."""
+    a, b = socket.socketpair()
+    tr, _ = run_bounded(lp, lp.connect_accepted_socket(lambda: protocol, sock=a))
+    return tr, b
+
+
+def test_transport_takes_arbitrary_attributes(loop):
+    def scenario(lp):
+        tr, peer = connected_transport(lp, asyncio.Protocol())
+        with peer:
+            tr.foo = 1
+            seen = (tr.foo, tr.__dict__["foo"], vars(tr)["foo"])
+            del tr.foo
+            gone = hasattr(tr, "foo")
+            tr.close()
+            run_bounded(lp, asyncio.sleep(0))
+        return seen, gone
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == ((1, 1, 1), False)
+    assert scenario(loop) == expected
+
+
+def test_transport_write_patched_on_the_instance(loop):
+    """The patch sees write() and writelines()' own call to it (asyncio
+    3.11's writelines joins and calls self.write; 3.12+'s does not)."""
+
+    def scenario(lp):
+        tr, peer = connected_transport(lp, asyncio.Protocol())
+        with peer:
+            with mock.patch.object(tr, "write", wraps=tr.write) as write:
+                tr.write(b"ab")
+                tr.writelines([b"c", b"d"])
+                calls = write.call_args_list
+            restored = "write" in vars(tr)
+            tr.write(b"e")
+            peer.settimeout(HANG_TIMEOUT)
+            got = b""
+            while len(got) < 5:
+                got += peer.recv(10)
+            tr.close()
+            run_bounded(lp, asyncio.sleep(0))
+        return [c.args for c in calls], restored, got
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[1:] == (False, b"abcde")
+    assert scenario(loop) == expected
+
+
+def test_transport_methods_patched_on_the_instance_see_eof(loop):
+    """At EOF asyncio calls self._read_ready__on_eof(), which calls
+    self.close(): instance patches see both calls."""
+
+    class Lost(asyncio.Protocol):
+        def __init__(self, lp):
+            self.lost = lp.create_future()
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    def scenario(lp):
+        pr = Lost(lp)
+        tr, peer = connected_transport(lp, pr)
+        with (
+            mock.patch.object(tr, "_read_ready__on_eof", wraps=tr._read_ready__on_eof) as on_eof,
+            mock.patch.object(tr, "close", wraps=tr.close) as close,
+        ):
+            peer.close()
+            exc = run_bounded(lp, pr.lost)
+            return on_eof.call_count, close.call_count, exc
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == (1, 1, None)
+    assert scenario(loop) == expected

@@ -35,8 +35,9 @@ raw_proto = _socket.socket.proto.__get__
 class SocketTransport(_goloop.SocketTransportCore):
     """A stream transport over a connected, non-blocking socket."""
 
-    # No per-instance __dict__ (all state is in the C core's slots): an
-    # idle connection costs less memory.
+    # State lives in the C core's slots; its __dict__ (instance attributes,
+    # mock.patch.object) is only created when something is set on it, so an
+    # idle connection costs one pointer for it.
     __slots__ = ("__weakref__",)
 
     _start_tls_compatible = True
