@@ -7,6 +7,8 @@ release defines them."""
 import asyncio
 import socket
 import sys
+import threading
+import time
 from unittest import mock
 
 import pytest
@@ -305,4 +307,106 @@ def test_transport_methods_patched_on_the_instance_see_eof(loop):
 
     expected = with_loop(stock_factory, scenario)
     assert expected == (1, 1, None)
+    assert scenario(loop) == expected
+
+
+# -- a loop whose time() is patched or overridden -----------------------------
+
+OFFSET = 1e6  # far from the monotonic clock: timers due by it never are by this
+
+
+def faked_time(lp, how):
+    """lp, or a loop of its class, whose time() runs OFFSET seconds ahead:
+    patched on the instance or overridden by a subclass. (loop, undo)."""
+    if how == "patch":
+        patcher = mock.patch.object(lp, "time", lambda: time.monotonic() + OFFSET)
+        patcher.start()
+        return lp, patcher.stop
+
+    class Ahead(type(lp)):
+        def time(self):
+            return time.monotonic() + OFFSET
+
+    fake = Ahead()
+    fake.set_debug(False)
+    return fake, fake.close
+
+
+def watchdog(lp):
+    """Stop lp from another thread if a test's timers never fire (without
+    one, a wait for a timer the loop thinks is 11 days away would hang)."""
+    timer = threading.Timer(HANG_TIMEOUT, lp.call_soon_threadsafe, (lp.stop,))
+    timer.start()
+    return timer
+
+
+def run_on_fake_clock(lp, how, scenario):
+    fake, undo = faked_time(lp, how)
+    guard = watchdog(fake)
+    try:
+        return scenario(fake)
+    finally:
+        guard.cancel()
+        undo()
+
+
+def fire_order(lp):
+    """Timers scheduled by call_later and call_at against the fake clock
+    fire, in order, without waiting out the offset."""
+    fired = []
+    done = lp.create_future()
+    now = lp.time()
+    lp.call_later(0.05, fired.append, "later")
+    lp.call_at(now + 0.02, fired.append, "at")
+    lp.call_at(now + 0.08, done.set_result, None)
+    try:
+        lp.run_until_complete(done)
+    except RuntimeError as exc:  # the watchdog stopped the loop
+        return fired, str(exc)
+    return fired, "done"
+
+
+@pytest.mark.parametrize("how", ["patch", "subclass"])
+def test_timers_follow_an_overridden_time(loop, how):
+    def scenario(lp):
+        return run_on_fake_clock(lp, how, fire_order)
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == (["at", "later"], "done")
+    assert scenario(loop) == expected
+
+
+@pytest.mark.parametrize("how", ["patch", "subclass"])
+def test_asyncio_sleep_and_timeout_on_an_overridden_time(loop, how):
+    def scenario(lp):
+        async def main():
+            await asyncio.sleep(0.01)
+            try:
+                async with asyncio.timeout(0.02):  # loop.time() + 0.02
+                    await asyncio.sleep(HANG_TIMEOUT * 2)
+            except TimeoutError:
+                return "timed out"
+            return "slept"
+
+        return run_on_fake_clock(lp, how, lambda fake: fake.run_until_complete(main()))
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == "timed out"
+    assert scenario(loop) == expected
+
+
+def test_clock_resolution_makes_timers_due_early(loop):
+    """asyncio runs timers due before self.time() + self._clock_resolution."""
+
+    def scenario(lp):
+        ticks = iter(range(100, 10**6))  # each time() call: one second later
+        lp._clock_resolution = 30.0
+        fired = []
+        with mock.patch.object(lp, "time", lambda: float(next(ticks))):
+            lp.call_later(20.0, fired.append, "a")  # due at 120, end time >= 131
+            lp.run_until_complete(asyncio.sleep(0))
+        return fired
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == ["a"]
     assert scenario(loop) == expected
