@@ -32,7 +32,7 @@ static PyObject *call_soon_descr;    /* LoopCore.call_soon */
 static PyObject *set_protocol_descr; /* SocketTransportCore.set_protocol */
 static PyObject *remove_reader_descr, *remove_writer_descr; /* LoopCore's */
 static PyObject *close_descr, *on_eof_descr; /* SocketTransportCore's */
-static PyObject *transport_del;      /* selector_events._SelectorTransport.__del__ */
+static PyObject *transport_del;      /* selector_events._SelectorSocketTransport.__del__ */
 static PyObject *raw_socket_close;   /* _socket.socket.close */
 static PyObject *set_limits_fn;      /* _FlowControlMixin._set_write_buffer_limits */
 static PyObject *high_water_default, *low_water_default;
@@ -694,7 +694,9 @@ int gl_stream_conn_init(PyObject *core_type)
     PyObject *fc = import_attr("asyncio.transports", "_FlowControlMixin");
     set_limits_fn = fc ? PyObject_GetAttrString(fc, "_set_write_buffer_limits") : NULL;
     Py_XDECREF(fc);
-    PyObject *tr = import_attr("asyncio.selector_events", "_SelectorTransport");
+    /* through the concrete class's MRO: methods move between
+     * _SelectorTransport and it across patch releases (stream.py) */
+    PyObject *tr = import_attr("asyncio.selector_events", "_SelectorSocketTransport");
     transport_del = tr ? PyObject_GetAttrString(tr, "__del__") : NULL;
     Py_XDECREF(tr);
     high_water_default = PyLong_FromLong(64 * 1024); /* _set_write_buffer_limits() */

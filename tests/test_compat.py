@@ -5,10 +5,12 @@ loop time(), and asyncio's borrowed methods wherever the running patch
 release defines them."""
 
 import asyncio
+import inspect
 import socket
 import sys
 import threading
 import time
+from asyncio import selector_events
 from unittest import mock
 
 import pytest
@@ -409,4 +411,47 @@ def test_clock_resolution_makes_timers_due_early(loop):
 
     expected = with_loop(stock_factory, scenario)
     assert expected == ["a"]
+    assert scenario(loop) == expected
+
+
+# -- asyncio's methods, borrowed from wherever this patch release has them ----
+
+
+def test_borrowed_methods_are_the_ones_asyncios_socket_transport_runs():
+    """Each asyncio function goloop's transport borrows is the one
+    asyncio's own socket transport resolves to: methods move between
+    _SelectorTransport and _SelectorSocketTransport within a minor version
+    (3.11.2 has pause_reading & co. only on the latter, and
+    asyncio.transports' NotImplementedError stubs above both)."""
+    stock = selector_events._SelectorSocketTransport
+    borrowed = {
+        name: fn
+        for name, fn in vars(stream.SocketTransport).items()
+        if inspect.isfunction(fn) and fn.__module__.startswith("asyncio.")
+    }
+    assert {"pause_reading", "resume_reading", "is_reading", "abort"} <= set(borrowed)
+    assert {name: getattr(stock, fn.__name__) for name, fn in borrowed.items()} == borrowed
+
+
+def test_pause_and_resume_reading(loop):
+    def scenario(lp):
+        pr = Collect(lp, 3)
+        tr, peer = connected_transport(lp, pr)
+        with peer:
+            states = [tr.is_reading()]
+            tr.pause_reading()
+            states.append(tr.is_reading())
+            peer.sendall(b"abc")
+            run_bounded(lp, asyncio.sleep(0.02))
+            while_paused = pr.data
+            tr.resume_reading()
+            states.append(tr.is_reading())
+            run_bounded(lp, pr.done)
+            tr.close()
+            states.append(tr.is_reading())
+            run_bounded(lp, asyncio.sleep(0))
+        return states, while_paused, pr.data
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == ([True, False, True, False], b"", b"abc")
     assert scenario(loop) == expected
