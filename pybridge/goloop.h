@@ -52,6 +52,12 @@ typedef struct gl_loop_s {
     double go_next_deadline;
     int32_t *expired;
     int32_t expired_cap;
+    double clock_resolution; /* _clock_resolution: added to "now" for due timers */
+    /* time() not the C core's (loop.c: time_overridden): timers fall due
+     * by what it returns, as in BaseEventLoop._run_once */
+    int time_shadowed;               /* an instance attribute, noticed as it is set */
+    int time_type_overridden;        /* by the class, as of time_type_version */
+    unsigned int time_type_version;  /* the class's tp_version_tag when last looked */
 
     /* fd watching (io.c) */
     PyObject **readers;

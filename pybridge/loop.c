@@ -32,6 +32,7 @@ static PyObject *loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->wakefd = -1;
     self->internal_fd = -1;
     self->ops_min_when = INFINITY;
+    self->clock_resolution = 1e-9; /* BaseEventLoop.__init__ sets the clock's */
     self->epfd = -1;
     self->expired = PyMem_Malloc(GL_EXPIRED_CAP * sizeof(int32_t));
     if (self->expired == NULL) {
@@ -185,7 +186,48 @@ static PyObject *push_ready_handle(gl_loop *self, PyObject *callback, PyObject *
     return handle;
 }
 
-static PyObject *str_call_soon, *str_call_soon_threadsafe;
+static PyObject *str_call_soon, *str_call_soon_threadsafe, *str_time;
+static PyObject *time_descr; /* LoopCore.time */
+
+/* Whether loop.time is not the C core's: a subclass overrides it or an
+ * instance attribute shadows it (mock.patch.object(loop, "time"), as
+ * test tools that fake the loop's clock do). Then due timers, the poll
+ * timeout and call_later go by what it returns, as in stock asyncio. The
+ * instance is watched where attributes are set (loop_setattro) and the
+ * class looked up again only when its version tag changed, so this is a
+ * couple of compares per iteration. */
+static int time_overridden(gl_loop *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (tp->tp_version_tag == 0 || tp->tp_version_tag != self->time_type_version) {
+        self->time_type_overridden = _PyType_Lookup(tp, str_time) != time_descr;
+        self->time_type_version = tp->tp_version_tag; /* the lookup assigns one */
+    }
+    return self->time_shadowed || self->time_type_overridden;
+}
+
+/* *now = self.time() as a double, for an overridden time(). */
+static int call_time(gl_loop *self, double *now)
+{
+    PyObject *t = PyObject_CallMethodNoArgs((PyObject *)self, str_time);
+    if (t == NULL) {
+        return -1;
+    }
+    *now = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    return *now == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int loop_setattro(PyObject *self, PyObject *name, PyObject *value)
+{
+    if (PyObject_GenericSetAttr(self, name, value) < 0) {
+        return -1;
+    }
+    if (PyUnicode_Check(name) && PyUnicode_Compare(name, str_time) == 0) {
+        ((gl_loop *)self)->time_shadowed = value != NULL;
+    }
+    return 0;
+}
 
 static PyObject *loop_call_soon(gl_loop *self, PyObject *const *args, Py_ssize_t nargsf,
                                 PyObject *kwnames)
@@ -312,7 +354,8 @@ static PyObject *loop_call_later(gl_loop *self, PyObject *const *args, Py_ssize_
         PyErr_SetString(PyExc_TypeError, "delay must not be None");
         return NULL;
     }
-    PyObject *now = PyFloat_FromDouble(gl_monotonic());
+    PyObject *now = time_overridden(self) ? PyObject_CallMethodNoArgs((PyObject *)self, str_time)
+                                          : PyFloat_FromDouble(gl_monotonic());
     if (now == NULL) {
         return NULL;
     }
@@ -443,12 +486,14 @@ static double earliest_deadline(gl_loop *self)
  * reader again: nothing queued, no stop pending, no timer due, and no
  * other fd watched (the self-pipe aside). A transport may then go on
  * reading where stock would go round the loop first (datagram.c), and the
- * callbacks still run in an order stock produces. */
+ * callbacks still run in an order stock produces. With an overridden
+ * time() the loop goes round: stock asks it once per iteration. */
 int gl_loop_only_this_fd_next(gl_loop *self, int fd)
 {
     return self->ready.len == 0 && !self->stopping && user_fds(self) == 1 && fd >= 0 &&
            fd < self->fdcap && self->readers[fd] != NULL &&
-           !(earliest_deadline(self) < gl_monotonic() + 1e-9);
+           !time_overridden(self) &&
+           !(earliest_deadline(self) < gl_monotonic() + self->clock_resolution);
 }
 
 /* Memory a burst of callbacks left behind (recycled handles, a grown ready
@@ -472,31 +517,53 @@ static double trim_after_burst(gl_loop *self, double now)
     return fmin(due, self->ready_shrink_at);
 }
 
+/* Whole ms from now until when, rounded up as selectors round the
+ * timeout (0 if past, INFINITY if never). */
+static double ms_until(double when, double now)
+{
+    if (when == INFINITY) {
+        return INFINITY;
+    }
+    double ms = ceil((when - now) * 1e3);
+    return ms > 0 ? ms : 0;
+}
+
 /* epoll_wait timeout in ms as BaseEventLoop._run_once and selectors
  * compute it: 0 with callbacks ready, else up to the next deadline rounded
- * up to whole ms (capped at 24 h), -1 (forever) with no timer. */
-static int poll_timeout(gl_loop *self, int has_work)
+ * up to whole ms (capped at 24 h), -1 (forever) with no timer. An
+ * overridden time() is asked only when a timer is pending, as stock asks
+ * it only then; the memory trim goes by the real clock. */
+static int poll_timeout(gl_loop *self, int has_work, int *timeout)
 {
     if (has_work) {
+        *timeout = 0;
         return 0;
     }
     double now = gl_monotonic();
-    double earliest = fmin(earliest_deadline(self), trim_after_burst(self, now));
-    if (earliest == INFINITY) {
-        return -1;
+    double ms = ms_until(trim_after_burst(self, now), now);
+    double earliest = earliest_deadline(self);
+    if (earliest != INFINITY) {
+        double timers_now = now;
+        if (time_overridden(self) && call_time(self, &timers_now) < 0) {
+            return -1;
+        }
+        ms = fmin(ms, ms_until(earliest, timers_now));
     }
-    double ms = ceil((earliest - now) * 1e3);
-    if (!(ms > 0)) {
-        return 0;
-    }
-    return ms > 86400000.0 ? 86400000 : (int)ms;
+    *timeout = ms == INFINITY ? -1 : ms > 86400000.0 ? 86400000 : (int)ms;
+    return 0;
 }
 
 /* Move due timers to the ready queue: one Go call applying the whole
  * timer log, made only when the log is long or a timer may be due. */
 static int expire_timers(gl_loop *self)
 {
-    double end = gl_monotonic() + 1e-9; /* asyncio's end_time */
+    double end; /* asyncio's end_time: self.time() + self._clock_resolution */
+    if (!time_overridden(self)) {
+        end = gl_monotonic();
+    } else if (call_time(self, &end) < 0) {
+        return -1;
+    }
+    end += self->clock_resolution;
     if (self->nops < GL_OPS_FLUSH && !(earliest_deadline(self) < end)) {
         return 0;
     }
@@ -565,8 +632,11 @@ static int run_once(gl_loop *self)
         return -1;
     }
     int has_work = self->ready.len > 0 || self->stopping;
-    if (!(has_work && user_fds(self) == 0) && gl_poll_io(self, poll_timeout(self, has_work)) < 0) {
-        return -1;
+    if (!(has_work && user_fds(self) == 0)) {
+        int timeout;
+        if (poll_timeout(self, has_work, &timeout) < 0 || gl_poll_io(self, timeout) < 0) {
+            return -1;
+        }
     }
     if (expire_timers(self) < 0) {
         return -1;
@@ -643,6 +713,25 @@ static PyObject *get_scheduled(gl_loop *self, void *unused)
     return gl_timers_to_list(self);
 }
 
+static PyObject *get_clock_resolution(gl_loop *self, void *unused)
+{
+    return PyFloat_FromDouble(self->clock_resolution);
+}
+
+static int set_clock_resolution(gl_loop *self, PyObject *value, void *unused)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete this attribute");
+        return -1;
+    }
+    double v = PyFloat_AsDouble(value);
+    if (v == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    self->clock_resolution = v;
+    return 0;
+}
+
 /* BaseEventLoop.__init__ assigns a deque and a list; the queues are ours. */
 static int ignore_set(gl_loop *self, PyObject *value, void *unused)
 {
@@ -657,6 +746,8 @@ static PyGetSetDef loop_getset[] = {
     {"_ready", (getter)get_ready, (setter)ignore_set, "snapshot of the ready queue", NULL},
     {"_scheduled", (getter)get_scheduled, (setter)ignore_set, "snapshot of pending timers",
      NULL},
+    {"_clock_resolution", (getter)get_clock_resolution, (setter)set_clock_resolution,
+     "what the timers add to time() to find those due", NULL},
     {NULL},
 };
 
@@ -706,11 +797,23 @@ PyTypeObject gl_LoopCoreType = {
     .tp_clear = (inquiry)loop_clear,
     .tp_methods = loop_methods,
     .tp_getset = loop_getset,
+    .tp_setattro = loop_setattro,
 };
 
 int gl_loop_init_strings(void)
 {
     str_call_soon = PyUnicode_InternFromString("call_soon");
     str_call_soon_threadsafe = PyUnicode_InternFromString("call_soon_threadsafe");
-    return (str_call_soon && str_call_soon_threadsafe) ? 0 : -1;
+    str_time = PyUnicode_InternFromString("time");
+    return (str_call_soon && str_call_soon_threadsafe && str_time) ? 0 : -1;
+}
+
+int gl_loop_init_type(void)
+{
+    time_descr = _PyType_Lookup(&gl_LoopCoreType, str_time); /* the type keeps it */
+    if (time_descr == NULL) {
+        PyErr_SetString(PyExc_ImportError, "goloop: LoopCore has no time");
+        return -1;
+    }
+    return 0;
 }

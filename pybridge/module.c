@@ -12,6 +12,7 @@ PyObject *gl_str_cancel, *gl_str_run, *gl_str_callback_error, *gl_str_call_soon_
     *gl_str_call_at_slow, *gl_str_run_handle_debug, *gl_str_fileno;
 
 int gl_loop_init_strings(void);
+int gl_loop_init_type(void); /* after PyType_Ready(&gl_LoopCoreType) */
 
 /* Go's threads do not survive fork(): in the child any goroutine or GC
  * activity hangs forever. A child of a process that started Go therefore
@@ -126,7 +127,7 @@ PyMODINIT_FUNC PyInit__goloop(void)
 {
     if (init_strings() < 0 || gl_futures_init() < 0 || gl_io_init() < 0 || gl_sockops_init() < 0 ||
         gl_sockaddr_init() < 0 || gl_accept_init() < 0 ||
-        PyType_Ready(&gl_LoopCoreType) < 0 ||
+        PyType_Ready(&gl_LoopCoreType) < 0 || gl_loop_init_type() < 0 ||
         PyType_Ready(&gl_WatchType) < 0) {
         return NULL;
     }

@@ -74,6 +74,7 @@ static int stream_traverse(gl_stream *self, visitproc visit, void *arg)
     Py_VISIT(self->protocol);
     Py_VISIT(self->server);
     Py_VISIT(self->empty_waiter);
+    Py_VISIT(self->dict);
     return 0;
 }
 
@@ -84,6 +85,7 @@ static int stream_clear(gl_stream *self)
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->server);
     Py_CLEAR(self->empty_waiter);
+    Py_CLEAR(self->dict);
     return 0;
 }
 
@@ -798,6 +800,7 @@ static int obj_set(PyObject *self, PyObject *value, void *closure)
 }
 
 static PyGetSetDef stream_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {"_sock", obj_get, obj_set, NULL, &attr_sock},
     {"_protocol", obj_get, obj_set, NULL, &attr_protocol},
     {"_server", obj_get, obj_set, NULL, &attr_server},
@@ -816,6 +819,7 @@ static PyMemberDef stream_members[] = {
     FLAG("_buffered", buffered),
     FLAG("_closed_by_close", closed_by_close),
     {"max_size", T_PYSSIZET, offsetof(gl_stream, max_size), 0, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(gl_stream, dict), READONLY, NULL},
     {NULL},
 };
 

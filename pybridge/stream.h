@@ -21,6 +21,9 @@ typedef struct {
     Py_ssize_t last_read; /* bytes the previous recv returned */
     char *wbuf; /* unsent bytes: wbuf[wstart : wstart + wlen] */
     Py_ssize_t wstart, wlen, wcap;
+    /* instance attributes and patches (mock.patch.object(transport,
+     * "write")), as asyncio's transports allow; created on first use */
+    PyObject *dict;
 } gl_stream;
 
 int gl_stream_missing(gl_stream *self, PyObject *v, const char *name); /* AttributeError */

@@ -32,7 +32,7 @@ static PyObject *call_soon_descr;    /* LoopCore.call_soon */
 static PyObject *set_protocol_descr; /* SocketTransportCore.set_protocol */
 static PyObject *remove_reader_descr, *remove_writer_descr; /* LoopCore's */
 static PyObject *close_descr, *on_eof_descr; /* SocketTransportCore's */
-static PyObject *transport_del;      /* selector_events._SelectorTransport.__del__ */
+static PyObject *transport_del;      /* selector_events._SelectorSocketTransport.__del__ */
 static PyObject *raw_socket_close;   /* _socket.socket.close */
 static PyObject *set_limits_fn;      /* _FlowControlMixin._set_write_buffer_limits */
 static PyObject *high_water_default, *low_water_default;
@@ -51,6 +51,18 @@ static PyObject *str_socket, *str_sockname, *str_peername, *str_getsockname,
 static int method_is(PyObject *obj, PyObject *name, PyObject *descr)
 {
     return _PyType_Lookup(Py_TYPE(obj), name) == descr;
+}
+
+/* Whether the transport's own method `name` is still the C one, descr: no
+ * subclass overrides it and no instance attribute shadows it (asyncio
+ * looks these up on self, so mock.patch.object(transport, name) sees the
+ * calls). 0 with an exception on error. */
+static int own_method_is(gl_stream *self, PyObject *name, PyObject *descr)
+{
+    if (!method_is((PyObject *)self, name, descr)) {
+        return 0;
+    }
+    return self->dict == NULL || PyDict_Contains(self->dict, name) == 0;
 }
 
 /* Whether loop.<name> is the C core's descr: a goloop loop whose class does
@@ -226,8 +238,11 @@ static int set_protocol_fields(gl_stream *self, PyObject *protocol)
 
 static int set_protocol(gl_stream *self, PyObject *protocol)
 {
-    if (_PyType_Lookup(Py_TYPE(self), str_set_protocol) == set_protocol_descr) {
+    if (own_method_is(self, str_set_protocol, set_protocol_descr)) {
         return set_protocol_fields(self, protocol);
+    }
+    if (PyErr_Occurred()) {
+        return -1;
     }
     PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, str_set_protocol, protocol);
     Py_XDECREF(r);
@@ -260,9 +275,11 @@ static int setup_base(gl_stream *self, PyObject *loop, PyObject *sock, PyObject 
     }
     Py_XSETREF(self->loop, Py_NewRef(loop));
     Py_XSETREF(self->protocol_paused, Py_NewRef(Py_False));
-    if (method_is((PyObject *)self, str_set_limits, set_limits_fn)) {
+    if (own_method_is(self, str_set_limits, set_limits_fn)) {
         Py_XSETREF(self->high_water, Py_NewRef(high_water_default));
         Py_XSETREF(self->low_water, Py_NewRef(low_water_default));
+    } else if (PyErr_Occurred()) {
+        return -1;
     } else {
         PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, str_set_limits);
         Py_XDECREF(r);
@@ -427,8 +444,12 @@ static int call_self(gl_stream *self, PyObject *name, PyObject *descr,
                      PyObject *(*fn)(gl_stream *, PyObject *), PyObject *arg)
 {
     PyObject *me = (PyObject *)self;
-    PyObject *r = method_is(me, name, descr) ? fn(self, arg)
-                                              : PyObject_CallMethodNoArgs(me, name);
+    PyObject *r;
+    if (own_method_is(self, name, descr)) {
+        r = fn(self, arg);
+    } else {
+        r = PyErr_Occurred() ? NULL : PyObject_CallMethodNoArgs(me, name);
+    }
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
 }
@@ -698,7 +719,9 @@ int gl_stream_conn_init(PyObject *core_type)
     PyObject *fc = import_attr("asyncio.transports", "_FlowControlMixin");
     set_limits_fn = fc ? PyObject_GetAttrString(fc, "_set_write_buffer_limits") : NULL;
     Py_XDECREF(fc);
-    PyObject *tr = import_attr("asyncio.selector_events", "_SelectorTransport");
+    /* through the concrete class's MRO: methods move between
+     * _SelectorTransport and it across patch releases (stream.py) */
+    PyObject *tr = import_attr("asyncio.selector_events", "_SelectorSocketTransport");
     transport_del = tr ? PyObject_GetAttrString(tr, "__del__") : NULL;
     Py_XDECREF(tr);
     high_water_default = PyLong_FromLong(64 * 1024); /* _set_write_buffer_limits() */

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import threading
-from asyncio import base_events, events, format_helpers, sslproto, unix_events
+from asyncio import base_events, events, format_helpers, selector_events, sslproto, unix_events
 
 from . import _goloop
 from ._selector import EngineSelector
@@ -30,6 +30,27 @@ def _accept_raw(listener):
     fd, addr = listener._accept()
     conn = socket.socket(raw_family(listener), raw_type(listener), raw_proto(listener), fileno=fd)
     return conn, addr
+
+
+# The socket methods asyncio's transports do their I/O with. goloop's
+# transports make those syscalls in C instead, so a socket whose class or
+# instance replaces one of them gets asyncio's transport, which calls it.
+_STREAM_IO = ("recv", "recv_into", "send", "sendmsg")
+_DATAGRAM_IO = ("recvfrom", "sendto", "send")
+
+
+def _native_io(sock, names):
+    """Whether sock's methods `names` are socket.socket's own: not replaced
+    by its class (a subclass, a mock) or on the instance (mock.patch.object
+    on a subclass instance)."""
+    cls = type(sock)
+    if cls is socket.socket:  # no instance dict: nothing to shadow them
+        return True
+    own = getattr(sock, "__dict__", {})
+    return all(
+        getattr(cls, name, None) is getattr(socket.socket, name) and name not in own
+        for name in names
+    )
 
 
 class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
@@ -178,6 +199,10 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         # asyncio 3.12+ refuses an fd that already has a transport here.
         if sys.version_info >= (3, 12):
             self._ensure_fd_no_transport(sock)
+        if not _native_io(sock, _STREAM_IO):
+            return selector_events._SelectorSocketTransport(
+                self, sock, protocol, waiter, extra, server
+            )
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _plain_transport_factory(self):
@@ -193,7 +218,11 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         )
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
-        if self._debug or sock.family not in _DATAGRAM_FAMILIES:
+        if (
+            self._debug
+            or sock.family not in _DATAGRAM_FAMILIES
+            or not _native_io(sock, _DATAGRAM_IO)
+        ):
             return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
         # asyncio 3.12+ refuses an fd that already has a transport here.
         if sys.version_info >= (3, 12):

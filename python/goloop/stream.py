@@ -6,11 +6,11 @@ pybridge/stream.c, registered in the loop's fd tables as a native watch
 instead of a Handle; so are the steps every connection takes (constructor,
 close, EOF, connection_lost: pybridge/stream_conn.c). The rarer
 per-connection paths below are asyncio's own code: methods of
-``selector_events._SelectorTransport`` and
-``_SelectorSocketTransport`` are borrowed as plain functions wherever they
-do not touch asyncio's Python write buffer, so messages and behaviour follow
-the running interpreter's asyncio, version by version. The class derives
-from ``asyncio.Transport``, so ``isinstance`` checks hold.
+``selector_events._SelectorSocketTransport`` (found through its MRO) are
+borrowed as plain functions wherever they do not touch asyncio's Python
+write buffer, so messages and behaviour follow the running interpreter's
+asyncio, version by version. The class derives from ``asyncio.Transport``,
+so ``isinstance`` checks hold.
 """
 
 import _socket
@@ -20,9 +20,28 @@ from asyncio import constants, selector_events, transports
 
 from . import _goloop
 
-_Transport = selector_events._SelectorTransport
 _SocketTransport = selector_events._SelectorSocketTransport
-_FlowControl = transports._FlowControlMixin
+
+# The abstract interfaces, whose methods raise NotImplementedError.
+_INTERFACES = (
+    transports.BaseTransport,
+    transports.ReadTransport,
+    transports.WriteTransport,
+    transports.Transport,
+)
+
+
+def _borrow(name):
+    """asyncio's ``_SelectorSocketTransport.<name>``, wherever in its MRO
+    the running interpreter defines it: methods move between
+    ``_SelectorTransport`` and ``_SelectorSocketTransport`` within a minor
+    version (pause_reading & co. are on the latter in 3.11.2, on the former
+    in 3.11.7). An abstract interface's NotImplementedError stub is not
+    borrowed."""
+    owner = next(c for c in _SocketTransport.__mro__ if name in vars(c))
+    if owner in _INTERFACES:
+        raise ImportError(f"goloop: asyncio's socket transport has no {name} of its own")
+    return getattr(_SocketTransport, name)
 
 
 # socket.socket's family and type properties convert to enums on every
@@ -67,8 +86,9 @@ def set_tcp_nodelay(sock):
 class SocketTransport(_goloop.SocketTransportCore):
     """A stream transport over a connected, non-blocking socket."""
 
-    # No per-instance __dict__ (all state is in the C core's slots): an
-    # idle connection costs less memory.
+    # State lives in the C core's slots; its __dict__ (instance attributes,
+    # mock.patch.object) is only created when something is set on it, so an
+    # idle connection costs one pointer for it.
     __slots__ = ("__weakref__",)
 
     _start_tls_compatible = True
@@ -79,20 +99,20 @@ class SocketTransport(_goloop.SocketTransportCore):
     # (pybridge/stream_conn.c): asyncio's code step for step.
 
     # asyncio's own per-connection code, borrowed as is.
-    __repr__ = _Transport.__repr__
-    abort = _Transport.abort
-    is_reading = _Transport.is_reading
-    pause_reading = _Transport.pause_reading
-    resume_reading = _Transport.resume_reading
-    _fatal_error = _Transport._fatal_error
-    _read_ready__on_eof_debug = _SocketTransport._read_ready__on_eof  # its debug log
-    can_write_eof = _SocketTransport.can_write_eof
-    get_write_buffer_limits = _FlowControl.get_write_buffer_limits
-    set_write_buffer_limits = _FlowControl.set_write_buffer_limits
-    _set_write_buffer_limits = _FlowControl._set_write_buffer_limits
-    _maybe_pause_protocol = _FlowControl._maybe_pause_protocol
-    _maybe_resume_protocol = _FlowControl._maybe_resume_protocol
-    _reset_empty_waiter = _SocketTransport._reset_empty_waiter
+    __repr__ = _borrow("__repr__")
+    abort = _borrow("abort")
+    is_reading = _borrow("is_reading")
+    pause_reading = _borrow("pause_reading")
+    resume_reading = _borrow("resume_reading")
+    _fatal_error = _borrow("_fatal_error")
+    _read_ready__on_eof_debug = _borrow("_read_ready__on_eof")  # its debug log
+    can_write_eof = _borrow("can_write_eof")
+    get_write_buffer_limits = _borrow("get_write_buffer_limits")
+    set_write_buffer_limits = _borrow("set_write_buffer_limits")
+    _set_write_buffer_limits = _borrow("_set_write_buffer_limits")
+    _maybe_pause_protocol = _borrow("_maybe_pause_protocol")
+    _maybe_resume_protocol = _borrow("_maybe_resume_protocol")
+    _reset_empty_waiter = _borrow("_reset_empty_waiter")
 
     # The rest is asyncio's code with its Python buffer replaced by the C one.
 
