@@ -1737,7 +1737,14 @@ class _SocketSubclass(socket.socket):
     """Not an exact socket.socket: the transport takes asyncio's Python calls."""
 
 
-@pytest.mark.parametrize("sock_type", [socket.socket, _SocketSubclass])
+class _SocketWithOwnRecv(socket.socket):
+    """Replaces an I/O method: goloop makes asyncio's transport for it."""
+
+    def recv(self, n):
+        return super().recv(n)
+
+
+@pytest.mark.parametrize("sock_type", [socket.socket, _SocketSubclass, _SocketWithOwnRecv])
 def test_transport_sets_nodelay_like_uvloop(loop, loop_name, sock_type):
     """The transport constructor turns TCP_NODELAY on for TCP over IPv4 and
     IPv6, not UDP or Unix: on every TCP socket for goloop (uvloop's rule),

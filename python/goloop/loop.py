@@ -200,9 +200,11 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         if sys.version_info >= (3, 12):
             self._ensure_fd_no_transport(sock)
         if not _native_io(sock, _STREAM_IO):
-            return selector_events._SelectorSocketTransport(
+            transport = selector_events._SelectorSocketTransport(
                 self, sock, protocol, waiter, extra, server
             )
+            set_tcp_nodelay(sock)  # uvloop's rule, as on goloop's own transport
+            return transport
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _plain_transport_factory(self):
