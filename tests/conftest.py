@@ -11,12 +11,23 @@ its goloop parametrization becomes ``xfail(strict=True, reason="goloop bug:
 
 import asyncio
 import gc
+import os
 import warnings
 
 import pytest
 from loop_support import FACTORIES, stock_factory
 
 LOOP_NAMES = ("asyncio", "goloop")
+
+#: Debug mode of the loops the fixtures hand out: off, unless the suite is
+#: run with PYTHONASYNCIODEBUG set (the variable asyncio itself reads), which
+#: is how `make test-dbg` runs it a second time with goloop on its Python
+#: (debug) paths. -X dev alone does not turn it on here.
+LOOP_DEBUG = bool(os.environ.get("PYTHONASYNCIODEBUG"))
+
+
+def pytest_report_header(config):
+    return f"loops' debug mode: {'on' if LOOP_DEBUG else 'off'} (PYTHONASYNCIODEBUG)"
 
 
 def pytest_configure(config):
@@ -65,12 +76,12 @@ def _close(loop):
 def loop(loop_factory):
     """A fresh loop of the kind under test, closed after the test.
 
-    Debug mode is off whatever the environment (-X dev, PYTHONASYNCIODEBUG),
-    so results do not depend on how the suite is run; tests about debug mode
-    turn it on themselves.
+    Debug mode is LOOP_DEBUG whatever else the environment says (-X dev), so
+    results depend only on PYTHONASYNCIODEBUG; tests about debug mode set it
+    themselves.
     """
     lp = loop_factory()
-    lp.set_debug(False)
+    lp.set_debug(LOOP_DEBUG)
     try:
         yield lp
     finally:
@@ -79,9 +90,9 @@ def loop(loop_factory):
 
 @pytest.fixture
 def stock_loop():
-    """A stock asyncio loop used as the oracle (debug mode off, like `loop`)."""
+    """A stock asyncio loop used as the oracle (debug mode as `loop`'s)."""
     lp = stock_factory()
-    lp.set_debug(False)
+    lp.set_debug(LOOP_DEBUG)
     try:
         yield lp
     finally:

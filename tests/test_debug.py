@@ -34,6 +34,19 @@ def test_default_debug_like_stock(loop_factory):
         stock.close()
 
 
+def test_fixture_loops_follow_PYTHONASYNCIODEBUG(loop):
+    """The `loop` fixture's debug mode is PYTHONASYNCIODEBUG's (conftest), so
+    `make test-dbg`'s second run really runs the suite in debug mode; there
+    goloop's call_soon/call_later take the Python path, which records the
+    handle's source traceback as stock does."""
+    debug = bool(os.environ.get("PYTHONASYNCIODEBUG"))
+    assert loop.get_debug() is debug
+    handles = [loop.call_soon(print), loop.call_later(1, print)]
+    assert [h._source_traceback is not None for h in handles] == [debug, debug]
+    for h in handles:
+        h.cancel()
+
+
 def test_set_debug(loop):
     loop.set_debug(True)
     assert loop.get_debug() is True
