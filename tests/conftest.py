@@ -11,19 +11,12 @@ its goloop parametrization becomes ``xfail(strict=True, reason="goloop bug:
 
 import asyncio
 import gc
-import os
 import warnings
 
 import pytest
-from loop_support import FACTORIES, stock_factory
+from loop_support import FACTORIES, LOOP_DEBUG, stock_factory
 
 LOOP_NAMES = ("asyncio", "goloop")
-
-#: Debug mode of the loops the fixtures hand out: off, unless the suite is
-#: run with PYTHONASYNCIODEBUG set (the variable asyncio itself reads), which
-#: is how `make test-dbg` runs it a second time with goloop on its Python
-#: (debug) paths. -X dev alone does not turn it on here.
-LOOP_DEBUG = bool(os.environ.get("PYTHONASYNCIODEBUG"))
 
 
 def pytest_report_header(config):
