@@ -23,6 +23,16 @@ def pytest_report_header(config):
     return f"loops' debug mode: {'on' if LOOP_DEBUG else 'off'} (PYTHONASYNCIODEBUG)"
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--goloop-only",
+        action="store_true",
+        help="deselect the stock loop's parametrizations (loop_name 'asyncio'): they run "
+        "no goloop code, so the memory checks of goloop's C layer (make test-dbg, "
+        "test-asan) leave them to the plain runs; goloop's still compare with stock",
+    )
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
@@ -39,6 +49,11 @@ def _loop_param(item):
 
 
 def pytest_collection_modifyitems(config, items):
+    if config.getoption("--goloop-only"):
+        stock = [item for item in items if _loop_param(item) == "asyncio"]
+        if stock:
+            config.hook.pytest_deselected(items=stock)
+            items[:] = [item for item in items if _loop_param(item) != "asyncio"]
     for item in items:
         marker = item.get_closest_marker("goloop_bug")
         if marker is None:
