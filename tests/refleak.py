@@ -628,7 +628,7 @@ def main():
     parser.add_argument("workloads", nargs="*", metavar="WORKLOAD", help=", ".join(WORKLOADS))
     parser.add_argument("--warmups", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=10, help="scenarios per run")
+    parser.add_argument("--repeat", type=int, default=50, help="scenarios per run")
     args = parser.parse_args()
     if not hasattr(sys, "gettotalrefcount"):
         sys.exit("refleak.py needs a debug build of Python (Py_DEBUG), e.g. python3.11-dbg")
