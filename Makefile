@@ -1,11 +1,19 @@
 # goloop: `make test` and `make bench` work from a clean clone.
 # Each interpreter gets its own venv (.venv-3.11, ...); 3.11 is the default.
+# Interpreters the memory checks add (Debian 12 packages, installed by the
+# targets that need them): .venv-deb3.11 (Debian's python3.11), .venv-dbg3.11
+# (its Py_DEBUG build, python3.11-dbg) and .venv-asan3.11 (3.11 with the
+# extension built with AddressSanitizer).
 
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 PY311 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.11*/bin/python3) $(shell command -v python3.11))
 PY312 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.12*/bin/python3) $(shell command -v python3.12))
 PY313 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3) $(shell command -v python3.13))
 VERSIONS := 3.11 3.12 3.13
+# Debian's own interpreters, by venv name (interp below maps deb3.11 to PYdeb311)
+PYdeb311 := /usr/bin/python3.11
+PYdbg311 := /usr/bin/python3.11-dbg
+PYasan311 = $(PY311)
 VENV := .venv-3.11
 PY := $(VENV)/bin/python
 SOURCES := $(wildcard goloop/*.go pybridge/*.go pybridge/*.c pybridge/*.h python/goloop/*.py) setup.py pyproject.toml
@@ -14,7 +22,8 @@ BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0 uvicorn==0.55.0
 
 .PRECIOUS: .venv-%/.ready .venv-%/.built .venv-%/.bench
 
-.PHONY: all setup build test test-go test-all-pythons conformance bench bench-micro bench-net lint clean
+.PHONY: all setup build test test-go test-all-pythons test-dbg test-asan test-refleak \
+	deb-packages dbg-packages conformance bench bench-micro bench-net lint clean
 
 all: build
 
@@ -35,8 +44,21 @@ interp = $(PY$(subst .,,$(1)))
 setup: $(VENV)/.ready
 build: $(VENV)/.built
 
+# Install Debian packages only when missing (CI runs as root on Debian 12).
+apt_need = dpkg -s $(1) >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $(1); }
+
+# libpython3.11-testsuite is Debian's test.test_asyncio (the conformance
+# runner needs it) and test's certificates (the TLS tests skip without them).
+deb-packages:
+	@$(call apt_need,python3.11 python3.11-venv python3.11-dev libpython3.11-testsuite)
+dbg-packages: deb-packages
+	@$(call apt_need,python3.11-dbg libpython3.11-dbg)
+
+.venv-deb3.11/.ready: | deb-packages
+.venv-dbg3.11/.ready: | dbg-packages
+
 # ---- tests ----------------------------------------------------------------
-test: lint test-go test-all-pythons
+test: lint test-go test-all-pythons test-py-deb3.11 test-dbg test-asan test-refleak
 
 CGO_PY_CFLAGS = -I$(shell $(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 
@@ -57,10 +79,77 @@ test-py-%: .venv-%/.built
 
 test-all-pythons: $(addprefix test-py-,$(VERSIONS))
 
+# test-py-deb3.11 (the rule above): Debian's 3.11.2 is older than pyenv's
+# 3.11.7 and its asyncio differs in places goloop borrows from; its
+# conformance ratchet is tests/conformance/ratchet-deb3.11.txt.
+
+# ---- memory safety of the C layer ----------------------------------------
+# The suite under Debian's debug CPython (Py_DEBUG: refcount and GIL
+# assertions, the object allocator's debug hooks), the extension built
+# against the debug ABI (include/python3.11d, .cpython-311d-*.so: setup.py
+# uses the running interpreter's headers). Run twice: as is (goloop's C
+# paths) and with PYTHONASYNCIODEBUG=1, which conftest.py hands to the
+# fixture loops too, so goloop takes its Python (debug) paths.
+# --goloop-only (conftest.py): the stock loop's parametrizations run no goloop
+# code and already run in every test-py-*; this halves these runs.
+DBG := .venv-dbg3.11
+PYTEST_ARGS := -q -p no:cacheprovider --goloop-only
+
+test-dbg: $(DBG)/.built
+	$(DBG)/bin/python -c "import sys, sysconfig, goloop._goloop as m; \
+		assert hasattr(sys, 'gettotalrefcount'), 'not a Py_DEBUG build'; \
+		assert m.__file__.endswith(sysconfig.get_config_var('EXT_SUFFIX')), m.__file__"
+	cd tests && PYTHONMALLOC=debug ../$(DBG)/bin/python -m pytest $(PYTEST_ARGS) .
+	cd tests && PYTHONMALLOC=debug PYTHONASYNCIODEBUG=1 ../$(DBG)/bin/python -m pytest $(PYTEST_ARGS) .
+
+# regrtest -R style: workloads repeated after warm-up under the debug build;
+# total refcount, allocated blocks and open fds must not grow (tests/refleak.py).
+# Twice, like test-dbg: goloop's C paths, then its debug-mode paths (C calling
+# back into loop.py for each call_soon/call_at).
+test-refleak: $(DBG)/.built
+	cd tests && PYTHONMALLOC=debug ../$(DBG)/bin/python refleak.py
+	cd tests && PYTHONMALLOC=debug PYTHONASYNCIODEBUG=1 ../$(DBG)/bin/python refleak.py
+
+# The suite with the extension's C (pybridge/*.c and cgo's glue) built with
+# AddressSanitizer, in its own venv and build directory (build/asan, through
+# setuptools' DIST_EXTRA_CONFIG) so the normal build is left alone. libasan
+# must be the first library loaded, hence LD_PRELOAD (python itself is not
+# instrumented). PYTHONMALLOC=malloc: Python's own allocator carves small
+# blocks (PyMem_Malloc'd buffers, bytes objects) out of its arenas, where
+# ASan sees no bounds; with malloc each is a heap block of its own.
+# ASAN_OPTIONS=detect_leaks=0: CPython does not free everything at exit by
+# design (even `python -c pass` fails LeakSanitizer), nor do the child
+# interpreters tests start; leaks are test-refleak's job. Everything else is
+# ASan's default, on purpose: an error ends the process (exit status 1),
+# which fails the run; and ASan keeps SIGSEGV (handle_segv=1): the Go
+# runtime, loaded after it, passes faults outside Go code on to it, so a
+# crash in the C layer gets ASan's report and stack instead of a bare
+# SIGSEGV (handle_segv=0 loses that).
+ASAN := .venv-asan3.11
+# -g: reports name the C file and line (setup.py's own flags have no -g)
+ASAN_CFLAGS := -fsanitize=address -fno-omit-frame-pointer -g
+ASAN_RUN = LD_PRELOAD=$(shell gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc \
+	ASAN_OPTIONS=detect_leaks=0
+
+$(ASAN)/.built: $(ASAN)/.ready $(SOURCES)
+	test -f "$$(gcc -print-file-name=libasan.so)" || { apt-get update -qq && apt-get install -y -qq libasan8; }
+	printf '[build]\nbuild_base = build/asan\n' > $(ASAN)/setup.cfg
+	DIST_EXTRA_CONFIG=$(CURDIR)/$(ASAN)/setup.cfg CGO_CFLAGS="$(ASAN_CFLAGS)" \
+		CGO_LDFLAGS="$(ASAN_CFLAGS)" \
+		$(ASAN)/bin/pip install -q --no-build-isolation --force-reinstall --no-deps .
+	nm -D $(ASAN)/lib/python3.11/site-packages/goloop/_goloop.*.so | grep -q __asan_report \
+		|| { echo "the ASan build of goloop._goloop is not instrumented"; exit 1; }
+	touch $@
+
+# --capture=sys: pytest's default fd capture would swallow the report of
+# the error that ends the process; this way it reaches the log.
+test-asan: $(ASAN)/.built
+	cd tests && $(ASAN_RUN) ../$(ASAN)/bin/python -m pytest $(PYTEST_ARGS) --capture=sys .
+
 # Full test.test_asyncio under goloop vs stock, per interpreter; writes the
 # reports the README quotes and grows the ratchets (never shrinks them).
-conformance: $(addprefix .venv-,$(addsuffix /.built,$(VERSIONS)))
-	for v in $(VERSIONS); do \
+conformance: $(addprefix .venv-,$(addsuffix /.built,$(VERSIONS) deb3.11))
+	for v in $(VERSIONS) deb3.11; do \
 		.venv-$$v/bin/python -m goloop.conformance --all --jobs 2 \
 			--ratchet tests/conformance/ratchet-$$v.txt --update-ratchet \
 			--markdown docs/conformance-$$v.md || exit 1; \

@@ -14,9 +14,23 @@ import gc
 import warnings
 
 import pytest
-from loop_support import FACTORIES, stock_factory
+from loop_support import FACTORIES, LOOP_DEBUG, stock_factory
 
 LOOP_NAMES = ("asyncio", "goloop")
+
+
+def pytest_report_header(config):
+    return f"loops' debug mode: {'on' if LOOP_DEBUG else 'off'} (PYTHONASYNCIODEBUG)"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--goloop-only",
+        action="store_true",
+        help="deselect the stock loop's parametrizations (loop_name 'asyncio'): they run "
+        "no goloop code, so the memory checks of goloop's C layer (make test-dbg, "
+        "test-asan) leave them to the plain runs; goloop's still compare with stock",
+    )
 
 
 def pytest_configure(config):
@@ -35,6 +49,11 @@ def _loop_param(item):
 
 
 def pytest_collection_modifyitems(config, items):
+    if config.getoption("--goloop-only"):
+        stock = [item for item in items if _loop_param(item) == "asyncio"]
+        if stock:
+            config.hook.pytest_deselected(items=stock)
+            items[:] = [item for item in items if _loop_param(item) != "asyncio"]
     for item in items:
         marker = item.get_closest_marker("goloop_bug")
         if marker is None:
@@ -65,12 +84,12 @@ def _close(loop):
 def loop(loop_factory):
     """A fresh loop of the kind under test, closed after the test.
 
-    Debug mode is off whatever the environment (-X dev, PYTHONASYNCIODEBUG),
-    so results do not depend on how the suite is run; tests about debug mode
-    turn it on themselves.
+    Debug mode is LOOP_DEBUG whatever else the environment says (-X dev), so
+    results depend only on PYTHONASYNCIODEBUG; tests about debug mode set it
+    themselves.
     """
     lp = loop_factory()
-    lp.set_debug(False)
+    lp.set_debug(LOOP_DEBUG)
     try:
         yield lp
     finally:
@@ -79,9 +98,9 @@ def loop(loop_factory):
 
 @pytest.fixture
 def stock_loop():
-    """A stock asyncio loop used as the oracle (debug mode off, like `loop`)."""
+    """A stock asyncio loop used as the oracle (debug mode as `loop`'s)."""
     lp = stock_factory()
-    lp.set_debug(False)
+    lp.set_debug(LOOP_DEBUG)
     try:
         yield lp
     finally:

@@ -62,10 +62,18 @@ def norm_repr(text):
     return re.sub(r"\b_?\w*SocketTransport\b", "SocketTransport", text)
 
 
+#: Debug mode of the loops the fixtures and with_loop hand out: off, unless
+#: the suite is run with PYTHONASYNCIODEBUG set (the variable asyncio itself
+#: reads), which is how `make test-dbg` runs it a second time with goloop on
+#: its Python (debug) paths. -X dev alone does not turn it on here.
+LOOP_DEBUG = bool(os.environ.get("PYTHONASYNCIODEBUG"))
+
+
 def with_loop(factory, scenario):
-    """Run scenario(loop) on a fresh loop from factory (debug off), then close it."""
+    """Run scenario(loop) on a fresh loop from factory (debug mode LOOP_DEBUG),
+    then close it."""
     lp = factory()
-    lp.set_debug(False)
+    lp.set_debug(LOOP_DEBUG)
     try:
         return scenario(lp)
     finally:

@@ -81,7 +81,12 @@ class HashingClient(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         transport.set_write_buffer_limits(high=HIGH, low=LOW)
-        transport.pause_reading()
+        # Paused on the next loop step, not here: the stock transport of
+        # Debian 12's 3.11.2 starts reading after connection_made even if
+        # the protocol paused it there (its _SelectorTransport._add_reader
+        # does not check is_reading(); 3.11.7's does). Nothing can arrive
+        # before: the echo server has nothing to send until send_all().
+        asyncio.get_running_loop().call_soon(transport.pause_reading)
 
     async def send_all(self):
         view = memoryview(self.payload)

@@ -571,6 +571,7 @@ def test_blocking_socket_not_checked_without_debug_like_stock(loop):
     """Outside debug mode the stock loop does not check; the calls just work."""
 
     def scenario(lp):
+        lp.set_debug(False)
         a, b = socket.socketpair()
         with a, b:
             return [

@@ -13,7 +13,15 @@ import signal
 import socket
 import sys
 import threading
-from asyncio import base_events, events, format_helpers, selector_events, sslproto, unix_events
+from asyncio import (
+    base_events,
+    constants,
+    events,
+    format_helpers,
+    selector_events,
+    sslproto,
+    unix_events,
+)
 
 from . import _goloop
 from ._selector import EngineSelector
@@ -140,6 +148,11 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         handle = events.Handle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
+            # Stock takes the stack (DEBUG_STACK_DEPTH frames) two frames
+            # below the caller (call_soon, _call_soon) and drops both; here
+            # only this method sits in between (call_soon is C), so a deep
+            # stack would keep one frame more than stock's.
+            del handle._source_traceback[: -(constants.DEBUG_STACK_DEPTH - 2)]
         self._add_callback(handle)
         return handle
 
