@@ -17,7 +17,10 @@ PYasan311 = $(PY311)
 VENV := .venv-3.11
 PY := $(VENV)/bin/python
 SOURCES := $(wildcard goloop/*.go pybridge/*.go pybridge/*.c pybridge/*.h python/goloop/*.py) setup.py pyproject.toml
-DEV_DEPS := pytest build ruff==0.17.6 setuptools wheel uvloop==0.23.0
+DEV_DEPS := pytest build ruff==0.17.6 setuptools wheel
+# The TCP_NODELAY tests compare goloop with uvloop where a wheel exists (none
+# for the debug ABI: those tests then use uvloop's known behaviour).
+TEST_UVLOOP := uvloop==0.23.0
 BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0 uvicorn==0.55.0
 
 .PRECIOUS: .venv-%/.ready .venv-%/.built .venv-%/.bench
@@ -35,6 +38,7 @@ interp = $(PY$(subst .,,$(1)))
 	$(call interp,$*) -m venv .venv-$*
 	.venv-$*/bin/pip install -q --upgrade pip
 	.venv-$*/bin/pip install -q $(DEV_DEPS)
+	.venv-$*/bin/pip install -q --only-binary=:all: $(TEST_UVLOOP) || echo "no $(TEST_UVLOOP) wheel here"
 	touch $@
 
 .venv-%/.built: .venv-%/.ready $(SOURCES)
