@@ -186,7 +186,7 @@ static PyObject *push_ready_handle(gl_loop *self, PyObject *callback, PyObject *
     return handle;
 }
 
-static PyObject *str_call_soon, *str_call_soon_threadsafe, *str_time;
+static PyObject *str_call_soon, *str_call_soon_threadsafe, *str_time, *str_call_at, *str_call_later;
 static PyObject *time_descr; /* LoopCore.time */
 
 /* Whether loop.time is not the C core's: a subclass overrides it or an
@@ -292,8 +292,9 @@ static PyObject *loop_call_soon_threadsafe(gl_loop *self, PyObject *const *args,
     return handle;
 }
 
+/* method: "call_at" or "call_later", for the debug path's source traceback */
 static PyObject *schedule_at(gl_loop *self, PyObject *when, PyObject *const *args,
-                             Py_ssize_t nargs, PyObject *context)
+                             Py_ssize_t nargs, PyObject *context, PyObject *method)
 {
     if (check_closed(self) < 0) {
         return NULL;
@@ -305,7 +306,7 @@ static PyObject *schedule_at(gl_loop *self, PyObject *when, PyObject *const *arg
     if (self->debug) {
         PyObject *t = PyObject_CallMethodObjArgs((PyObject *)self, gl_str_call_at_slow, when,
                                                  args[0], cbargs, context ? context : Py_None,
-                                                 NULL);
+                                                 method, NULL);
         Py_DECREF(cbargs);
         return t;
     }
@@ -339,7 +340,7 @@ static PyObject *loop_call_at(gl_loop *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "when cannot be None");
         return NULL;
     }
-    return schedule_at(self, args[0], args + 1, nargs - 1, context);
+    return schedule_at(self, args[0], args + 1, nargs - 1, context, str_call_at);
 }
 
 static PyObject *loop_call_later(gl_loop *self, PyObject *const *args, Py_ssize_t nargsf,
@@ -364,7 +365,7 @@ static PyObject *loop_call_later(gl_loop *self, PyObject *const *args, Py_ssize_
     if (when == NULL) {
         return NULL;
     }
-    PyObject *timer = schedule_at(self, when, args + 1, nargs - 1, context);
+    PyObject *timer = schedule_at(self, when, args + 1, nargs - 1, context, str_call_later);
     Py_DECREF(when);
     return timer;
 }
@@ -805,7 +806,11 @@ int gl_loop_init_strings(void)
     str_call_soon = PyUnicode_InternFromString("call_soon");
     str_call_soon_threadsafe = PyUnicode_InternFromString("call_soon_threadsafe");
     str_time = PyUnicode_InternFromString("time");
-    return (str_call_soon && str_call_soon_threadsafe && str_time) ? 0 : -1;
+    str_call_at = PyUnicode_InternFromString("call_at");
+    str_call_later = PyUnicode_InternFromString("call_later");
+    return (str_call_soon && str_call_soon_threadsafe && str_time && str_call_at && str_call_later)
+               ? 0
+               : -1;
 }
 
 int gl_loop_init_type(void)

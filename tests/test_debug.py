@@ -57,14 +57,7 @@ def _nested(depth, fn):
         "call_soon",
         "call_soon_threadsafe",
         "call_at",
-        pytest.param(
-            "call_later",
-            marks=pytest.mark.goloop_bug(
-                "call_later's source traceback keeps one frame more than stock's from a "
-                "stack deeper than DEBUG_STACK_DEPTH (stock's call_later goes through "
-                "call_at; goloop's C call_later does not tell _call_at_slow)"
-            ),
-        ),
+        "call_later",
     ],
 )
 def test_source_traceback_from_deep_stack_like_stock(loop, method):

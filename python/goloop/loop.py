@@ -156,12 +156,18 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         self._add_callback(handle)
         return handle
 
-    def _call_at_slow(self, when, callback, args, context):
+    def _call_at_slow(self, when, callback, args, context, method):
+        """call_at/call_later in debug mode: asyncio's checks and tracebacks."""
         self._check_thread()
         self._check_callback(callback, "call_at")
         timer = _goloop.TimerHandle(when, callback, args, self, context)
         if timer._source_traceback:
             del timer._source_traceback[-1]
+            # Stock's stack is taken below call_at (and call_later), which
+            # it then drops: from a deep stack, one frame fewer than
+            # DEBUG_STACK_DEPTH for call_at, two for call_later (C here).
+            below = 2 if method == "call_later" else 1
+            del timer._source_traceback[: -(constants.DEBUG_STACK_DEPTH - below - 1)]
         self._schedule_timer(timer)
         return timer
 
