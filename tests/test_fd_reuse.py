@@ -30,6 +30,19 @@ def pair_on_fd(fd):
     return a, b
 
 
+def close_under_a_dup(a, a_peer):
+    """Close a while a dup keeps its file, and so its registration, alive,
+    give its fd to a new socket pair, and send to both sockets' peers:
+    (the new socket, its peer, the dup's fd)."""
+    fd = a.fileno()
+    keep = os.dup(fd)
+    a.close()
+    b, b_peer = pair_on_fd(fd)
+    b_peer.send(b"for b")
+    a_peer.send(b"for a")  # an event for fd, from a's file
+    return b, b_peer, keep
+
+
 def outcome_of(fn, *args):
     try:
         return "ok", fn(*args)
@@ -91,14 +104,9 @@ def test_sock_recv_on_closed_socket_fails_like_its_recv(loop):
         async def main():
             a, a_peer = socket.socketpair()
             a.setblocking(False)
-            fd = a.fileno()
             recv = asyncio.ensure_future(lp.sock_recv(a, 100))
             await asyncio.sleep(0)
-            keep = os.dup(fd)  # the file, and so its registration, stays
-            a.close()
-            b, b_peer = pair_on_fd(fd)
-            b_peer.send(b"for b")
-            a_peer.send(b"for a")  # an event for fd, from a's file
+            b, b_peer, keep = close_under_a_dup(a, a_peer)
             try:
                 await asyncio.wait_for(recv, 1)
                 result = "received"
@@ -267,12 +275,7 @@ def test_stream_transport_of_closed_socket_reads_nothing_of_the_next(loop, proto
             proto = protocol(lost)
             tr, _ = await lp.connect_accepted_socket(lambda: proto, a)
             await asyncio.sleep(0)
-            fd = a.fileno()
-            keep = os.dup(fd)
-            a.close()
-            b, b_peer = pair_on_fd(fd)
-            b_peer.send(b"for b")
-            a_peer.send(b"for a")
+            b, b_peer, keep = close_under_a_dup(a, a_peer)
             out = (await asyncio.wait_for(lost, 1), proto.data, waiting_data(b))
             tr.close()
             for s in (a_peer, b, b_peer):
@@ -308,12 +311,7 @@ def test_datagram_transport_of_closed_socket_reads_nothing_of_the_next(loop):
 
             tr, proto = await lp.create_datagram_endpoint(Proto, sock=a)
             await asyncio.sleep(0)
-            fd = a.fileno()
-            keep = os.dup(fd)
-            a.close()
-            b, b_peer = pair_on_fd(fd)
-            b_peer.send(b"for b")
-            a_peer.send(b"for a")
+            b, b_peer, keep = close_under_a_dup(a, a_peer)
             out = (await asyncio.wait_for(errors, 1), proto.got, waiting_data(b))
             tr.abort()
             for s in (a_peer, b, b_peer):
