@@ -1798,8 +1798,8 @@ def _nodelay_of_connections(factory, wrap=lambda sock: sock):
     """TCP_NODELAY of both ends of a connection made on a loop from factory
     over sockets the program made as socket.socket(AF_INET), proto 0 (and
     then wrapped): a listener passed as create_server(sock=...), as
-    uvicorn --workers/--fd and gunicorn do, and a client passed as
-    create_connection(sock=...)."""
+    gunicorn and uvicorn --workers up to 0.54 do (--fd: _as_unix), and a
+    client passed as create_connection(sock=...)."""
 
     def scenario(lp):
         async def main():
@@ -1835,10 +1835,11 @@ def _nodelay_of_connections(factory, wrap=lambda sock: sock):
 
 
 def test_nodelay_on_program_made_sockets_like_uvloop(loop_name, loop_factory):
-    """uvicorn --workers waited for delayed ACKs on goloop (1.0k requests/s
-    against uvloop's 6.8k): its proto-0 sockets got no TCP_NODELAY. uvloop
-    sets it on every TCP transport; goloop does too (a listed difference
-    from stock, which sets it only for proto IPPROTO_TCP)."""
+    """gunicorn's uvicorn workers waited for delayed ACKs on goloop (1.0k
+    requests/s against uvloop's 6.8k): their proto-0 sockets got no
+    TCP_NODELAY. uvloop sets it on every TCP transport; goloop does too (a
+    listed difference from stock, which sets it only for proto
+    IPPROTO_TCP)."""
     try:
         import uvloop
     except ImportError:  # uvloop's behaviour, as its tcp.pyx sets it

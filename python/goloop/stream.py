@@ -56,7 +56,8 @@ def set_tcp_nodelay(sock):
 
     asyncio's ``base_events._set_nodelay`` sets it only when ``sock.proto
     == IPPROTO_TCP``, so a listening socket made as ``socket.socket(family)``
-    (proto 0, as uvicorn's ``--workers``/``--fd`` and gunicorn bind them)
+    (proto 0, as gunicorn's uvicorn workers and uvicorn ``--workers`` up to
+    0.54 bind them)
     gives transports without it, and a response written in two pieces
     waits for the peer's delayed ACK (uvicorn: 1.0k requests/s against
     6.8k). uvloop sets it on every TCP transport; goloop follows uvloop (a
