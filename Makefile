@@ -21,7 +21,7 @@ DEV_DEPS := pytest build ruff==0.17.6 setuptools wheel
 # The TCP_NODELAY tests compare goloop with uvloop where a wheel exists (none
 # for the debug ABI: those tests then use uvloop's known behaviour).
 TEST_UVLOOP := uvloop==0.23.0
-BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0 uvicorn==0.55.0
+BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0 uvicorn==0.55.0 matplotlib==3.11.2
 
 .PRECIOUS: .venv-%/.ready .venv-%/.built .venv-%/.bench
 
@@ -164,7 +164,7 @@ $(VENV)/.bench: $(VENV)/.ready
 	$(VENV)/bin/pip install -q $(BENCH_DEPS)
 	touch $@
 
-bench: bench-micro bench-net
+bench: bench-micro bench-net bench-charts
 
 bench-micro: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/run.py --loops asyncio,uvloop,rloop,goloop --require goloop \
@@ -185,6 +185,11 @@ bench-net: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/net/run_uvicorn.py
 	$(PY) benchmarks/net/idle_conns.py
 	$(PY) benchmarks/net/unix_dgram.py
+
+# The README's pictures (docs/bench/*.png) from whatever results/*.json the
+# runs above left; bench-charts alone redraws them without measuring.
+bench-charts: $(VENV)/.bench
+	$(PY) benchmarks/charts.py
 
 clean:
 	rm -rf .venv-* build dist python/goloop/*.so python/goloop/*.egg-info
