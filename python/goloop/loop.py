@@ -27,6 +27,7 @@ from . import _goloop
 from ._selector import EngineSelector
 from .datagram import FAMILIES as _DATAGRAM_FAMILIES
 from .datagram import DatagramTransport
+from .pipes import WritePipeTransport
 from .stream import SocketTransport, raw_family, raw_proto, raw_type, set_tcp_nodelay
 
 
@@ -249,6 +250,11 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         if sys.version_info >= (3, 12):
             self._ensure_fd_no_transport(sock)
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        # asyncio's, but it loses no data on write() + close() from
+        # resume_writing() (goloop.pipes, a README-listed difference).
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)
 
     def _accept_connection(
         self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *timeouts
