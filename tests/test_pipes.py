@@ -137,7 +137,10 @@ def test_subprocess_stdin_write_then_close_from_resume_writing(loop, loop_name):
         asyncio.set_event_loop(None)
     assert closed_from_resume
     if loop_name == "asyncio":
-        assert got < TOTAL
+        # Stock loses the tail only when the write that empties its buffer
+        # also makes room for resume_writing(): that depends on how fast the
+        # child drains the pipe, so a clean run is possible there (CI saw one).
+        assert got <= TOTAL
     else:
         assert got == TOTAL
 
