@@ -47,6 +47,7 @@ int gl_engine_usable(gl_loop *loop)
 
 void gl_engine_close(gl_loop *loop)
 {
+    gl_resolve_close(loop); /* first: a late lookup must not write to a closed eventfd */
     if (loop->fallback != NULL) {
         gl_fallback_close(loop->fallback);
         loop->fallback = NULL;

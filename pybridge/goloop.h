@@ -72,6 +72,11 @@ typedef struct gl_loop_s {
     int epregs_cap;
     struct epoll_event *ebuf; /* epoll_wait output, grown when it fills */
     int ebuf_cap;
+
+    /* name resolution on goroutines (resolve.c) */
+    struct gl_resolver *resolver; /* completion list, made on first lookup */
+    PyObject *lookups;            /* request id -> future, loop thread only */
+    unsigned long long lookup_seq;
 } gl_loop;
 
 extern PyTypeObject gl_LoopCoreType;
@@ -213,6 +218,13 @@ PyObject *gl_loop_sock_recv_now(gl_loop *loop, PyObject *const *args, Py_ssize_t
 PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_loop_sock_recv_into_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_loop_sock_recv_into_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
+
+/* ---- getaddrinfo / getnameinfo on goroutines (resolve.c) ---- */
+int gl_resolve_init(void);
+PyObject *gl_loop_getaddrinfo_start(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
+PyObject *gl_loop_getnameinfo_start(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
+void gl_resolve_drain(gl_loop *loop); /* on the engine's eventfd (poll.c) */
+void gl_resolve_close(gl_loop *loop); /* before the engine's fds close */
 
 /* ---- create_future / create_task (futures.c) ---- */
 int gl_futures_init(void);

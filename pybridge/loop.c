@@ -61,6 +61,7 @@ static int loop_traverse(gl_loop *self, visitproc visit, void *arg)
         Py_VISIT(self->writers[fd]);
         Py_VISIT(self->fileobjs[fd]);
     }
+    Py_VISIT(self->lookups);
     return 0;
 }
 
@@ -69,6 +70,7 @@ static int loop_clear(gl_loop *self)
     gl_ring_clear(&self->ready);
     gl_timers_clear(self);
     gl_io_clear(self);
+    Py_CLEAR(self->lookups);
     return 0;
 }
 
@@ -783,6 +785,10 @@ static PyMethodDef loop_methods[] = {
     {"_sock_recv_into_now", (PyCFunction)(void (*)(void))gl_loop_sock_recv_into_now,
      METH_FASTCALL, NULL},
     {"_sock_recv_into_wait", (PyCFunction)(void (*)(void))gl_loop_sock_recv_into_wait,
+     METH_FASTCALL, NULL},
+    {"_getaddrinfo_start", (PyCFunction)(void (*)(void))gl_loop_getaddrinfo_start,
+     METH_FASTCALL, NULL},
+    {"_getnameinfo_start", (PyCFunction)(void (*)(void))gl_loop_getnameinfo_start,
      METH_FASTCALL, NULL},
     {NULL},
 };

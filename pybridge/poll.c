@@ -70,6 +70,9 @@ int gl_poll_io(gl_loop *loop, int timeout_ms)
         int fd = loop->ebuf[i].data.fd;
         if (fd == loop->wakefd) {
             drain_wakeup(fd);
+            if (loop->resolver != NULL) {
+                gl_resolve_drain(loop); /* lookups finished in Go wake it too */
+            }
         } else if (gl_io_dispatch_fd(loop, fd, readiness(loop->ebuf[i].events)) < 0) {
             return -1;
         }

@@ -23,7 +23,7 @@ from asyncio import (
     unix_events,
 )
 
-from . import _goloop
+from . import _goloop, resolve
 from ._selector import EngineSelector
 from .datagram import FAMILIES as _DATAGRAM_FAMILIES
 from .datagram import DatagramTransport
@@ -373,6 +373,37 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             return nbytes
         self._ensure_fd_no_transport(fd)
         return await self._sock_recv_into_wait(sock, fd, buf)
+
+    # -- name resolution --------------------------------------------------------
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        """socket.getaddrinfo's answer, resolved on a goroutine of the Go
+        engine instead of asyncio's thread pool; answered at once when
+        libc needs no lookup (an IP address and a numeric port). Debug
+        mode, the fork-safe C engine and arguments socket.getaddrinfo
+        would reject take asyncio's path."""
+        args = None if self._debug else resolve.encode_args(host, port, family, type, proto, flags)
+        if args is not None:
+            node, service = args
+            if resolve.is_numeric(node, service, flags):
+                return socket.getaddrinfo(host, port, family, type, proto, flags)
+            sys.audit("socket.getaddrinfo", host, port, family, type, proto)
+            fut = self.create_future()
+            if self._getaddrinfo_start(fut, node, service, family, type, proto, flags):
+                return resolve.addrinfo_list(await fut)
+        return await super().getaddrinfo(
+            host, port, family=family, type=type, proto=proto, flags=flags
+        )
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        """socket.getnameinfo's answer, the lookup on a goroutine of the Go
+        engine (the argument checks, and the numeric parse of the address,
+        are made here first, raising what socket.getnameinfo raises)."""
+        if not self._debug:
+            fut = self.create_future()
+            if self._getnameinfo_start(fut, sockaddr, flags):
+                return await fut
+        return await super().getnameinfo(sockaddr, flags)
 
     # -- signals ----------------------------------------------------------------
 

@@ -1,0 +1,72 @@
+"""getaddrinfo / getnameinfo arguments and results, as socket's.
+
+goloop's loop resolves names with libc's resolver on goroutines of its Go
+engine (pybridge/resolve.c) instead of asyncio's thread pool. This module
+turns the Python arguments into what socket.getaddrinfo hands to libc, and
+libc's answers into what socket.getaddrinfo returns, so both paths give the
+same results and raise the same errors. Arguments socket.getaddrinfo would
+reject or convert in some other way are left to asyncio's own path
+(``None`` below), which then raises exactly as stock does.
+"""
+
+import socket
+
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+_LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _c_int(value):
+    # bool and IntEnum members (socket.AF_INET) are ints to "i" as well
+    return isinstance(value, int) and _INT_MIN <= value <= _INT_MAX
+
+
+def encode_args(host, port, family, kind, proto, flags):
+    """(node, service) as socket.getaddrinfo passes them to libc, bytes or
+    None; None where asyncio's path should take the call instead."""
+    if not (_c_int(family) and _c_int(kind) and _c_int(proto) and _c_int(flags)):
+        return None
+    if host is None or isinstance(host, bytes):
+        node = host
+    elif isinstance(host, str):
+        node = host.encode("idna")  # raises UnicodeError as socket does
+    else:
+        return None
+    if port is None or isinstance(port, bytes):
+        service = port
+    elif type(port) is int:  # socket.getaddrinfo checks PyLong exactly
+        if not _LONG_MIN <= port <= _LONG_MAX:
+            return None
+        service = b"%d" % port
+    elif isinstance(port, str):
+        service = port.encode("utf-8")
+    else:
+        return None
+    return node, service
+
+
+def is_numeric(node, service, flags):
+    """Whether libc answers without any lookup: no host or an IP address,
+    no service or a number, and no canonical name asked for."""
+    if flags & socket.AI_CANONNAME:
+        return False
+    if service is not None and not service.isdigit():
+        return False
+    if node is None:
+        return True
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, node.decode("ascii"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        return True
+    return False
+
+
+def addrinfo_list(raw):
+    """libc's answers, (family, type, proto, canonname, sockaddr) with ints
+    for the first two, with the enums socket.getaddrinfo gives them."""
+    to_enum = socket._intenum_converter
+    return [
+        (to_enum(family, socket.AddressFamily), to_enum(kind, socket.SocketKind), proto, canon, sa)
+        for family, kind, proto, canon, sa in raw
+    ]
