@@ -171,6 +171,7 @@ bench-micro: $(VENV)/.built $(VENV)/.bench
 		--json benchmarks/results/micro.json --markdown benchmarks/results/micro.md
 	$(PY) benchmarks/timer_memory.py | tee benchmarks/results/timer_memory.md
 	$(PY) benchmarks/crossing.py | tee benchmarks/results/crossing.md
+	$(PY) benchmarks/resolve.py | tee benchmarks/results/resolve.md
 
 # Echo (Go load generator), HTTP and uvicorn (wrk) and idle-connection
 # memory, side by side; results in
