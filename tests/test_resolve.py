@@ -269,3 +269,35 @@ print(sorted(set(seen)))
     proc = run_python(code, loop_name)  # a child: audit hooks cannot be removed
     last = check_child(proc).strip().splitlines()[-1]
     assert last == "['socket.getaddrinfo', 'socket.getnameinfo']"
+
+
+def test_replaced_socket_functions_are_called(loop, monkeypatch):
+    """A program that replaces socket.getaddrinfo / getnameinfo (a DNS
+    override, a test's mock) gets them called on goloop too, as on stock."""
+    calls = []
+
+    def fake_getaddrinfo(*args):
+        calls.append(("getaddrinfo", args))
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.9.8.7", 80))]
+
+    def fake_getnameinfo(*args):
+        calls.append(("getnameinfo", args))
+        return ("fake", "80")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    monkeypatch.setattr(socket, "getnameinfo", fake_getnameinfo)
+
+    async def main():
+        return (
+            await loop.getaddrinfo("example.test", 80),
+            await loop.getnameinfo(("127.0.0.1", 80)),
+        )
+
+    assert run_bounded(loop, main()) == (
+        [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.9.8.7", 80))],
+        ("fake", "80"),
+    )
+    assert calls == [
+        ("getaddrinfo", ("example.test", 80, 0, 0, 0, 0)),
+        ("getnameinfo", (("127.0.0.1", 80), 0)),
+    ]

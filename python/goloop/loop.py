@@ -380,9 +380,12 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         """socket.getaddrinfo's answer, resolved on a goroutine of the Go
         engine instead of asyncio's thread pool; answered at once when
         libc needs no lookup (an IP address and a numeric port). Debug
-        mode, the fork-safe C engine and arguments socket.getaddrinfo
-        would reject take asyncio's path."""
-        args = None if self._debug else resolve.encode_args(host, port, family, type, proto, flags)
+        mode, the fork-safe C engine, a socket.getaddrinfo replaced by the
+        program and arguments socket.getaddrinfo would reject take
+        asyncio's path."""
+        args = None
+        if not self._debug and resolve.own_getaddrinfo():
+            args = resolve.encode_args(host, port, family, type, proto, flags)
         if args is not None:
             node, service = args
             if resolve.is_numeric(node, service, flags):
@@ -399,7 +402,7 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         """socket.getnameinfo's answer, the lookup on a goroutine of the Go
         engine (the argument checks, and the numeric parse of the address,
         are made here first, raising what socket.getnameinfo raises)."""
-        if not self._debug:
+        if not self._debug and resolve.own_getnameinfo():
             fut = self.create_future()
             if self._getnameinfo_start(fut, sockaddr, flags):
                 return await fut

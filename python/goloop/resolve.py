@@ -10,6 +10,7 @@ reject or convert in some other way are left to asyncio's own path
 """
 
 import socket
+from asyncio import base_events
 
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
@@ -23,6 +24,23 @@ _KINDS = {int(member): member for member in socket.SocketKind}
 # raised again each time, as socket.getaddrinfo raises them.
 _idna = {}
 _IDNA_MAX = 1024
+
+
+# socket's own functions: stock's loop calls whatever base_events.socket
+# holds at the time, so a program (or a test) that replaces them must get
+# the replacement called; then goloop's loop takes asyncio's path too.
+_GETADDRINFO = socket.getaddrinfo
+_GETNAMEINFO = socket.getnameinfo
+
+
+def own_getaddrinfo():
+    """Whether stock would call socket's own getaddrinfo right now."""
+    return base_events.socket.getaddrinfo is _GETADDRINFO
+
+
+def own_getnameinfo():
+    """Whether stock would call socket's own getnameinfo right now."""
+    return base_events.socket.getnameinfo is _GETNAMEINFO
 
 
 def _c_int(value):
