@@ -291,9 +291,10 @@ def _open_log(log_dir, module, kind):
     return open(os.path.join(log_dir, f"{module}.{kind}.log"), "wb")
 
 
-def run_all(modules, loop, jobs, options):
-    """Run every module under stock and ``loop``: {(module, kind): run}."""
-    work = [(m, k) for m in modules for k in (STOCK, loop)]
+def run_all(modules, kinds, jobs, options):
+    """Run every module under each of ``kinds`` (STOCK and/or the loop
+    under test): {(module, kind): run}."""
+    work = [(m, k) for m in modules for k in kinds]
     runs = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(run_module, m, k, options): (m, k) for m, k in work}
@@ -688,6 +689,12 @@ def parse_args(argv):
         "--update-ratchet", action="store_true", help="add newly passing tests to the ratchet file"
     )
     parser.add_argument(
+        "--ratchet-only",
+        action="store_true",
+        help="only check --ratchet: run the loop under test alone, without the stock runs "
+        "the comparison needs (half the time; no report)",
+    )
+    parser.add_argument(
         "--no-shims",
         action="store_true",
         help="don't give the loop the private attributes "
@@ -697,6 +704,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.update_ratchet and not args.ratchet:
         parser.error("--update-ratchet needs --ratchet FILE")
+    if args.ratchet_only and (not args.ratchet or args.update_ratchet or args.json or args.markdown):
+        parser.error("--ratchet-only needs --ratchet FILE and makes no report or update")
     if args.loop == STOCK:
         parser.error("--loop must name the loop under test, not 'stock'")
     return args
@@ -724,8 +733,12 @@ def main(argv=None):
         return 2
     start = time.monotonic()
     options = WorkerOptions(args.timeout, not args.no_shims, args.log_dir)
-    runs = run_all(modules, args.loop, args.jobs, options)
+    kinds = (args.loop,) if args.ratchet_only else (STOCK, args.loop)
+    runs = run_all(modules, kinds, args.jobs, options)
     seconds = time.monotonic() - start
+    if args.ratchet_only:
+        print(f"Wall time: {seconds:.0f}s")
+        return apply_ratchet(args, None, runs)
     comparisons = [compare(runs[m, STOCK], runs[m, args.loop]) for m in modules]
     write_outputs(args, comparisons, runs, seconds)
     return apply_ratchet(args, comparisons, runs) if args.ratchet else 0
