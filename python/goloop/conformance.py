@@ -704,7 +704,9 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.update_ratchet and not args.ratchet:
         parser.error("--update-ratchet needs --ratchet FILE")
-    if args.ratchet_only and (not args.ratchet or args.update_ratchet or args.json or args.markdown):
+    if args.ratchet_only and (
+        not args.ratchet or args.update_ratchet or args.json or args.markdown
+    ):
         parser.error("--ratchet-only needs --ratchet FILE and makes no report or update")
     if args.loop == STOCK:
         parser.error("--loop must name the loop under test, not 'stock'")
