@@ -34,6 +34,22 @@ struct gl_resolver {
 };
 
 static PyObject *gaierror; /* socket.gaierror */
+
+/* socketmodule.c's set_gaierror: OSError from errno for EAI_SYSTEM, else
+ * socket.gaierror(error, gai_strerror(error)). Returns NULL. */
+static PyObject *set_gaierror(int error, int sys_errno)
+{
+    if (error == EAI_SYSTEM) {
+        errno = sys_errno;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *v = Py_BuildValue("(is)", error, gai_strerror(error));
+    if (v != NULL) {
+        PyErr_SetObject(gaierror, v);
+        Py_DECREF(v);
+    }
+    return NULL;
+}
 static PyObject *str_done, *str_set_result, *str_set_exception;
 
 int gl_resolve_init(void)
@@ -255,11 +271,7 @@ PyObject *gl_loop_getnameinfo_start(gl_loop *loop, PyObject *const *args, Py_ssi
     hints.ai_flags = AI_NUMERICHOST;
     int error = getaddrinfo(hostp, pbuf, &hints, &res);
     if (error) {
-        if (error == EAI_SYSTEM) {
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        PyErr_SetObject(gaierror, Py_BuildValue("(is)", error, gai_strerror(error)));
-        return NULL;
+        return set_gaierror(error, errno);
     }
     PyObject *ret = NULL;
     if (res->ai_next) {
@@ -297,13 +309,8 @@ done:
  * set. */
 static PyObject *req_result(gl_resolve_req *r)
 {
-    if (r->err == EAI_SYSTEM) {
-        errno = r->sys_errno;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
     if (r->err != 0) {
-        PyErr_SetObject(gaierror, Py_BuildValue("(is)", r->err, gai_strerror(r->err)));
-        return NULL;
+        return set_gaierror(r->err, r->sys_errno);
     }
     if (r->kind == GL_RESOLVE_NAMEINFO) {
         return Py_BuildValue("ss", r->host, r->serv);

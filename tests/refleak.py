@@ -220,6 +220,27 @@ def sock_tcp(repeat):
 
 
 @workload
+def resolve(repeat):
+    """Lookups on goroutines (resolve.c): answers, errors, a cancelled one
+    (dropped with the loop if it is still in Go when the loop closes)."""
+
+    async def once():
+        loop = asyncio.get_running_loop()
+        await loop.getaddrinfo("localhost", 80)
+        await loop.getaddrinfo(LOCALHOST, 80)
+        await loop.getnameinfo((LOCALHOST, 80))
+        try:
+            await loop.getaddrinfo("localhost", 80, family=12345)
+        except socket.gaierror:
+            pass
+        cancelled = loop.create_task(loop.getaddrinfo("localhost", 81))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+
+    run(once, repeat)
+
+
+@workload
 def sock_udp(repeat):
     async def once():
         loop = asyncio.get_running_loop()
