@@ -97,12 +97,9 @@ def find_go():
 
 def check_c_toolchain(go, env):
     """Stop early, saying what to install, where cgo would fail obscurely."""
-    cc = (
-        env.get("CC")
-        or subprocess.run(
-            [go, "env", "CC"], capture_output=True, text=True, env=env, check=True
-        ).stdout.strip()
-    )
+    # `go env CC` is $CC when set, else the toolchain's default (gcc)
+    cc = subprocess.run([go, "env", "CC"], capture_output=True, text=True, env=env, check=True)
+    cc = cc.stdout.strip()
     if shutil.which(shlex.split(cc)[0]) is None:
         sys.exit(
             f"error: building goloop needs a C compiler (cgo runs `{cc}`, which is not on "
