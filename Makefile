@@ -178,7 +178,9 @@ $(VENV)/.wheel-tools: $(VENV)/.ready
 	$(VENV)/bin/pip install -q $(WHEEL_TOOLS)
 	touch $@
 
-$(SDIST): $(VENV)/.ready $(SOURCES) MANIFEST.in README.md CHANGELOG.md
+# (everything MANIFEST.in ships)
+$(SDIST): $(VENV)/.ready $(SOURCES) MANIFEST.in README.md CHANGELOG.md \
+		$(wildcard tests/*.py tests/conformance/* docs/*.md)
 	$(PY) -m build -q --sdist --no-isolation --skip-dependency-check --outdir dist .
 
 wheels: $(SDIST) $(VENV)/.wheel-tools $(WHEEL_VENVS)

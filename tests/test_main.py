@@ -1,5 +1,6 @@
 """python -m goloop --version / info, run against the installed extension."""
 
+import importlib.metadata
 import json
 import platform
 import re
@@ -27,6 +28,11 @@ def goloop_main(*args):
 def test_version():
     proc = goloop_main("--version")
     assert check_child(proc) == f"goloop {goloop.__version__}\n"
+
+
+def test_metadata_version_is_goloop_version():
+    # pyproject.toml reads the version from goloop.__version__ (one source)
+    assert importlib.metadata.version("goloop") == goloop.__version__
 
 
 def test_info():
