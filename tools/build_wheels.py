@@ -83,7 +83,7 @@ def build_wheel(python, facts, arch, sdist, outdir, version):
             os.environ,
             CC=zig,
             GOARCH=GOARCH[arch],
-            # -s drops the symbol table and DWARF: 2.2 MB instead of 4.0 MB
+            # -s drops the symbol table and DWARF: x86_64 .so 2.2 MB instead of 4.0 MB
             GOFLAGS=(os.environ.get("GOFLAGS", "") + " -ldflags=-s").strip(),
             DIST_EXTRA_CONFIG=config,
             SETUPTOOLS_EXT_SUFFIX=f".{facts['cache_tag']}-{arch}-linux-gnu.so",
