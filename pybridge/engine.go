@@ -18,6 +18,7 @@ package main
 import "C"
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -80,6 +81,15 @@ func errnoOf(err error) C.int {
 		return C.int(en)
 	}
 	return C.int(unix.EIO)
+}
+
+// glGoVersion returns runtime.Version() (the Go release the extension was
+// built with) as a C string the caller frees; module.c publishes it as
+// goloop._goloop.go_version for `python -m goloop info`.
+//
+//export glGoVersion
+func glGoVersion() *C.char {
+	return C.CString(runtime.Version())
 }
 
 // glEngineNew creates an engine and stores its eventfd in *wakefd and its

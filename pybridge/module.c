@@ -4,6 +4,7 @@
 #include "goloop.h"
 #include "_cgo_export.h"
 #include <pthread.h>
+#include <stdlib.h>
 #include <time.h>
 
 volatile int gl_forked = 0;
@@ -137,6 +138,13 @@ PyMODINIT_FUNC PyInit__goloop(void)
     }
     if (gl_handles_init(m) < 0 || gl_stream_init(m) < 0 || gl_datagram_init(m) < 0 || register_gc_callback(m) < 0 ||
         PyModule_AddObjectRef(m, "LoopCore", (PyObject *)&gl_LoopCoreType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    char *go_version = glGoVersion();
+    int added = PyModule_AddStringConstant(m, "go_version", go_version);
+    free(go_version);
+    if (added < 0) {
         Py_DECREF(m);
         return NULL;
     }
