@@ -167,7 +167,8 @@ $(VENV)/.bench: $(VENV)/.ready
 bench: bench-micro bench-net bench-charts
 
 bench-micro: $(VENV)/.built $(VENV)/.bench
-	$(PY) benchmarks/run.py --loops asyncio,uvloop,rloop,goloop --require goloop \
+	$(PY) benchmarks/run.py --loops asyncio,uvloop,rloop,goloop,goloop+stats \
+		--require goloop,goloop+stats \
 		--json benchmarks/results/micro.json --markdown benchmarks/results/micro.md
 	$(PY) benchmarks/timer_memory.py | tee benchmarks/results/timer_memory.md
 	$(PY) benchmarks/crossing.py | tee benchmarks/results/crossing.md
