@@ -287,12 +287,17 @@ def test_slow_callbacks_off_by_default(loop):
     assert goloop.stats(loop).slow_callbacks == ()
 
 
+def records_of(loop, name):
+    """The slow-callback records whose description starts with name (other
+    callbacks, e.g. loop.stop, may be recorded too on a loaded machine)."""
+    return [r for r in goloop.stats(loop).slow_callbacks if r.callback.startswith(name)]
+
+
 def test_slow_callback_recorded_with_its_location(loop):
     goloop.track_slow_callbacks(loop, THRESHOLD)
     run_soon(loop, slow_callback)
-    st = goloop.stats(loop)
-    assert st.slow_threshold == THRESHOLD
-    (rec,) = st.slow_callbacks
+    assert goloop.stats(loop).slow_threshold == THRESHOLD
+    (rec,) = records_of(loop, "slow_callback()")
     assert isinstance(rec, goloop.SlowCallback)
     assert rec.seconds >= SLOW
     assert rec.callback.startswith("slow_callback()")
@@ -309,9 +314,12 @@ def test_slow_task_step_located_at_its_await(loop):
 
     goloop.track_slow_callbacks(loop, THRESHOLD)
     line = run_bounded(loop, loop.create_task(busy(), name="busy-task"))
-    (rec,) = goloop.stats(loop).slow_callbacks
-    assert "busy-task" in rec.callback
-    assert (rec.filename, rec.lineno) == (__file__, line)
+    # the first step is the slow one; a loaded machine may add the second,
+    # which ends the coroutine (it is then placed at its def line)
+    places = {
+        (r.filename, r.lineno) for r in records_of(loop, "<Task") if "busy-task" in r.callback
+    }
+    assert (__file__, line) in places
 
 
 def test_keeps_the_slowest_first(loop):
@@ -340,7 +348,7 @@ def test_tracking_switched_on_inside_a_callback(loop):
     run_soon(loop, lambda: goloop.track_slow_callbacks(loop, THRESHOLD), slow_callback)
     assert goloop.stats(loop).slow_callbacks == ()
     run_soon(loop, slow_callback)
-    assert len(goloop.stats(loop).slow_callbacks) == 1
+    assert len(records_of(loop, "slow_callback()")) == 1
 
 
 @pytest.mark.parametrize(("threshold", "keep"), [(-1, 10), (0.1, 0)])
