@@ -5,12 +5,12 @@ instruction counts do not. Each cell runs a body of micro.py (same code
 as ``make bench-micro``) in a fresh process under
 ``valgrind --tool=callgrind``, collecting only inside the loop core's run
 loop (``--toggle-collect=loop_run_until_stopped``: the callbacks and all
-the loop does for them, not interpreter start-up or the Go runtime's own
-threads), once with n ops and once with 2n: the difference over n is the
-instructions per op, start-up and warm-up cancelled out.
+the loop does for them, not interpreter start-up), once with n ops and
+once with 2n: the difference over n is the instructions per op, warm-up
+cancelled out.
 
-    python benchmarks/instructions.py --tree base=/path/to/main-checkout \\
-        --tree stats=. [--loops goloop,goloop+stats] [--n 20000] [--only call_soon,chain]
+    cd benchmarks && python instructions.py --tree main=/path/to/main-checkout \\
+        --tree stats=.. [--loops goloop,goloop+stats] [--n 20000] [--only call_soon,chain]
 
 A tree is a checkout with goloop built in place (``python setup.py
 build_ext --inplace``): its python/ directory goes on PYTHONPATH. A loop a
@@ -29,18 +29,18 @@ from pathlib import Path
 import micro
 from benchutil import csv_choices
 
-HERE = Path(__file__).resolve().parent
+WARMUP = 2000  # ops run before the measured ones: the same in both runs, so it cancels out
 # threadsafe: its ops are made by another thread, outside the collected
 # function, and how many iterations they take depends on thread timing.
 DEFAULT_BENCHES = [b for b in micro.BENCHES if b != "threadsafe"]
 
 
 def child(bench, loop_name, n):
-    """Run one body (warm-up at n/10, then n ops) without the settle phase."""
+    """Run one body (WARMUP ops, then n ops) without micro.py's settle phase."""
     loop = micro.make_loop(loop_name)
     try:
         body = micro.BENCHES[bench][0]
-        for size in (max(n // 10, 1), n):
+        for size in (WARMUP, n):
             run, check, _ops = body(loop, size)
             run()
             check()
