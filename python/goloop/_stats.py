@@ -63,7 +63,7 @@ def stats(loop):
     """Return a LoopStats snapshot of a goloop loop's counters.
 
     Counts are totals since the loop was created; a closed loop keeps its
-    final counts (with no fds, timers or transports). Callable from the
+    final counts (with no fds or timers pending). Callable from the
     loop's own callbacks (busy_time then includes the current run so far)
     and, being a read of plain integers, from another thread, where the
     numbers are each current but not taken at one instant. Raises
