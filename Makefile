@@ -17,7 +17,7 @@ PYasan311 = $(PY311)
 VENV := .venv-3.11
 PY := $(VENV)/bin/python
 SOURCES := $(wildcard goloop/*.go pybridge/*.go pybridge/*.c pybridge/*.h python/goloop/*.py) setup.py pyproject.toml
-DEV_DEPS := pytest build ruff==0.17.6 setuptools wheel
+DEV_DEPS := pytest build ruff==0.17.6 setuptools wheel uvicorn==0.55.0
 # The TCP_NODELAY tests compare goloop with uvloop where a wheel exists (none
 # for the debug ABI: those tests then use uvloop's known behaviour).
 TEST_UVLOOP := uvloop==0.23.0
@@ -71,8 +71,8 @@ lint: $(VENV)/.ready
 	@test -z "$$(gofmt -l goloop pybridge)" || { gofmt -l goloop pybridge; echo "gofmt needed"; exit 1; }
 	go vet ./goloop/
 	CGO_CFLAGS="$(CGO_PY_CFLAGS)" go vet ./pybridge/
-	$(VENV)/bin/ruff check python tests benchmarks tools setup.py
-	$(VENV)/bin/ruff format --check python tests benchmarks tools setup.py
+	$(VENV)/bin/ruff check python tests benchmarks tools examples setup.py
+	$(VENV)/bin/ruff format --check python tests benchmarks tools examples setup.py
 
 test-go:
 	go test -count=1 ./goloop/
@@ -234,7 +234,8 @@ $(VENV)/.bench: $(VENV)/.ready
 bench: bench-micro bench-net bench-charts
 
 bench-micro: $(VENV)/.built $(VENV)/.bench
-	$(PY) benchmarks/run.py --loops asyncio,uvloop,rloop,goloop --require goloop \
+	$(PY) benchmarks/run.py --loops asyncio,uvloop,rloop,goloop,goloop+stats \
+		--require goloop,goloop+stats \
 		--json benchmarks/results/micro.json --markdown benchmarks/results/micro.md
 	$(PY) benchmarks/timer_memory.py | tee benchmarks/results/timer_memory.md
 	$(PY) benchmarks/crossing.py | tee benchmarks/results/crossing.md

@@ -120,6 +120,10 @@ static PyObject *accept_batch(PyObject *const *args, int lfd, Py_ssize_t backlog
             int empty = err == EAGAIN || err == EWOULDBLOCK || err == ECONNABORTED;
             return Py_NewRef(empty ? Py_True : Py_False);
         }
+        gl_stats *stats = gl_stats_of(loop);
+        if (stats != NULL) {
+            stats->accepted++;
+        }
         int r = make_transport(loop, conn, peer, factory, server, transport_type);
         Py_DECREF(conn);
         Py_DECREF(peer);

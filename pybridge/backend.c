@@ -19,6 +19,7 @@ int gl_engine_open(gl_loop *loop)
             PyErr_SetFromErrno(PyExc_OSError);
             return -1;
         }
+        loop->stats.c_engine = 1;
     } else {
         int id = glEngineNew(&wakefd, &epfd);
         if (id < 0) {

@@ -266,6 +266,11 @@ static int read_one(gl_dgram *self, Py_ssize_t size)
     if (n == -1) {
         return 0;
     }
+    gl_stats *stats = n >= 0 ? gl_stats_of(self->loop) : NULL;
+    if (stats != NULL) {
+        stats->datagrams_in++;
+        stats->bytes_in += (unsigned long long)n;
+    }
     PyObject *data = n < 0 ? NULL : PyBytes_FromStringAndSize(gl_scratch, n);
     PyObject *addr = data ? peer_address(self, &sa, len) : NULL;
     if (addr == NULL) { /* recvfrom's or our error: asyncio's except clauses */
@@ -359,13 +364,38 @@ static int fast_sendto_applies(gl_dgram *self, PyObject *data, PyObject *addr, g
     return PyErr_Occurred() ? -1 : ok;
 }
 
+/* asyncio's sendto, counted for goloop.stats() once it took the data
+ * (positional, as the fast path's callers pass it): sent, buffered, or
+ * dropped with its warning on a lost connection, which is not told apart
+ * from outside; counted alike. */
+static PyObject *sendto_stock(gl_dgram *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    PyObject *r = call_stock(stock_sendto, (PyObject *)self, args, nargs, kwnames);
+    gl_stats *stats = r != NULL && nargs >= 1 ? gl_stats_of(self->loop) : NULL;
+    if (stats == NULL) {
+        return r;
+    }
+    Py_buffer view;
+    Py_ssize_t len = 0;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) == 0) {
+        len = view.len;
+        PyBuffer_Release(&view);
+    } else {
+        PyErr_Clear(); /* non-contiguous: asyncio took it, its size goes uncounted */
+    }
+    stats->datagrams_out++;
+    stats->bytes_out += (unsigned long long)len;
+    return r;
+}
+
 static PyObject *dgram_sendto(gl_dgram *self, PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames)
 {
     PyObject *me = (PyObject *)self;
     if (kwnames != NULL || nargs < 1 || nargs > 2) {
         /* keywords, or asyncio's TypeError for a bad call */
-        return call_stock(stock_sendto, me, args, nargs, kwnames);
+        return sendto_stock(self, args, nargs, kwnames);
     }
     PyObject *data = args[0], *addr = nargs > 1 ? args[1] : NULL;
     gl_peer *peer = NULL;
@@ -374,13 +404,18 @@ static PyObject *dgram_sendto(gl_dgram *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     if (!fast) {
-        return call_stock(stock_sendto, me, args, nargs, NULL);
+        return sendto_stock(self, args, nargs, NULL);
     }
     ssize_t n;
     for (;;) {
         n = sendto(self->fd, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), 0,
                    (struct sockaddr *)&peer->sa, peer->len);
         if (n >= 0) {
+            gl_stats *stats = gl_stats_of(self->loop);
+            if (stats != NULL) {
+                stats->datagrams_out++;
+                stats->bytes_out += (unsigned long long)n;
+            }
             Py_RETURN_NONE;
         }
         if (errno != EINTR) {
@@ -393,7 +428,7 @@ static PyObject *dgram_sendto(gl_dgram *self, PyObject *const *args, Py_ssize_t 
     if (!PyErr_Occurred()) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             /* Full socket buffer: asyncio's sendto retries and buffers. */
-            return call_stock(stock_sendto, me, args, nargs, NULL);
+            return sendto_stock(self, args, nargs, NULL);
         }
         PyErr_SetFromErrno(PyExc_OSError);
     }

@@ -24,6 +24,23 @@ void gl_ring_clear(gl_ring *r);
 void gl_ring_shrink(gl_ring *r); /* frees an empty ring's buffer */
 PyObject *gl_ring_to_list(gl_ring *r);
 
+/* ---- goloop.stats(): the loop's counters (loop.c reads them out) ----
+ * Plain increments on paths that run anyway, and per-run (not
+ * per-iteration) clock reads; fds, timers and transports are counted from
+ * the loop's own tables when a snapshot is taken, not maintained here. */
+typedef struct {
+    unsigned long long iterations;
+    unsigned long long callbacks; /* handles run (cancelled ones are skipped, not counted) */
+    unsigned long long bytes_in, bytes_out;         /* stream and datagram transports */
+    unsigned long long datagrams_in, datagrams_out; /* out: sent or buffered by sendto() */
+    unsigned long long accepted; /* connections the native accept path took */
+    double poll_time;   /* seconds in epoll_wait, its events' dispatch included */
+    double run_time;    /* seconds inside finished runs of the loop, polls included */
+    double run_started; /* gl_monotonic() when the current run began, 0 if none */
+    double slow_threshold; /* > 0: callbacks taking this long are reported (loop.c) */
+    int c_engine;          /* the loop runs on the C fallback engine (backend.c) */
+} gl_stats;
+
 /* ---- the loop core object (loop.c) ---- */
 typedef struct gl_loop_s {
     PyObject_HEAD
@@ -39,6 +56,7 @@ typedef struct gl_loop_s {
     int polling;  /* set while the loop thread waits in Go without the GIL */
     Py_ssize_t threadsafe_queued; /* call_soon_threadsafe handles since run_ready */
     int running;  /* inside _run_until_stopped / _run_once */
+    gl_stats stats;
 
     /* timers (timers.c): slot table of scheduled TimerHandles + op log */
     PyObject **tslots;
@@ -185,6 +203,12 @@ PyObject *gl_accept_stream(PyObject *module, PyObject *const *args, Py_ssize_t n
 int gl_datagram_init(PyObject *module);
 int gl_loop_only_this_fd_next(gl_loop *loop, int fd); /* loop.c */
 int gl_call_soon(gl_loop *loop, PyObject *callback, PyObject *const *args, Py_ssize_t nargs);
+/* The counters of a transport's loop, or NULL (no loop, or not goloop's). */
+static inline gl_stats *gl_stats_of(PyObject *loop)
+{
+    return loop != NULL && PyObject_TypeCheck(loop, &gl_LoopCoreType) ? &((gl_loop *)loop)->stats
+                                                                        : NULL;
+}
 
 /* The C transport cores (stream.c, datagram.c) subclass asyncio's
  * transports._FlowControlMixin, so their structs start with its slots:

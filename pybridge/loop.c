@@ -188,7 +188,8 @@ static PyObject *push_ready_handle(gl_loop *self, PyObject *callback, PyObject *
     return handle;
 }
 
-static PyObject *str_call_soon, *str_call_soon_threadsafe, *str_time, *str_call_at, *str_call_later;
+static PyObject *str_call_soon, *str_call_soon_threadsafe, *str_time, *str_call_at, *str_call_later,
+    *str_slow_callback;
 static PyObject *time_descr; /* LoopCore.time */
 
 /* Whether loop.time is not the C core's: a subclass overrides it or an
@@ -535,14 +536,16 @@ static double ms_until(double when, double now)
  * compute it: 0 with callbacks ready, else up to the next deadline rounded
  * up to whole ms (capped at 24 h), -1 (forever) with no timer. An
  * overridden time() is asked only when a timer is pending, as stock asks
- * it only then; the memory trim goes by the real clock. */
-static int poll_timeout(gl_loop *self, int has_work, int *timeout)
+ * it only then; the memory trim goes by the real clock, and so does
+ * *now_out, when the poll starts (for stats.poll_time). */
+static int poll_timeout(gl_loop *self, int has_work, int *timeout, double *now_out)
 {
+    double now = gl_monotonic();
+    *now_out = now;
     if (has_work) {
         *timeout = 0;
         return 0;
     }
-    double now = gl_monotonic();
     double ms = ms_until(trim_after_burst(self, now), now);
     double earliest = earliest_deadline(self);
     if (earliest != INFINITY) {
@@ -557,12 +560,13 @@ static int poll_timeout(gl_loop *self, int has_work, int *timeout)
 }
 
 /* Move due timers to the ready queue: one Go call applying the whole
- * timer log, made only when the log is long or a timer may be due. */
-static int expire_timers(gl_loop *self)
+ * timer log, made only when the log is long or a timer may be due. now:
+ * the monotonic clock if the caller just read it, else 0. */
+static int expire_timers(gl_loop *self, double now)
 {
     double end; /* asyncio's end_time: self.time() + self._clock_resolution */
     if (!time_overridden(self)) {
-        end = gl_monotonic();
+        end = now > 0 ? now : gl_monotonic();
     } else if (call_time(self, &end) < 0) {
         return -1;
     }
@@ -593,6 +597,50 @@ static int expire_timers(gl_loop *self)
     return 0;
 }
 
+/* Run one ready handle; inline so that counting it adds no call to the
+ * per-callback path. */
+static inline int run_handle(gl_loop *self, PyObject *handle)
+{
+    if (gl_handle_is_cancelled(handle)) {
+        return 0;
+    }
+    self->stats.callbacks++;
+    if (self->debug) {
+        PyObject *res = PyObject_CallMethodOneArg((PyObject *)self, gl_str_run_handle_debug,
+                                                  handle);
+        Py_XDECREF(res);
+        return res == NULL ? -1 : 0;
+    }
+    if (GL_IS_WATCH(handle)) {
+        return gl_watch_run(self, handle);
+    }
+    return gl_handle_run(self, handle);
+}
+
+/* run_handle timed, while goloop.track_slow_callbacks() is on: a handle
+ * that took slow_threshold seconds or more goes to
+ * Loop._slow_callback(handle, seconds), which keeps the slowest. */
+static int run_handle_timed(gl_loop *self, PyObject *handle)
+{
+    double t0 = gl_monotonic();
+    if (run_handle(self, handle) < 0) {
+        return -1;
+    }
+    double took = gl_monotonic() - t0;
+    double threshold = self->stats.slow_threshold; /* the callback may have changed it */
+    if (threshold <= 0 || took < threshold) {
+        return 0;
+    }
+    PyObject *seconds = PyFloat_FromDouble(took);
+    PyObject *args[] = {(PyObject *)self, handle, seconds};
+    PyObject *res = seconds ? PyObject_VectorcallMethod(str_slow_callback, args,
+                                                        3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                            : NULL;
+    Py_XDECREF(seconds);
+    Py_XDECREF(res);
+    return res == NULL ? -1 : 0;
+}
+
 static int run_ready(gl_loop *self)
 {
     Py_ssize_t ntodo = self->ready.len;
@@ -600,24 +648,30 @@ static int run_ready(gl_loop *self)
         gl_handle_freelist_expect(self->threadsafe_queued);
         self->threadsafe_queued = 0;
     }
+    /* Looked at once per iteration (switching tracking from a callback
+     * takes effect with the next one), and the loop written out twice:
+     * gcc -O2 does not unswitch loops, and the test per callback cost the
+     * call_soon row 4 instructions per op (benchmarks/instructions.py). */
+    if (self->stats.slow_threshold > 0) {
+        for (Py_ssize_t i = 0; i < ntodo; i++) {
+            PyObject *handle = gl_ring_pop(&self->ready);
+            if (handle == NULL) {
+                break;
+            }
+            int r = run_handle_timed(self, handle);
+            gl_handle_release(handle);
+            if (r < 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
     for (Py_ssize_t i = 0; i < ntodo; i++) {
         PyObject *handle = gl_ring_pop(&self->ready);
         if (handle == NULL) {
             break;
         }
-        int r = 0;
-        if (gl_handle_is_cancelled(handle)) {
-            r = 0;
-        } else if (self->debug) {
-            PyObject *res = PyObject_CallMethodOneArg((PyObject *)self,
-                                                      gl_str_run_handle_debug, handle);
-            r = res == NULL ? -1 : 0;
-            Py_XDECREF(res);
-        } else if (GL_IS_WATCH(handle)) {
-            r = gl_watch_run(self, handle);
-        } else {
-            r = gl_handle_run(self, handle);
-        }
+        int r = run_handle(self, handle);
         gl_handle_release(handle);
         if (r < 0) {
             return -1;
@@ -634,14 +688,19 @@ static int run_once(gl_loop *self)
     if (gl_engine_usable(self) < 0) {
         return -1;
     }
+    self->stats.iterations++;
     int has_work = self->ready.len > 0 || self->stopping;
+    double now = 0;
     if (!(has_work && user_fds(self) == 0)) {
         int timeout;
-        if (poll_timeout(self, has_work, &timeout) < 0 || gl_poll_io(self, timeout) < 0) {
+        double start;
+        if (poll_timeout(self, has_work, &timeout, &start) < 0 || gl_poll_io(self, timeout) < 0) {
             return -1;
         }
+        now = gl_monotonic(); /* expire_timers would read it anyway */
+        self->stats.poll_time += now - start;
     }
-    if (expire_timers(self) < 0) {
+    if (expire_timers(self, now) < 0) {
         return -1;
     }
     /* Python-level signal handlers (SIGINT -> KeyboardInterrupt) run here,
@@ -652,11 +711,29 @@ static int run_once(gl_loop *self)
     return run_ready(self);
 }
 
+/* The outermost run's start and end are the only clock reads the
+ * stats add to an iteration without I/O: time running callbacks is the
+ * run's time minus poll_time, not a sum over iterations. */
+static void run_begin(gl_loop *self)
+{
+    if (self->running++ == 0) {
+        self->stats.run_started = gl_monotonic();
+    }
+}
+
+static void run_end(gl_loop *self)
+{
+    if (--self->running == 0) {
+        self->stats.run_time += gl_monotonic() - self->stats.run_started;
+        self->stats.run_started = 0;
+    }
+}
+
 static PyObject *loop_run_once(gl_loop *self, PyObject *unused)
 {
-    self->running++;
+    run_begin(self);
     int r = run_once(self);
-    self->running--;
+    run_end(self);
     if (r < 0) {
         return NULL;
     }
@@ -667,14 +744,43 @@ static PyObject *loop_run_once(gl_loop *self, PyObject *unused)
 static PyObject *loop_run_until_stopped(gl_loop *self, PyObject *unused)
 {
     int r;
-    self->running++;
+    run_begin(self);
     do {
         r = run_once(self);
     } while (r == 0 && !self->stopping);
-    self->running--;
+    run_end(self);
     if (r < 0) {
         return NULL;
     }
+    Py_RETURN_NONE;
+}
+
+/* _stats(): the raw snapshot goloop.stats() builds LoopStats from:
+ * (engine, iterations, callbacks, poll_time, busy_time, fds, timers,
+ *  bytes_in, bytes_out, datagrams_in, datagrams_out, accepted). */
+static PyObject *loop_stats(gl_loop *self, PyObject *unused)
+{
+    const gl_stats *s = &self->stats;
+    double run_time = s->run_time;
+    if (s->run_started > 0) { /* asked from a callback: the run so far */
+        run_time += gl_monotonic() - s->run_started;
+    }
+    double busy = run_time - s->poll_time;
+    return Py_BuildValue("(sKKddiiKKKKK)", s->c_engine ? "c" : "go", s->iterations,
+                         s->callbacks, s->poll_time, busy > 0 ? busy : 0.0, user_fds(self),
+                         (int)(self->ntslots - self->ntfree), s->bytes_in, s->bytes_out,
+                         s->datagrams_in, s->datagrams_out, s->accepted);
+}
+
+/* _set_slow_threshold(seconds): time each callback and report those
+ * taking at least this long (run_handle_timed); 0 stops timing them. */
+static PyObject *loop_set_slow_threshold(gl_loop *self, PyObject *arg)
+{
+    double v = PyFloat_AsDouble(arg);
+    if (v == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    self->stats.slow_threshold = v > 0 ? v : 0;
     Py_RETURN_NONE;
 }
 
@@ -779,6 +885,8 @@ static PyMethodDef loop_methods[] = {
     {"_run_once", (PyCFunction)loop_run_once, METH_NOARGS, NULL},
     {"_run_until_stopped", (PyCFunction)loop_run_until_stopped, METH_NOARGS, NULL},
     {"_close_core", (PyCFunction)loop_close_core, METH_NOARGS, NULL},
+    {"_stats", (PyCFunction)loop_stats, METH_NOARGS, NULL},
+    {"_set_slow_threshold", (PyCFunction)loop_set_slow_threshold, METH_O, NULL},
     {"_sock_recv_now", (PyCFunction)(void (*)(void))gl_loop_sock_recv_now, METH_FASTCALL, NULL},
     {"_sock_recv_wait", (PyCFunction)(void (*)(void))gl_loop_sock_recv_wait, METH_FASTCALL,
      NULL},
@@ -814,7 +922,9 @@ int gl_loop_init_strings(void)
     str_time = PyUnicode_InternFromString("time");
     str_call_at = PyUnicode_InternFromString("call_at");
     str_call_later = PyUnicode_InternFromString("call_later");
-    return (str_call_soon && str_call_soon_threadsafe && str_time && str_call_at && str_call_later)
+    str_slow_callback = PyUnicode_InternFromString("_slow_callback");
+    return (str_call_soon && str_call_soon_threadsafe && str_time && str_call_at &&
+            str_call_later && str_slow_callback)
                ? 0
                : -1;
 }

@@ -122,6 +122,15 @@ static gl_loop *loop_of(gl_stream *self)
     return (gl_loop *)self->loop;
 }
 
+/* goloop.stats()'s bytes_in (in) or bytes_out: n bytes moved. */
+static void count_bytes(gl_stream *self, int in, Py_ssize_t n)
+{
+    gl_loop *loop = loop_of(self);
+    if (loop != NULL) {
+        *(in ? &loop->stats.bytes_in : &loop->stats.bytes_out) += (unsigned long long)n;
+    }
+}
+
 static int is_none(PyObject *o)
 {
     return o == NULL || o == Py_None;
@@ -328,6 +337,7 @@ static int read_data_received(gl_stream *self)
     if (data == NULL) {
         return again ? 0 : fatal(self, "Fatal read error on socket transport");
     }
+    count_bytes(self, 1, self->last_read);
     if (PyBytes_GET_SIZE(data) == 0) {
         Py_DECREF(data);
         return read_eof(self);
@@ -366,6 +376,7 @@ static int read_get_buffer(gl_stream *self)
     } else if (PyLong_AsSsize_t(nbytes) == 0) {
         r = read_eof(self);
     } else {
+        count_bytes(self, 1, PyLong_AsSsize_t(nbytes));
         PyObject *res = PyObject_CallMethodOneArg(protocol, str_buffer_updated, nbytes);
         if (res == NULL) {
             r = fatal(self, "Fatal error: protocol.buffer_updated() call failed.");
@@ -434,11 +445,12 @@ static void wbuf_clear(gl_stream *self)
 }
 
 /* send with EINTR retry: bytes sent, 0 on EAGAIN, -1 with an exception. */
-static Py_ssize_t send_retry(int fd, const char *p, Py_ssize_t len)
+static Py_ssize_t send_retry(gl_stream *self, const char *p, Py_ssize_t len)
 {
     for (;;) {
-        ssize_t n = send(fd, p, (size_t)len, MSG_NOSIGNAL);
+        ssize_t n = send(self->fd, p, (size_t)len, MSG_NOSIGNAL);
         if (n >= 0) {
+            count_bytes(self, 0, n);
             return n;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -484,7 +496,7 @@ static int write_ready(gl_stream *self)
     }
     Py_ssize_t n = sock_gone(self, "sendmsg")
                        ? -1
-                       : send_retry(self->fd, self->wbuf + self->wstart, self->wlen);
+                       : send_retry(self, self->wbuf + self->wstart, self->wlen);
     if (n < 0) {
         if (gl_exiting_exception()) {
             return -1;
@@ -661,7 +673,7 @@ static PyObject *stream_write(gl_stream *self, PyObject *data)
     }
     if (self->wlen == 0) {
         /* Optimization (as asyncio's): try to send now. */
-        Py_ssize_t n = sock_gone(self, "send") ? -1 : send_retry(self->fd, p, len);
+        Py_ssize_t n = sock_gone(self, "send") ? -1 : send_retry(self, p, len);
         if (n < 0) {
             r = fatal(self, "Fatal write error on socket transport");
             goto done;

@@ -4,9 +4,10 @@ Run under a debug CPython (sys.gettotalrefcount exists only with Py_DEBUG):
 
     cd tests && python3.11-dbg refleak.py [--warmups 3] [--runs 3] [WORKLOAD ...]
 
-Each workload creates a goloop loop, repeats one scenario (timers, tasks, the
-sock_* calls, echo over TCP/Unix/UDP with each protocol kind, every way a
-transport closes) ``--repeat`` times and closes its loop. As in CPython's
+Each workload creates a goloop loop, repeats one scenario (timers, tasks,
+goloop.stats and slow-callback tracking, the sock_* calls, echo over
+TCP/Unix/UDP with each protocol kind, every way a transport closes)
+``--repeat`` times and closes its loop. As in CPython's
 Lib/test/libregrtest/refleak.py, a workload is run ``warmups + runs`` times;
 after each run the interpreter's caches are cleared and the GC run, and the
 growth of sys.gettotalrefcount(), sys.getallocatedblocks() and the number of
@@ -118,6 +119,34 @@ def callbacks(repeat):
         await asyncio.sleep(0)
         loop.set_exception_handler(None)
         assert sorted(got) == ["ctx", "handled", "soon", "thread", "threadsafe"], got
+
+    run(once, repeat)
+
+
+@workload
+def stats(repeat):
+    """goloop.stats() and slow-callback tracking (C's timed run path)."""
+
+    async def once():
+        loop = asyncio.get_running_loop()
+        goloop.track_slow_callbacks(loop, 1e-9, keep=3)  # every callback is "slow"
+        await asyncio.sleep(0)  # tracking starts with the next iteration
+        got = []
+        loop.call_soon(got.append, 1)
+        loop.call_soon(got.append, 2).cancel()
+
+        def boom():
+            raise ValueError("callback error")
+
+        loop.set_exception_handler(lambda lp, ctx: got.append("handled"))
+        loop.call_soon(boom)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        loop.set_exception_handler(None)
+        st = goloop.stats(loop)
+        goloop.track_slow_callbacks(loop, None)
+        assert got == [1, "handled"], got
+        assert len(st.slow_callbacks) == 3, st
 
     run(once, repeat)
 

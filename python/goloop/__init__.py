@@ -10,8 +10,20 @@ import asyncio as __asyncio
 import sys as _sys
 import warnings as _warnings
 
+from ._stats import LoopStats, SlowCallback, stats, track_slow_callbacks
+
 __version__ = "0.1.0"
-__all__ = ("new_event_loop", "install", "run", "EventLoopPolicy", "Loop")
+__all__ = (
+    "new_event_loop",
+    "install",
+    "run",
+    "EventLoopPolicy",
+    "Loop",
+    "stats",
+    "track_slow_callbacks",
+    "LoopStats",
+    "SlowCallback",
+)
 
 _Loop = None
 

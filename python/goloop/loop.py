@@ -67,6 +67,7 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
 
     def __init__(self):
         super().__init__(EngineSelector(self))
+        self._slow_tracker = None  # goloop.track_slow_callbacks()
         # The self-pipe only carries signal numbers (call_soon_threadsafe
         # wakes the engine's eventfd), so it does not count as user I/O.
         self._set_internal_fd(self._ssock.fileno())
@@ -171,6 +172,11 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             del timer._source_traceback[: -(constants.DEBUG_STACK_DEPTH - below - 1)]
         self._schedule_timer(timer)
         return timer
+
+    def _slow_callback(self, handle, seconds):
+        """A callback ran at least track_slow_callbacks()'s threshold."""
+        if self._slow_tracker is not None:
+            self._slow_tracker.record(handle, seconds)
 
     def _callback_error(self, handle, exc):
         """Handle._run's except branch, for a callback that raised."""
