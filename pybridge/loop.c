@@ -691,7 +691,12 @@ static int run_once(gl_loop *self)
     self->stats.iterations++;
     int has_work = self->ready.len > 0 || self->stopping;
     double now = 0;
-    if (!(has_work && user_fds(self) == 0)) {
+    /* With callbacks ready and nothing to watch the poll is skipped; but a
+     * lookup finishing in Go (resolve.c) reports through the engine's
+     * eventfd, so while any is in flight poll (without waiting) anyway, or
+     * a loop kept busy by callbacks would never see it finish. */
+    int watching = user_fds(self) > 0 || (self->lookups && PyDict_GET_SIZE(self->lookups) > 0);
+    if (!(has_work && !watching)) {
         int timeout;
         double start;
         if (poll_timeout(self, has_work, &timeout, &start) < 0 || gl_poll_io(self, timeout) < 0) {

@@ -9,6 +9,7 @@ what they return and raise what they raise, for every argument below.
 import asyncio
 import socket
 import threading
+import time
 
 import pytest
 from loop_support import HANG_TIMEOUT, check_child, ipv6_available, outcome, run_bounded, run_python
@@ -304,3 +305,18 @@ def test_replaced_socket_functions_are_called(loop, monkeypatch):
         ("getaddrinfo", ("example.test", 80, 0, 0, 0, 0)),
         ("getnameinfo", (("127.0.0.1", 80), 0)),
     ]
+
+
+def test_lookup_completes_while_callbacks_keep_the_loop_busy(loop):
+    """A lookup finishes while tasks keep the ready queue non-empty and no
+    fd is watched (stock: the executor's call_soon_threadsafe lands in the
+    ready queue; goloop must still look at the engine's eventfd)."""
+
+    async def main():
+        lookup = asyncio.ensure_future(loop.getaddrinfo("localhost", 80))
+        deadline = time.monotonic() + HANG_TIMEOUT / 2
+        while not lookup.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0)
+        return lookup.done() and lookup.result()
+
+    assert repr(run_bounded(loop, main())) == repr(socket.getaddrinfo("localhost", 80))
