@@ -71,24 +71,3 @@ int gl_engine_set_interest(gl_loop *loop, int fd, uint32_t mask)
     }
     return gl_epoll_set_interest(loop, fd, mask);
 }
-
-void gl_engine_expire_timers(gl_loop *loop, gl_timer_op *ops, int32_t nops, double end,
-                             gl_poll_result *res)
-{
-    if (loop->fallback != NULL) {
-        gl_fallback_expire_timers(loop->fallback, ops, nops, end, loop->expired,
-                                  loop->expired_cap, res);
-    } else {
-        glEngineExpireTimers(loop->engine, ops, nops, end, loop->expired, loop->expired_cap,
-                             res);
-    }
-}
-
-void gl_engine_pop_expired(gl_loop *loop, gl_poll_result *res)
-{
-    if (loop->fallback != NULL) {
-        gl_fallback_pop_expired(loop->fallback, loop->expired, loop->expired_cap, res);
-    } else {
-        glEnginePopExpired(loop->engine, loop->expired, loop->expired_cap, res);
-    }
-}

@@ -1,15 +1,15 @@
 // Command pybridge is the cgo layer that turns the goloop engine into the
 // CPython extension module goloop._goloop (built with -buildmode=c-shared).
 //
-// This file is the whole C->Go surface: an engine is created once per loop,
-// and the run loop crosses at most once per iteration, through
-// glEngineExpireTimers with the batched timer log, and only when timers
-// changed or fell due. Interest changes (epoll_ctl) are made from C
-// (epoll.c): spaced out as a server makes them, each crossing cost ~1.5 us
-// of Go scheduler work, not the ~50 ns of a call made back to back. Everything that happens once per
-// callback (handles, the ready queue, invoking callbacks) stays on the C
-// side: a C->Go call costs ~50 ns here (benchmarks/crossing.py), against a
-// per-callback budget of ~100 ns.
+// This file is the loop's C->Go surface: an engine is created once per
+// loop, and the run loop itself never crosses. Interest changes (epoll_ctl)
+// are made from C (epoll.c): spaced out as a server makes them, each
+// crossing cost ~1.5 us of Go scheduler work, not the ~50 ns of a call made
+// back to back. The timers are C's too (timers.c): a burst of 100k call_at
+// applied to Go's heap in one crossing stalled the next iteration for
+// ~29-55 ms. Everything that happens once per callback (handles, the ready
+// queue, invoking callbacks) stays on the C side: a C->Go call costs ~50 ns
+// here (benchmarks/crossing.py), against a per-callback budget of ~100 ns.
 package main
 
 /*
@@ -21,7 +21,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/goloop-dev/goloop/goloop"
 	"golang.org/x/sys/unix"
@@ -133,46 +132,6 @@ func glEngineSetInterest(id C.int, fd C.int, mask C.uint32_t) C.int {
 		return C.int(unix.EBADF)
 	}
 	return errnoOf(e.SetInterest(int(fd), uint32(mask)))
-}
-
-// glEngineExpireTimers is the once-per-iteration crossing, made only when
-// the timer log is non-empty or a timer fell due: it applies the whole log
-// and writes the slots of timers due before end into the caller's array.
-// It never blocks: the wait for I/O happens in C (poll.c), because
-// blocking inside a Go call costs Go-scheduler syscalls on every wait.
-//
-//export glEngineExpireTimers
-func glEngineExpireTimers(id C.int, ops *C.gl_timer_op, nops C.int, end C.double,
-	expired *C.int32_t, nexpired C.int, res *C.gl_poll_result) {
-	out := (*goloop.PollResult)(unsafe.Pointer(res))
-	e := engineFor(id)
-	if e == nil {
-		*out = goloop.PollResult{Err: int32(unix.EBADF)}
-		return
-	}
-	e.ExpireTimers(cSlice[goloop.TimerOp](unsafe.Pointer(ops), nops), float64(end),
-		cSlice[int32](unsafe.Pointer(expired), nexpired), out)
-}
-
-// glEnginePopExpired drains timers that did not fit in the last poll.
-//
-//export glEnginePopExpired
-func glEnginePopExpired(id C.int, expired *C.int32_t, nexpired C.int, res *C.gl_poll_result) {
-	out := (*goloop.PollResult)(unsafe.Pointer(res))
-	e := engineFor(id)
-	if e == nil {
-		*out = goloop.PollResult{Err: int32(unix.EBADF)}
-		return
-	}
-	e.PopExpired(cSlice[int32](unsafe.Pointer(expired), nexpired), out)
-}
-
-// cSlice views C memory as a Go slice without copying or allocating.
-func cSlice[T any](p unsafe.Pointer, n C.int) []T {
-	if p == nil || n <= 0 {
-		return nil
-	}
-	return unsafe.Slice((*T)(p), int(n))
 }
 
 func main() {}

@@ -19,7 +19,13 @@ typedef struct {
 } gl_ring;
 
 int gl_ring_push(gl_ring *r, PyObject *item); /* steals item, even on failure */
+int gl_ring_reserve(gl_ring *r);              /* room for one more push, or -1 */
 PyObject *gl_ring_pop(gl_ring *r);            /* new reference, NULL if empty */
+/* The item k places behind the head (borrowed), or NULL. */
+static inline PyObject *gl_ring_peek(const gl_ring *r, Py_ssize_t k)
+{
+    return k < r->len ? r->buf[(r->head + k) & (r->cap - 1)] : NULL;
+}
 void gl_ring_clear(gl_ring *r);
 void gl_ring_shrink(gl_ring *r); /* frees an empty ring's buffer */
 PyObject *gl_ring_to_list(gl_ring *r);
@@ -41,6 +47,19 @@ typedef struct {
     int c_engine;          /* the loop runs on the C fallback engine (backend.c) */
 } gl_stats;
 
+/* ---- timer entries (timers.c) ---- */
+typedef struct {
+    double when;
+    int32_t slot; /* -1: cancelled */
+    int32_t pad;
+} gl_tlog_entry;
+
+typedef struct {
+    double when;
+    uint64_t seq; /* ties: the order scheduled in */
+    int32_t slot;
+} gl_theap_entry;
+
 /* ---- the loop core object (loop.c) ---- */
 typedef struct gl_loop_s {
     PyObject_HEAD
@@ -58,18 +77,21 @@ typedef struct gl_loop_s {
     int running;  /* inside _run_until_stopped / _run_once */
     gl_stats stats;
 
-    /* timers (timers.c): slot table of scheduled TimerHandles + op log */
+    /* timers (timers.c): slot table of scheduled TimerHandles, the
+     * schedule log and the heap */
     PyObject **tslots;
     int32_t ntslots, tslots_cap;
     int32_t *tfree;
     int32_t ntfree;
-    gl_timer_op *ops;
-    int32_t nops, ops_cap;
-    double ops_min_when;
-    int go_has_deadline;
-    double go_next_deadline;
-    int32_t *expired;
-    int32_t expired_cap;
+    int32_t *twhere; /* slot -> heap index + 1, -(log index + 1), or 0 */
+    gl_tlog_entry *tlog;
+    int32_t tlog_head, tlog_len, tlog_cap, tlog_dead;
+    double tlog_min; /* a lower bound of the log's deadlines */
+    gl_theap_entry *theap;
+    int32_t theap_len, theap_cap;
+    uint64_t theap_seq;
+    gl_tlog_entry *tscratch; /* 2 * tscratch_cap entries, for sorting */
+    int32_t tscratch_cap;
     double clock_resolution; /* _clock_resolution: added to "now" for due timers */
     /* time() not the C core's (loop.c: time_overridden): timers fall due
      * by what it returns, as in BaseEventLoop._run_once */
@@ -113,6 +135,21 @@ extern PyTypeObject *gl_TimerHandleType; /* goloop subclass of asyncio.events.Ti
 #define GL_SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 #define GL_TIMER_SLOT(obj) (*(Py_ssize_t *)((char *)(obj) + gl_off.timer_slot))
 
+/* Prefetch what running and freeing a handle touches, ahead of time, in
+ * two steps: the handle's own lines (with the GC header in front of it),
+ * then, once those have arrived, the objects it points to that are its
+ * alone (the copied context, a timer's deadline float). The ready queue
+ * holds a burst of timers in deadline order, which is random in memory:
+ * without this every handle, context and float is a cache miss in turn. */
+static inline void gl_handle_prefetch(PyObject *h)
+{
+    if (h != NULL) {
+        __builtin_prefetch((char *)h - 16, 1);
+        __builtin_prefetch((char *)h + 48, 1);
+        __builtin_prefetch((char *)h + 112, 1);
+    }
+}
+void gl_handle_prefetch_refs(struct gl_loop_s *loop, PyObject *h);
 int gl_handles_init(PyObject *module);
 PyObject *gl_tuple_from(PyObject *const *items, Py_ssize_t n);
 PyObject *gl_handle_new(gl_loop *loop, PyObject *callback, PyObject *args, PyObject *context);
@@ -161,8 +198,12 @@ int gl_watch_run(gl_loop *loop, PyObject *watch);
 /* ---- timers (timers.c) ---- */
 int gl_timer_schedule(gl_loop *loop, PyObject *timer, double when);
 int gl_timer_cancelled(gl_loop *loop, PyObject *timer);
-int gl_timer_expire(gl_loop *loop, const int32_t *slots, int32_t n);
+int gl_timer_expire(gl_loop *loop, double end);
+void gl_timer_ran(gl_loop *loop, PyObject *timer);
+double gl_timer_earliest(gl_loop *loop);
+int gl_timer_pending_work(gl_loop *loop);
 void gl_timers_clear(gl_loop *loop);
+void gl_timers_trim(gl_loop *loop);
 PyObject *gl_timers_to_list(gl_loop *loop);
 void gl_timers_free(gl_loop *loop);
 
@@ -269,15 +310,8 @@ int gl_engine_usable(gl_loop *loop);
 int gl_engine_set_interest(gl_loop *loop, int fd, uint32_t mask); /* 0 or errno */
 int gl_epoll_set_interest(gl_loop *loop, int fd, uint32_t mask);  /* epoll.c */
 void gl_epoll_forget(gl_loop *loop);
-void gl_engine_expire_timers(gl_loop *loop, gl_timer_op *ops, int32_t nops, double end,
-                             gl_poll_result *res);
-void gl_engine_pop_expired(gl_loop *loop, gl_poll_result *res);
 gl_fallback *gl_fallback_open(int *wakefd, int *epfd);
 void gl_fallback_close(gl_fallback *fb);
-void gl_fallback_expire_timers(gl_fallback *fb, const gl_timer_op *ops, int32_t nops,
-                               double end, int32_t *expired, int32_t cap, gl_poll_result *res);
-void gl_fallback_pop_expired(gl_fallback *fb, int32_t *expired, int32_t cap,
-                             gl_poll_result *res);
 
 /* ---- misc (module.c) ---- */
 extern volatile int gl_forked;  /* set in a child forked after the Go runtime started */

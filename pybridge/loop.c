@@ -7,18 +7,13 @@
  * mode, exception reporting, executors, async generators, and for now the
  * transports) stay asyncio's own Python code.
  *
- * Crossings into Go: at most one per loop iteration (gl_engine_poll), and
- * none at all while callbacks are ready, no user fd is watched and no
- * timer is due: then the iteration is pure C, which is what makes a
- * self-rescheduling callback chain cheap. */
+ * The run loop never crosses into Go: the wait (poll.c), fd registration
+ * (epoll.c) and the timers (timers.c) are C; Go runs lookups on its
+ * goroutines (resolve.c). */
 #include "goloop.h"
 #include <errno.h>
 #include <math.h>
 #include <unistd.h>
-
-/* Apply the timer log at least this often even when Go is not needed. */
-#define GL_OPS_FLUSH 4096
-#define GL_EXPIRED_CAP 1024
 
 /* ---------- construction and GC ---------- */
 
@@ -31,15 +26,9 @@ static PyObject *loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->engine = -1;
     self->wakefd = -1;
     self->internal_fd = -1;
-    self->ops_min_when = INFINITY;
+    self->tlog_min = INFINITY;
     self->clock_resolution = 1e-9; /* BaseEventLoop.__init__ sets the clock's */
     self->epfd = -1;
-    self->expired = PyMem_Malloc(GL_EXPIRED_CAP * sizeof(int32_t));
-    if (self->expired == NULL) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
-    }
-    self->expired_cap = GL_EXPIRED_CAP;
     if (gl_engine_open(self) < 0) {
         Py_DECREF(self);
         return NULL;
@@ -474,16 +463,10 @@ static int user_fds(gl_loop *self)
     return self->nfds - internal;
 }
 
-/* The earliest deadline the loop may have: Go's last report or the
- * earliest timer added since (cancelled ones only make this early, which
- * costs one needless Go call, never a late timer). */
+/* The earliest deadline the loop may have (timers.c; a lower bound). */
 static double earliest_deadline(gl_loop *self)
 {
-    double earliest = self->ops_min_when;
-    if (self->go_has_deadline && self->go_next_deadline < earliest) {
-        earliest = self->go_next_deadline;
-    }
-    return earliest;
+    return gl_timer_earliest(self);
 }
 
 /* Whether stock asyncio's next iteration could do nothing but run fd's
@@ -515,6 +498,7 @@ static double trim_after_burst(gl_loop *self, double now)
         self->ready_shrink_at = now + GL_IDLE_TRIM_PERIOD;
     } else if (now >= self->ready_shrink_at) {
         gl_ring_shrink(&self->ready);
+        gl_timers_trim(self); /* a burst of timers grew the ring */
         self->ready_shrink_at = 0;
         return due;
     }
@@ -559,48 +543,35 @@ static int poll_timeout(gl_loop *self, int has_work, int *timeout, double *now_o
     return 0;
 }
 
-/* Move due timers to the ready queue: one Go call applying the whole
- * timer log, made only when the log is long or a timer may be due. now:
- * the monotonic clock if the caller just read it, else 0. */
+/* Move due timers to the ready queue (timers.c), and let the timers move
+ * a bounded part of their log into the heap. now: the monotonic clock if
+ * the caller just read it, else 0. */
 static int expire_timers(gl_loop *self, double now)
 {
     double end; /* asyncio's end_time: self.time() + self._clock_resolution */
+    int pending = gl_timer_pending_work(self);
     if (!time_overridden(self)) {
+        if (earliest_deadline(self) == INFINITY && !pending) {
+            return 0; /* no timer: no clock read (stock asks time() only if overridden) */
+        }
         end = now > 0 ? now : gl_monotonic();
     } else if (call_time(self, &end) < 0) {
         return -1;
     }
     end += self->clock_resolution;
-    if (self->nops < GL_OPS_FLUSH && !(earliest_deadline(self) < end)) {
+    if (!(earliest_deadline(self) < end) && !pending) {
         return 0;
     }
-    gl_poll_result res;
-    gl_engine_expire_timers(self, self->ops, self->nops, end, &res);
-    self->nops = 0;
-    self->ops_min_when = INFINITY;
-    for (;;) {
-        if (gl_timer_expire(self, self->expired, res.nexpired) < 0) {
-            return -1;
-        }
-        if (!res.more) {
-            break;
-        }
-        gl_engine_pop_expired(self, &res);
-    }
-    self->go_has_deadline = res.has_deadline;
-    self->go_next_deadline = res.next_deadline;
-    if (res.err != 0) {
-        errno = res.err;
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    return 0;
+    return gl_timer_expire(self, end);
 }
 
 /* Run one ready handle; inline so that counting it adds no call to the
  * per-callback path. */
 static inline int run_handle(gl_loop *self, PyObject *handle)
 {
+    if (Py_IS_TYPE(handle, gl_TimerHandleType)) {
+        gl_timer_ran(self, handle);
+    }
     if (gl_handle_is_cancelled(handle)) {
         return 0;
     }
@@ -641,6 +612,9 @@ static int run_handle_timed(gl_loop *self, PyObject *handle)
     return res == NULL ? -1 : 0;
 }
 
+/* How far ahead run_ready prefetches handles (gl_handle_prefetch). */
+#define GL_PREFETCH_AHEAD 8
+
 static int run_ready(gl_loop *self)
 {
     Py_ssize_t ntodo = self->ready.len;
@@ -671,6 +645,8 @@ static int run_ready(gl_loop *self)
         if (handle == NULL) {
             break;
         }
+        gl_handle_prefetch(gl_ring_peek(&self->ready, GL_PREFETCH_AHEAD));
+        gl_handle_prefetch_refs(self, gl_ring_peek(&self->ready, GL_PREFETCH_AHEAD / 2));
         int r = run_handle(self, handle);
         gl_handle_release(handle);
         if (r < 0) {

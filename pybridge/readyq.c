@@ -24,6 +24,11 @@ static int ring_grow(gl_ring *r)
     return 0;
 }
 
+int gl_ring_reserve(gl_ring *r)
+{
+    return r->len == r->cap ? ring_grow(r) : 0;
+}
+
 int gl_ring_push(gl_ring *r, PyObject *item)
 {
     if (r->len == r->cap && ring_grow(r) < 0) {

@@ -1,15 +1,50 @@
-/* Timers, C side: the slot table and the timer op log.
+/* Timers: the slot table, the schedule log and the heap, all in C.
  *
- * The heap itself lives in the Go engine (goloop/timerheap.go). C never
- * calls Go to schedule or cancel: call_at appends {slot, ADD, when} to the
- * op log and TimerHandle.cancel appends {slot, REMOVE}; the next
- * glEngineExpireTimers applies the whole log at once. That keeps call_later at zero
- * C->Go crossings (one would cost ~57 ns) and cancel at O(log n) in Go,
- * where asyncio leaves cancelled timers in its heap until they surface.
- * The slot table maps the slots Go reports back to the TimerHandle objects,
- * which Go never sees. */
+ * call_at appends {when, slot} to the log (an array store: the cheapest
+ * schedule), and the loop moves entries from the log's head into a 4-ary
+ * heap at most GL_TIMER_MIGRATE per iteration, so no iteration pays for a
+ * whole burst at once. When a timer in the log may be due (tlog_min, a
+ * lower bound of the log's deadlines, is before the cut-off), one pass over
+ * the log takes the due entries out and a stable radix sort orders them:
+ * a burst that is due as a whole is sorted in one go (~30-50 ns a timer
+ * here) instead of being pushed into and popped out of a heap one by one
+ * (~25 + ~190 ns a timer at 100k: a pop misses the cache at every level).
+ *
+ * Timers leave the log only in insertion order, so every heap entry is
+ * older than every log entry: merging the heap's due entries with the
+ * log's, the heap wins ties and equal deadlines fire first in, first out,
+ * as in asyncio's heapq of TimerHandles.
+ *
+ * The heap used to be the Go engine's, fed by an op log applied in one C->Go
+ * call per iteration; that call applied a whole burst at once (100k
+ * call_at: ~29-55 ms in the first iteration after them, before any I/O
+ * callback ran) and firing a burst cost ~1.9 us a timer against rloop's
+ * ~0.2 (docs/architecture.md, "Timers", has the measurements).
+ *
+ * twhere[slot] says where a scheduled timer's entry is, so cancel() takes
+ * it out at once: > 0 the heap index + 1 (O(log n) removal), < 0 the log
+ * index + 1, negated (the entry is marked dead and dropped when the log is
+ * next compacted or migrated). */
 #include "goloop.h"
 #include <math.h>
+#include <string.h>
+
+/* Log entries moved into the heap per iteration, at most: ~0.1-0.25 ms of
+ * heap pushes here. */
+#define GL_TIMER_MIGRATE 4096
+/* Below this, due entries are sorted by insertion instead of radix. */
+#define GL_TIMER_SMALL_SORT 32
+
+static int grow_array(void **p, size_t size, int32_t ncap)
+{
+    void *n = PyMem_Realloc(*p, (size_t)ncap * size);
+    if (n == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *p = n;
+    return 0;
+}
 
 static int ensure_slots(gl_loop *loop)
 {
@@ -17,18 +52,11 @@ static int ensure_slots(gl_loop *loop)
         return 0;
     }
     int32_t ncap = loop->tslots_cap ? loop->tslots_cap * 2 : 256;
-    PyObject **ns = PyMem_Realloc(loop->tslots, ncap * sizeof(PyObject *));
-    if (ns == NULL) {
-        PyErr_NoMemory();
+    if (grow_array((void **)&loop->tslots, sizeof(PyObject *), ncap) < 0 ||
+        grow_array((void **)&loop->tfree, sizeof(int32_t), ncap) < 0 ||
+        grow_array((void **)&loop->twhere, sizeof(int32_t), ncap) < 0) {
         return -1;
     }
-    loop->tslots = ns;
-    int32_t *nf = PyMem_Realloc(loop->tfree, ncap * sizeof(int32_t));
-    if (nf == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    loop->tfree = nf;
     loop->tslots_cap = ncap;
     return 0;
 }
@@ -42,31 +70,151 @@ static int32_t slot_alloc(gl_loop *loop)
         return -1;
     }
     loop->tslots[loop->ntslots] = NULL;
+    loop->twhere[loop->ntslots] = 0;
     return loop->ntslots++;
 }
 
 static void slot_release(gl_loop *loop, int32_t slot)
 {
     loop->tslots[slot] = NULL;
+    loop->twhere[slot] = 0;
     loop->tfree[loop->ntfree++] = slot;
 }
 
-static int push_op(gl_loop *loop, int32_t slot, int32_t kind, double when)
+/* ---- the heap: 4-ary (a shallower tree, fewer cache-missing levels per
+ * pop), keyed by (when, seq); seq is the order entries left the log in,
+ * which is the order they were scheduled in. ---- */
+
+#define HEAP_ARITY 4
+
+static inline int heap_before(const gl_theap_entry *a, const gl_theap_entry *b)
 {
-    if (loop->nops == loop->ops_cap) {
-        int32_t ncap = loop->ops_cap ? loop->ops_cap * 2 : 256;
-        gl_timer_op *n = PyMem_Realloc(loop->ops, ncap * sizeof(gl_timer_op));
-        if (n == NULL) {
-            PyErr_NoMemory();
+    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+
+static inline void heap_place(gl_loop *loop, int32_t i, gl_theap_entry e)
+{
+    loop->theap[i] = e;
+    loop->twhere[e.slot] = i + 1;
+}
+
+static void heap_up(gl_loop *loop, int32_t i)
+{
+    gl_theap_entry e = loop->theap[i];
+    while (i > 0) {
+        int32_t parent = (i - 1) / HEAP_ARITY;
+        if (!heap_before(&e, &loop->theap[parent])) {
+            break;
+        }
+        heap_place(loop, i, loop->theap[parent]);
+        i = parent;
+    }
+    heap_place(loop, i, e);
+}
+
+static void heap_down(gl_loop *loop, int32_t i)
+{
+    gl_theap_entry e = loop->theap[i];
+    int32_t n = loop->theap_len;
+    for (;;) {
+        int32_t first = i * HEAP_ARITY + 1;
+        if (first >= n) {
+            break;
+        }
+        int32_t best = first;
+        int32_t last = first + HEAP_ARITY < n ? first + HEAP_ARITY : n;
+        for (int32_t c = first + 1; c < last; c++) {
+            if (heap_before(&loop->theap[c], &loop->theap[best])) {
+                best = c;
+            }
+        }
+        if (!heap_before(&loop->theap[best], &e)) {
+            break;
+        }
+        heap_place(loop, i, loop->theap[best]);
+        i = best;
+    }
+    heap_place(loop, i, e);
+}
+
+static void heap_remove_at(gl_loop *loop, int32_t i)
+{
+    int32_t last = --loop->theap_len;
+    if (i == last) {
+        return;
+    }
+    gl_theap_entry moved = loop->theap[last];
+    heap_place(loop, i, moved);
+    heap_down(loop, i);
+    if (loop->theap[i].slot == moved.slot) {
+        heap_up(loop, i); /* it did not go down: it may have to go up */
+    }
+}
+
+static int heap_push(gl_loop *loop, double when, int32_t slot)
+{
+    if (loop->theap_len == loop->theap_cap) {
+        int32_t ncap = loop->theap_cap ? loop->theap_cap * 2 : 256;
+        if (grow_array((void **)&loop->theap, sizeof(gl_theap_entry), ncap) < 0) {
             return -1;
         }
-        loop->ops = n;
-        loop->ops_cap = ncap;
+        loop->theap_cap = ncap;
     }
-    gl_timer_op *op = &loop->ops[loop->nops++];
-    op->slot = slot;
-    op->kind = kind;
-    op->when = when;
+    int32_t i = loop->theap_len++;
+    loop->theap[i] = (gl_theap_entry){.when = when, .seq = loop->theap_seq++, .slot = slot};
+    heap_up(loop, i);
+    return 0;
+}
+
+/* ---- the log ---- */
+
+/* Drop dead entries and the migrated head, keeping order; recomputes the
+ * exact minimum. */
+static void log_compact(gl_loop *loop)
+{
+    int32_t w = 0;
+    double min = INFINITY;
+    for (int32_t i = loop->tlog_head; i < loop->tlog_len; i++) {
+        gl_tlog_entry e = loop->tlog[i];
+        if (e.slot < 0) {
+            continue;
+        }
+        loop->tlog[w] = e;
+        loop->twhere[e.slot] = -(w + 1);
+        w++;
+        if (e.when < min) {
+            min = e.when;
+        }
+    }
+    loop->tlog_head = 0;
+    loop->tlog_len = w;
+    loop->tlog_dead = 0;
+    loop->tlog_min = min;
+}
+
+static int log_append(gl_loop *loop, double when, int32_t slot)
+{
+    if (loop->tlog_len == loop->tlog_cap) {
+        /* Reclaim first when at least half is dead or migrated: a loop
+         * that schedules and cancels (timeouts) without iterating would
+         * otherwise grow the log by every timer it ever made. */
+        int32_t unused = loop->tlog_head + loop->tlog_dead;
+        if (unused > 0 && unused >= loop->tlog_len / 2) {
+            log_compact(loop);
+        } else {
+            int32_t ncap = loop->tlog_cap ? loop->tlog_cap * 2 : 256;
+            if (grow_array((void **)&loop->tlog, sizeof(gl_tlog_entry), ncap) < 0) {
+                return -1;
+            }
+            loop->tlog_cap = ncap;
+        }
+    }
+    int32_t i = loop->tlog_len++;
+    loop->tlog[i] = (gl_tlog_entry){.when = when, .slot = slot};
+    loop->twhere[slot] = -(i + 1);
+    if (when < loop->tlog_min) {
+        loop->tlog_min = when;
+    }
     return 0;
 }
 
@@ -76,17 +224,31 @@ int gl_timer_schedule(gl_loop *loop, PyObject *timer, double when)
     if (slot < 0) {
         return -1;
     }
-    if (push_op(loop, slot, GL_TIMER_ADD, when) < 0) {
+    /* asyncio pops a NaN handle as soon as it reaches the heap's top; one
+     * that never compared as due would hold back every later timer. */
+    if (isnan(when)) {
+        when = -INFINITY;
+    }
+    if (log_append(loop, when, slot) < 0) {
         slot_release(loop, slot);
         return -1;
     }
     loop->tslots[slot] = Py_NewRef(timer);
     GL_TIMER_SLOT(timer) = slot + 1;
     gl_handle_set_scheduled(timer, 1);
-    if (when < loop->ops_min_when) {
-        loop->ops_min_when = when;
-    }
     return 0;
+}
+
+/* Take a slot's entry out of the log or the heap. */
+static void unlink_entry(gl_loop *loop, int32_t slot)
+{
+    int32_t w = loop->twhere[slot];
+    if (w > 0) {
+        heap_remove_at(loop, w - 1);
+    } else if (w < 0) {
+        loop->tlog[-w - 1].slot = -1;
+        loop->tlog_dead++;
+    }
 }
 
 int gl_timer_cancelled(gl_loop *loop, PyObject *timer)
@@ -99,9 +261,7 @@ int gl_timer_cancelled(gl_loop *loop, PyObject *timer)
         return 0;
     }
     int32_t slot = (int32_t)(slot1 - 1);
-    if (push_op(loop, slot, GL_TIMER_REMOVE, 0.0) < 0) {
-        return -1;
-    }
+    unlink_entry(loop, slot);
     GL_TIMER_SLOT(timer) = 0;
     slot_release(loop, slot);
     gl_handle_set_scheduled(timer, 0);
@@ -109,29 +269,257 @@ int gl_timer_cancelled(gl_loop *loop, PyObject *timer)
     return 0;
 }
 
-/* Move timers that Go reports expired onto the ready queue, in Go's
- * (deadline, FIFO) order, dropping cancelled ones as asyncio does. */
-int gl_timer_expire(gl_loop *loop, const int32_t *slots, int32_t n)
+/* The earliest deadline a timer may have (the log's is a lower bound: a
+ * cancelled or migrated entry can make it early, which costs one pass over
+ * the log, never a late timer); INFINITY with none. */
+double gl_timer_earliest(gl_loop *loop)
 {
+    double earliest = loop->tlog_min;
+    if (loop->theap_len > 0 && loop->theap[0].when < earliest) {
+        earliest = loop->theap[0].when;
+    }
+    return earliest;
+}
+
+/* ---- sorting the log's due entries (stable: equal deadlines keep the
+ * order they were scheduled in) ---- */
+
+/* The bits of a double as an unsigned key with the same order. */
+static inline uint64_t when_key(double when)
+{
+    uint64_t u;
+    memcpy(&u, &when, sizeof(u));
+    return (u >> 63) ? ~u : u | 0x8000000000000000ull;
+}
+
+static void insertion_sort(gl_tlog_entry *a, int32_t n)
+{
+    for (int32_t i = 1; i < n; i++) {
+        gl_tlog_entry e = a[i];
+        int32_t j = i;
+        while (j > 0 && a[j - 1].when > e.when) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = e;
+    }
+}
+
+/* LSD radix sort, 8 bits a pass, skipping the bytes every key shares (the
+ * deadlines of a burst share their sign, exponent and high mantissa).
+ * tmp holds n entries. Returns the sorted array: a or tmp. */
+static gl_tlog_entry *radix_sort(gl_tlog_entry *a, gl_tlog_entry *tmp, int32_t n)
+{
+    static uint32_t counts[8][256];
+    memset(counts, 0, sizeof(counts));
     for (int32_t i = 0; i < n; i++) {
-        int32_t slot = slots[i];
-        if (slot < 0 || slot >= loop->ntslots) {
+        uint64_t k = when_key(a[i].when);
+        for (int b = 0; b < 8; b++) {
+            counts[b][(k >> (8 * b)) & 0xff]++;
+        }
+    }
+    for (int b = 0; b < 8; b++) {
+        uint64_t first = (when_key(a[0].when) >> (8 * b)) & 0xff;
+        if (counts[b][first] == (uint32_t)n) {
+            continue; /* every key has this byte */
+        }
+        uint32_t sum = 0;
+        for (int d = 0; d < 256; d++) {
+            uint32_t c = counts[b][d];
+            counts[b][d] = sum;
+            sum += c;
+        }
+        for (int32_t i = 0; i < n; i++) {
+            uint32_t d = (uint32_t)(when_key(a[i].when) >> (8 * b)) & 0xff;
+            tmp[counts[b][d]++] = a[i];
+        }
+        gl_tlog_entry *t = a;
+        a = tmp;
+        tmp = t;
+    }
+    return a;
+}
+
+static int ensure_scratch(gl_loop *loop, int32_t n)
+{
+    if (n <= loop->tscratch_cap) {
+        return 0;
+    }
+    int32_t ncap = loop->tscratch_cap ? loop->tscratch_cap : 256;
+    while (ncap < n) {
+        ncap *= 2;
+    }
+    /* two halves: the due entries and the radix sort's other buffer */
+    PyMem_Free(loop->tscratch);
+    loop->tscratch = PyMem_Malloc((size_t)ncap * 2 * sizeof(gl_tlog_entry));
+    if (loop->tscratch == NULL) {
+        loop->tscratch_cap = 0;
+        PyErr_NoMemory();
+        return -1;
+    }
+    loop->tscratch_cap = ncap;
+    return 0;
+}
+
+/* Take the live entries due before end out of the log (compacting what
+ * stays) into the scratch buffer, sorted; returns their count, or -1. */
+static int32_t take_due_from_log(gl_loop *loop, double end, gl_tlog_entry **out)
+{
+    int32_t ndue = 0;
+    for (int32_t i = loop->tlog_head; i < loop->tlog_len; i++) {
+        const gl_tlog_entry *e = &loop->tlog[i];
+        ndue += e->slot >= 0 && e->when < end;
+    }
+    if (ndue == 0) {
+        log_compact(loop); /* the minimum was stale: make it exact */
+        *out = NULL;
+        return 0;
+    }
+    if (ensure_scratch(loop, ndue) < 0) {
+        return -1;
+    }
+    gl_tlog_entry *due = loop->tscratch;
+    int32_t k = 0, w = 0;
+    double min = INFINITY;
+    int sorted = 1;
+    for (int32_t i = loop->tlog_head; i < loop->tlog_len; i++) {
+        gl_tlog_entry e = loop->tlog[i];
+        if (e.slot < 0) {
             continue;
         }
-        PyObject *timer = loop->tslots[slot];
-        if (timer == NULL) {
-            continue;
+        if (e.when < end) {
+            sorted &= k == 0 || due[k - 1].when <= e.when;
+            due[k++] = e;
+            loop->twhere[e.slot] = 0;
+        } else {
+            loop->tlog[w] = e;
+            loop->twhere[e.slot] = -(w + 1);
+            w++;
+            if (e.when < min) {
+                min = e.when;
+            }
         }
-        slot_release(loop, slot);
-        GL_TIMER_SLOT(timer) = 0;
-        gl_handle_set_scheduled(timer, 0);
-        if (gl_handle_is_cancelled(timer)) {
-            gl_handle_release(timer);
-        } else if (gl_ring_push(&loop->ready, timer) < 0) {
+    }
+    loop->tlog_head = 0;
+    loop->tlog_len = w;
+    loop->tlog_dead = 0;
+    loop->tlog_min = min;
+    if (!sorted) {
+        if (ndue <= GL_TIMER_SMALL_SORT) {
+            insertion_sort(due, ndue);
+        } else {
+            due = radix_sort(due, loop->tscratch + loop->tscratch_cap, ndue);
+        }
+    }
+    *out = due;
+    return ndue;
+}
+
+/* Queue the timer in slot, its entry already out of the log or about to
+ * leave the heap; on failure (no memory for the ready ring) nothing has
+ * changed. No Python code runs here (no reference is dropped), so nothing
+ * can cancel or schedule a timer while a batch is being moved. A cancelled
+ * timer is never here: cancel() takes its entry out.
+ *
+ * The handle itself is not touched: a burst's handles are spread over
+ * memory in deadline order, and touching each here and again when it runs
+ * cost a cache miss twice (the first pass alone ~1/3 of firing a 100k
+ * burst). Its slot number stays behind, stale (every reader checks the
+ * slot table still holds the handle), and gl_timer_ran clears _scheduled
+ * just before it runs. */
+static int fire_slot(gl_loop *loop, int32_t slot)
+{
+    if (gl_ring_reserve(&loop->ready) < 0) {
+        return -1;
+    }
+    PyObject *timer = loop->tslots[slot];
+    slot_release(loop, slot);
+    gl_ring_push(&loop->ready, timer);
+    return 0;
+}
+
+/* A TimerHandle the ready queue is about to run (or drop): _scheduled is
+ * False once it has left the timers, as asyncio sets it when it moves a
+ * due timer to its ready queue. */
+void gl_timer_ran(gl_loop *loop, PyObject *timer)
+{
+    if (GL_SLOT(timer, gl_off.scheduled) != Py_True) {
+        return;
+    }
+    Py_ssize_t slot1 = GL_TIMER_SLOT(timer);
+    if (slot1 > 0 && slot1 <= loop->ntslots && loop->tslots[slot1 - 1] == timer) {
+        return; /* still scheduled: queued by _add_callback */
+    }
+    GL_TIMER_SLOT(timer) = 0;
+    gl_handle_set_scheduled(timer, 0);
+}
+
+/* Move the timers due before end onto the ready queue, earliest first
+ * (equal deadlines in the order scheduled), then move up to
+ * GL_TIMER_MIGRATE log entries into the heap. */
+int gl_timer_expire(gl_loop *loop, double end)
+{
+    gl_tlog_entry *due = NULL;
+    int32_t ndue = 0;
+    if (loop->tlog_min < end) {
+        ndue = take_due_from_log(loop, end, &due);
+        if (ndue < 0) {
             return -1;
         }
     }
+    int32_t i = 0;
+    for (;;) {
+        int heap_due = loop->theap_len > 0 && loop->theap[0].when < end;
+        if (heap_due && (i == ndue || loop->theap[0].when <= due[i].when)) {
+            if (fire_slot(loop, loop->theap[0].slot) < 0) {
+                return -1; /* the entry stays in the heap */
+            }
+            heap_remove_at(loop, 0);
+        } else if (i < ndue) {
+            /* The due entries are in deadline order, their slots
+             * anywhere in the table: fetch ahead. */
+            if (i + 16 < ndue) {
+                __builtin_prefetch(&loop->tslots[due[i + 16].slot]);
+            }
+            if (fire_slot(loop, due[i].slot) < 0) {
+                /* Back into the log, which has room: they came out of it. */
+                for (; i < ndue; i++) {
+                    int32_t k = loop->tlog_len++;
+                    loop->tlog[k] = due[i];
+                    loop->twhere[due[i].slot] = -(k + 1);
+                    loop->tlog_min = fmin(loop->tlog_min, due[i].when);
+                }
+                return -1;
+            }
+            i++;
+        } else {
+            break;
+        }
+    }
+    /* Bounded migration: the log's oldest live entries into the heap. */
+    int32_t moved = 0;
+    while (loop->tlog_head < loop->tlog_len && moved < GL_TIMER_MIGRATE) {
+        gl_tlog_entry e = loop->tlog[loop->tlog_head++];
+        if (e.slot < 0) {
+            loop->tlog_dead--;
+            continue;
+        }
+        if (heap_push(loop, e.when, e.slot) < 0) {
+            loop->tlog_head--;
+            return -1;
+        }
+        moved++;
+    }
+    if (loop->tlog_head == loop->tlog_len) {
+        loop->tlog_head = loop->tlog_len = loop->tlog_dead = 0;
+        loop->tlog_min = INFINITY;
+    }
     return 0;
+}
+
+int gl_timer_pending_work(gl_loop *loop)
+{
+    return loop->tlog_len > loop->tlog_head;
 }
 
 void gl_timers_clear(gl_loop *loop)
@@ -146,9 +534,29 @@ void gl_timers_clear(gl_loop *loop)
     }
     loop->ntslots = 0;
     loop->ntfree = 0;
-    loop->nops = 0;
-    loop->ops_min_when = INFINITY;
-    loop->go_has_deadline = 0;
+    loop->tlog_head = loop->tlog_len = loop->tlog_dead = 0;
+    loop->tlog_min = INFINITY;
+    loop->theap_len = 0;
+    loop->theap_seq = 0;
+}
+
+/* Free the buffers a burst grew (the sort scratch; the log and heap when
+ * empty), once the loop is idle (loop.c: trim_after_burst). */
+void gl_timers_trim(gl_loop *loop)
+{
+    PyMem_Free(loop->tscratch);
+    loop->tscratch = NULL;
+    loop->tscratch_cap = 0;
+    if (loop->tlog_len == 0 && loop->tlog_cap > GL_TIMER_MIGRATE) {
+        PyMem_Free(loop->tlog);
+        loop->tlog = NULL;
+        loop->tlog_cap = 0;
+    }
+    if (loop->theap_len == 0 && loop->theap_cap > GL_TIMER_MIGRATE) {
+        PyMem_Free(loop->theap);
+        loop->theap = NULL;
+        loop->theap_cap = 0;
+    }
 }
 
 PyObject *gl_timers_to_list(gl_loop *loop)
@@ -171,11 +579,15 @@ void gl_timers_free(gl_loop *loop)
     gl_timers_clear(loop);
     PyMem_Free(loop->tslots);
     PyMem_Free(loop->tfree);
-    PyMem_Free(loop->ops);
-    PyMem_Free(loop->expired);
+    PyMem_Free(loop->twhere);
+    PyMem_Free(loop->tlog);
+    PyMem_Free(loop->theap);
+    PyMem_Free(loop->tscratch);
     loop->tslots = NULL;
     loop->tfree = NULL;
-    loop->ops = NULL;
-    loop->expired = NULL;
-    loop->tslots_cap = loop->ops_cap = loop->expired_cap = 0;
+    loop->twhere = NULL;
+    loop->tlog = NULL;
+    loop->theap = NULL;
+    loop->tscratch = NULL;
+    loop->tslots_cap = loop->tlog_cap = loop->theap_cap = loop->tscratch_cap = 0;
 }
