@@ -5,8 +5,8 @@
  * still queued would form a cycle the collector cannot see, and the loop,
  * its engine and its fds would never be freed, where the stock loop is
  * collected with a ResourceWarning. So around each full (generation 2)
- * collection, a gc.callbacks hook tracks every queued handle and context
- * for the duration, and untracks the loop-only ones afterwards. Younger
+ * collection, a gc.callbacks hook tracks every queued handle, context and
+ * argument tuple for the duration, and untracks the loop-only ones afterwards. Younger
  * collections, the frequent ones, never pay for it, and neither do running
  * loops (the loop thread's stack keeps them alive): a full collection
  * during a 50k-callback burst would otherwise track and scan all of them. */
@@ -58,6 +58,10 @@ static void expose_handle(PyObject *handle, int track)
     PyObject *ctx = GL_SLOT(handle, gl_off.context);
     if (ctx != NULL && PyContext_CheckExact(ctx)) {
         set_tracked(ctx, track);
+    }
+    PyObject *args = GL_SLOT(handle, gl_off.args);
+    if (args != NULL && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) > 0) {
+        set_tracked(args, track);
     }
     set_tracked(handle, track);
 }

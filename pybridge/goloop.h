@@ -159,6 +159,7 @@ PyObject *gl_timer_handle_new(gl_loop *loop, PyObject *when, PyObject *callback,
                               PyObject *args, PyObject *context);
 int gl_handle_is_cancelled(PyObject *handle);
 void gl_handle_untrack(PyObject *handle);
+void gl_handle_untrack_args(PyObject *handle); /* its fresh argument tuple, if ours alone */
 void gl_handle_release(PyObject *handle); /* DECREF, re-tracking if still shared */
 /* How long burst leftovers (recycled handles, a grown ready ring) may sit
  * unused before an idle loop gives them back (handles.c, loop.c). */

@@ -176,6 +176,23 @@ PyObject *gl_handle_new(gl_loop *loop, PyObject *callback, PyObject *args, PyObj
     return h;
 }
 
+/* The argument tuple call_soon/call_at made for a handle goes off the GC's
+ * lists with it while nothing else holds it. A tracked one is what made
+ * call_soon(cb, i, f) slower than call_soon(cb, i, 2): a batch of 1000
+ * queued tuples sat in generation 0 at each collection; with a function
+ * in them the collector could not untrack them (it does for tuples of
+ * atomic values), so they were promoted and set off full collections
+ * (perf of `call_soon(cb, i, f)`: 20% in gc_collect_main, visit_decref and
+ * visit_reachable). */
+void gl_handle_untrack_args(PyObject *handle)
+{
+    PyObject *args = GL_SLOT(handle, gl_off.args);
+    if (args != NULL && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) > 0 &&
+        Py_REFCNT(args) == 1 && PyObject_GC_IsTracked(args)) {
+        PyObject_GC_UnTrack(args);
+    }
+}
+
 /* Handles queued by call_soon/call_at are taken off the cyclic GC's lists
  * while the loop owns them: they are reachable from the loop anyway, and
  * tracking ~1000 short-lived objects per batch made gen0/gen1 collections
@@ -185,6 +202,7 @@ PyObject *gl_handle_new(gl_loop *loop, PyObject *callback, PyObject *args, PyObj
 void gl_handle_untrack(PyObject *handle)
 {
     PyObject_GC_UnTrack(handle);
+    gl_handle_untrack_args(handle);
     /* A context copied for this handle alone goes with it. */
     PyObject *ctx = GL_SLOT(handle, gl_off.context);
     if (ctx != NULL && PyContext_CheckExact(ctx) && Py_REFCNT(ctx) == 1 &&
@@ -275,6 +293,13 @@ void gl_handle_release(PyObject *handle)
     PyObject *ctx = GL_SLOT(handle, gl_off.context);
     if (ctx != NULL && PyContext_CheckExact(ctx) && !PyObject_GC_IsTracked(ctx)) {
         PyObject_GC_Track(ctx);
+    }
+    /* An argument tuple someone else took (handle._args) goes back under
+     * the GC, as does that of a handle that outlives the loop's hold. */
+    PyObject *args = GL_SLOT(handle, gl_off.args);
+    if (args != NULL && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) > 0 &&
+        (Py_REFCNT(args) > 1 || Py_REFCNT(handle) > 1) && !PyObject_GC_IsTracked(args)) {
+        PyObject_GC_Track(args);
     }
     if (recyclable(handle)) {
         empty_handle(handle); /* may run finalizers, which may call call_soon */

@@ -170,6 +170,7 @@ static PyObject *push_ready_handle(gl_loop *self, PyObject *callback, PyObject *
     if (handle == NULL) {
         return NULL;
     }
+    gl_handle_untrack_args(handle);
     if (gl_ring_push(&self->ready, Py_NewRef(handle)) < 0) {
         Py_DECREF(handle);
         return NULL;
