@@ -27,6 +27,8 @@ import gc
 import importlib
 import json
 import os
+import random
+import socket
 import sys
 import threading
 import time
@@ -188,6 +190,144 @@ def bench_call_soon_args(loop, n):
         _drive_batches(loop, n // BATCH, fill)
 
     return run, lambda: _expect("callbacks run (a - b summed)", count, n), n
+
+
+def _unit():
+    """The function call_soon(cb, i, f) passes (never called)."""
+
+
+def bench_call_soon_12(loop, n):
+    """call_soon(cb, 1, 2): two small ints (the call_soon_args row's reversed)."""
+    count = 0
+    call_soon = loop.call_soon
+
+    def cb(a, b):
+        nonlocal count
+        count += b - a
+
+    def fill():
+        for _ in range(BATCH):
+            call_soon(cb, 1, 2)
+
+    def run():
+        _drive_batches(loop, n // BATCH, fill)
+
+    return run, lambda: _expect("callbacks run (b - a summed)", count, n), n
+
+
+def bench_call_soon_if(loop, n):
+    """call_soon(cb, i, f): an int and a function (the tuple stays a GC object)."""
+    count = 0
+    call_soon = loop.call_soon
+
+    def cb(a, f):
+        nonlocal count
+        count += f is _unit
+
+    def fill():
+        for i in range(BATCH):
+            call_soon(cb, i, _unit)
+
+    def run():
+        _drive_batches(loop, n // BATCH, fill)
+
+    return run, lambda: _expect("callbacks run with f", count, n), n
+
+
+def bench_call_soon_i2(loop, n):
+    """call_soon(cb, i, 2): the loop counter and a constant."""
+    total = 0
+    call_soon = loop.call_soon
+
+    def cb(a, b):
+        nonlocal total
+        total += a + b
+
+    def fill():
+        for i in range(BATCH):
+            call_soon(cb, i, 2)
+
+    def run():
+        _drive_batches(loop, n // BATCH, fill)
+
+    want = (n // BATCH) * (BATCH * (BATCH - 1) // 2 + 2 * BATCH)
+    return run, lambda: _expect("sum of i + 2", total, want), n
+
+
+BURST_SPAN = 0.003  # a burst's deadlines: random within 3 ms of its start
+
+
+def _burst(loop, n, report):
+    """One callback schedules n call_at timers, deadlines random within
+    BURST_SPAN of its start (so all are due once it returns: n call_at take
+    longer than 3 ms on every loop), while a socket it made readable waits.
+
+    report: "schedule" times the call_at calls (CPU and wall); "first_io"
+    the wait from the callback's return until the socket's reader runs
+    (what one iteration's timer bookkeeping holds I/O up by); "fire" the
+    time from its return until the last timer has run."""
+    rng = random.Random(12)  # noqa: S311 - benchmark data
+    offsets = [rng.random() * BURST_SPAN for _ in range(n)]
+    marks = {}
+    fired = 0
+    rsock, wsock = socket.socketpair()
+    rsock.setblocking(False)
+
+    def cb():
+        nonlocal fired
+        fired += 1
+        if fired == n:
+            marks["last"] = (time.perf_counter(), time.process_time())
+            loop.stop()
+
+    def on_io():
+        if "io" not in marks:
+            marks["io"] = (time.perf_counter(), time.process_time())
+        rsock.recv(16)
+        loop.remove_reader(rsock.fileno())
+
+    def burst():
+        loop.add_reader(rsock.fileno(), on_io)
+        at = loop.call_at
+        start = (time.perf_counter(), time.process_time())
+        base = loop.time()
+        for offset in offsets:
+            at(base + offset, cb)
+        end = (time.perf_counter(), time.process_time())
+        wsock.send(b"x")
+        marks["start"], marks["end"] = start, end
+
+    def run():
+        marks.clear()
+        loop.call_soon(burst)
+        loop.run_forever()
+        first, second = {"schedule": ("start", "end"), "first_io": ("end", "io")}.get(
+            report, ("end", "last")
+        )
+        return tuple(b - a for a, b in zip(marks[first], marks[second], strict=True))
+
+    def check():
+        rsock.close()
+        wsock.close()
+        _expect("timers fired", fired, n)
+        _expect("I/O callback ran", "io" in marks, True)
+
+    return run, check, 1 if report == "first_io" else n
+
+
+def bench_burst_schedule(loop, n):
+    """A callback schedules n call_at (random deadlines within 3 ms)."""
+    return _burst(loop, n, "schedule")
+
+
+def bench_burst_first_io(loop, n):
+    """After such a burst, the wait until an I/O callback ready all along runs."""
+    return _burst(loop, n, "first_io")
+
+
+def bench_burst_fire(loop, n):
+    """After such a burst, the time until its last timer has run."""
+    return _burst(loop, n, "fire")
 
 
 def bench_chain(loop, n):
@@ -362,6 +502,9 @@ BENCHES = {
         1_000_000,
         200_000,
     ),
+    "call_soon_12": (bench_call_soon_12, "call_soon(cb, 1, 2)", 1_000_000, 200_000),
+    "call_soon_i2": (bench_call_soon_i2, "call_soon(cb, i, 2)", 1_000_000, 200_000),
+    "call_soon_if": (bench_call_soon_if, "call_soon(cb, i, f)", 1_000_000, 200_000),
     "chain": (bench_chain, "callback chain", 600_000, 120_000),
     "call_later": (
         bench_call_later,
@@ -370,6 +513,9 @@ BENCHES = {
         20_000,
     ),
     "call_at": (bench_call_at, "call_at firing", 100_000, 20_000),
+    "burst_schedule": (bench_burst_schedule, "burst: 100k call_at", 100_000, 20_000),
+    "burst_first_io": (bench_burst_first_io, "burst: wait for I/O after it", 100_000, 20_000),
+    "burst_fire": (bench_burst_fire, "burst: firing it", 100_000, 20_000),
     "threadsafe": (
         bench_threadsafe,
         "call_soon_threadsafe (thread)",
@@ -385,9 +531,18 @@ BENCHES = {
 OP_UNITS = {
     "call_soon": "callback run",
     "call_soon_args": "callback run",
+    "call_soon_12": "callback run",
+    "call_soon_i2": "callback run",
+    "call_soon_if": "callback run",
     "chain": "callback (= loop iteration)",
     "call_later": "timer scheduled (half cancelled, half fired)",
     "call_at": "timer fired",
+    "burst_schedule": "call_at made by the burst's callback (the calls alone are timed)",
+    "burst_first_io": (
+        "the wait from the burst callback's return to the reader callback of a socket "
+        "ready all along (ops/s = 1 / that wait)"
+    ),
+    "burst_fire": "timer fired, timed from the burst callback's return to the last timer",
     "threadsafe": "callback submitted by the thread and run",
     "sleep0": "sleep(0) completed",
     "gather": "task created and gathered",
@@ -420,26 +575,30 @@ def _timed(loop, body, n):
     _install_handler(loop, errors)
     run, check, ops = body(loop, n)
     gc.collect()
-    start = time.perf_counter()
-    run()
-    elapsed = time.perf_counter() - start
+    start, cpu_start = time.perf_counter(), time.process_time()
+    measured = run()
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    if measured is not None:  # the body timed its own part: (wall, cpu)
+        elapsed, cpu = measured
     _raise_recorded(loop, errors)
     _settle(loop)
     _raise_recorded(loop, errors)
     check()
-    return elapsed, ops
+    return elapsed, cpu, ops
 
 
 def _measure(loop, name, quick):
     body, _title, full, small = BENCHES[name]
     n = small if quick else full
     _timed(loop, body, n // 10)  # warm-up, same loop
-    elapsed, ops = _timed(loop, body, n)
+    elapsed, cpu, ops = _timed(loop, body, n)
     return {
         "status": "ok",
         "elapsed": elapsed,
+        "cpu": cpu,
         "ops": ops,
-        "ops_per_s": ops / elapsed,
+        "ops_per_s": ops / max(elapsed, 1e-9),
+        "cpu_per_op": cpu / ops,
         "warmup_ops": n // 10,
     }
 

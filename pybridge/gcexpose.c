@@ -68,9 +68,11 @@ static void expose_handle(PyObject *handle, int track)
 
 static void expose_loop(gl_loop *loop, int track)
 {
-    gl_ring *r = &loop->ready;
-    for (Py_ssize_t i = 0; i < r->len; i++) {
-        expose_handle(r->buf[(r->head + i) & (r->cap - 1)], track);
+    for (Py_ssize_t i = 0; i < loop->ready.len; i++) {
+        expose_handle(gl_ring_peek(&loop->ready, i), track);
+    }
+    for (Py_ssize_t i = 0; i < loop->tready.len; i++) {
+        expose_handle(gl_ring_peek(&loop->tready, i), track);
     }
     for (int32_t i = 0; i < loop->ntslots; i++) {
         expose_handle(loop->tslots[i], track);

@@ -51,7 +51,7 @@ typedef struct {
 typedef struct {
     double when;
     int32_t slot; /* -1: cancelled */
-    int32_t pad;
+    uint32_t seq; /* the loop's tlog_seq when scheduled */
 } gl_tlog_entry;
 
 typedef struct {
@@ -65,6 +65,7 @@ typedef struct gl_loop_s {
     PyObject_HEAD
     struct gl_loop_s *live_prev, *live_next; /* all live loops, see gcexpose.c */
     gl_ring ready;
+    gl_ring tready; /* due timers of this iteration, run after ready (loop.c) */
     double ready_shrink_at; /* when an oversized empty ready ring is freed */
     int closed;
     int stopping;
@@ -87,6 +88,7 @@ typedef struct gl_loop_s {
     gl_tlog_entry *tlog;
     int32_t tlog_head, tlog_len, tlog_cap, tlog_dead;
     double tlog_min; /* a lower bound of the log's deadlines */
+    uint32_t tlog_seq; /* counts timers scheduled (wraps) */
     gl_theap_entry *theap;
     int32_t theap_len, theap_cap;
     uint64_t theap_seq;
@@ -199,7 +201,7 @@ int gl_watch_run(gl_loop *loop, PyObject *watch);
 /* ---- timers (timers.c) ---- */
 int gl_timer_schedule(gl_loop *loop, PyObject *timer, double when);
 int gl_timer_cancelled(gl_loop *loop, PyObject *timer);
-int gl_timer_expire(gl_loop *loop, double end);
+int gl_timer_expire(gl_loop *loop, double end, uint32_t cutoff);
 void gl_timer_ran(gl_loop *loop, PyObject *timer);
 double gl_timer_earliest(gl_loop *loop);
 int gl_timer_pending_work(gl_loop *loop);

@@ -210,7 +210,7 @@ static int log_append(gl_loop *loop, double when, int32_t slot)
         }
     }
     int32_t i = loop->tlog_len++;
-    loop->tlog[i] = (gl_tlog_entry){.when = when, .slot = slot};
+    loop->tlog[i] = (gl_tlog_entry){.when = when, .slot = slot, .seq = loop->tlog_seq++};
     loop->twhere[slot] = -(i + 1);
     if (when < loop->tlog_min) {
         loop->tlog_min = when;
@@ -361,14 +361,23 @@ static int ensure_scratch(gl_loop *loop, int32_t n)
     return 0;
 }
 
+/* Whether a log entry is due: before end, and scheduled before cutoff
+ * (the tlog_seq when the iteration began: timers scheduled by the
+ * callbacks run ahead of them wait for the next iteration, as in stock
+ * asyncio, whose iteration takes its due timers before running any). */
+static inline int log_due(const gl_tlog_entry *e, double end, uint32_t cutoff)
+{
+    return e->slot >= 0 && e->when < end && (int32_t)(e->seq - cutoff) < 0;
+}
+
 /* Take the live entries due before end out of the log (compacting what
  * stays) into the scratch buffer, sorted; returns their count, or -1. */
-static int32_t take_due_from_log(gl_loop *loop, double end, gl_tlog_entry **out)
+static int32_t take_due_from_log(gl_loop *loop, double end, uint32_t cutoff,
+                                 gl_tlog_entry **out)
 {
     int32_t ndue = 0;
     for (int32_t i = loop->tlog_head; i < loop->tlog_len; i++) {
-        const gl_tlog_entry *e = &loop->tlog[i];
-        ndue += e->slot >= 0 && e->when < end;
+        ndue += log_due(&loop->tlog[i], end, cutoff);
     }
     if (ndue == 0) {
         log_compact(loop); /* the minimum was stale: make it exact */
@@ -387,7 +396,7 @@ static int32_t take_due_from_log(gl_loop *loop, double end, gl_tlog_entry **out)
         if (e.slot < 0) {
             continue;
         }
-        if (e.when < end) {
+        if (log_due(&e, end, cutoff)) {
             sorted &= k == 0 || due[k - 1].when <= e.when;
             due[k++] = e;
             loop->twhere[e.slot] = 0;
@@ -429,12 +438,12 @@ static int32_t take_due_from_log(gl_loop *loop, double end, gl_tlog_entry **out)
  * just before it runs. */
 static int fire_slot(gl_loop *loop, int32_t slot)
 {
-    if (gl_ring_reserve(&loop->ready) < 0) {
+    if (gl_ring_reserve(&loop->tready) < 0) {
         return -1;
     }
     PyObject *timer = loop->tslots[slot];
     slot_release(loop, slot);
-    gl_ring_push(&loop->ready, timer);
+    gl_ring_push(&loop->tready, timer);
     return 0;
 }
 
@@ -454,15 +463,16 @@ void gl_timer_ran(gl_loop *loop, PyObject *timer)
     gl_handle_set_scheduled(timer, 0);
 }
 
-/* Move the timers due before end onto the ready queue, earliest first
- * (equal deadlines in the order scheduled), then move up to
- * GL_TIMER_MIGRATE log entries into the heap. */
-int gl_timer_expire(gl_loop *loop, double end)
+/* Move the timers due before end and scheduled before cutoff onto the
+ * loop's tready ring, earliest first (equal deadlines in the order
+ * scheduled), then move up to GL_TIMER_MIGRATE log entries into the heap
+ * (only the log holds timers scheduled since the iteration began). */
+int gl_timer_expire(gl_loop *loop, double end, uint32_t cutoff)
 {
     gl_tlog_entry *due = NULL;
     int32_t ndue = 0;
     if (loop->tlog_min < end) {
-        ndue = take_due_from_log(loop, end, &due);
+        ndue = take_due_from_log(loop, end, cutoff, &due);
         if (ndue < 0) {
             return -1;
         }
@@ -538,6 +548,7 @@ void gl_timers_clear(gl_loop *loop)
     loop->tlog_min = INFINITY;
     loop->theap_len = 0;
     loop->theap_seq = 0;
+    gl_ring_clear(&loop->tready);
 }
 
 /* Free the buffers a burst grew (the sort scratch; the log and heap when
@@ -557,6 +568,7 @@ void gl_timers_trim(gl_loop *loop)
         loop->theap = NULL;
         loop->theap_cap = 0;
     }
+    gl_ring_shrink(&loop->tready);
 }
 
 PyObject *gl_timers_to_list(gl_loop *loop)
@@ -583,6 +595,9 @@ void gl_timers_free(gl_loop *loop)
     PyMem_Free(loop->tlog);
     PyMem_Free(loop->theap);
     PyMem_Free(loop->tscratch);
+    PyMem_Free(loop->tready.buf);
+    loop->tready.buf = NULL;
+    loop->tready.cap = 0;
     loop->tslots = NULL;
     loop->tfree = NULL;
     loop->twhere = NULL;
