@@ -540,7 +540,7 @@ OP_UNITS = {
     "burst_schedule": "call_at made by the burst's callback (the calls alone are timed)",
     "burst_first_io": (
         "the wait from the burst callback's return to the reader callback of a socket "
-        "ready all along (ops/s = 1 / that wait)"
+        "ready all along (ops/s = 1 / that wait; the size is the burst's timers)"
     ),
     "burst_fire": "timer fired, timed from the burst callback's return to the last timer",
     "threadsafe": "callback submitted by the thread and run",

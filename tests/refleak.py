@@ -4,7 +4,8 @@ Run under a debug CPython (sys.gettotalrefcount exists only with Py_DEBUG):
 
     cd tests && python3.11-dbg refleak.py [--warmups 3] [--runs 3] [WORKLOAD ...]
 
-Each workload creates a goloop loop, repeats one scenario (timers, tasks,
+Each workload creates a goloop loop, repeats one scenario (timers and a
+timer burst, tasks,
 goloop.stats and slow-callback tracking, the sock_* calls, echo over
 TCP/Unix/UDP with each protocol kind, every way a transport closes)
 ``--repeat`` times and closes its loop. As in CPython's
@@ -86,6 +87,39 @@ def timers(repeat):
         await asyncio.sleep(0)
         late.cancel()  # after it ran
         assert sorted(fired) == [1, 2, 5], fired
+
+    run(once, repeat)
+
+
+@workload
+def timer_burst(repeat):
+    """timers.c's log, heap and sorted batches: a due burst with cancels
+    from inside, timers made by timers and by the callbacks ahead of them,
+    pending timers moved into the heap and cancelled there, and call_soon's
+    untracked argument tuples, one of them kept by the caller."""
+
+    async def once():
+        loop = asyncio.get_running_loop()
+        fired = []
+        handles = []
+
+        def cb(i):
+            fired.append(i)
+            if i % 10 == 0 and i + 1 < len(handles):
+                handles[i + 1].cancel()
+            if i == 0:
+                loop.call_at(loop.time() - 1, fired.append, -1)
+
+        base = loop.time() - 0.01
+        handles.extend(loop.call_at(base + (i * 7919 % 600) * 1e-6, cb, i) for i in range(600))
+        far = [loop.call_at(loop.time() + 10 + i * 1e-6, fired.append, i) for i in range(5000)]
+        kept = loop.call_soon(fired.append, ("kept", object()))._args
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        for h in far:  # some in the heap by now, the rest in the log
+            h.cancel()
+        await asyncio.sleep(0.001)
+        assert 540 <= len(fired) <= 602 and kept[0][0] == "kept", len(fired)
 
     run(once, repeat)
 
