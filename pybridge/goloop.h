@@ -151,7 +151,7 @@ static inline void gl_handle_prefetch(PyObject *h)
         __builtin_prefetch((char *)h + 112, 1);
     }
 }
-void gl_handle_prefetch_refs(struct gl_loop_s *loop, PyObject *h);
+void gl_handle_prefetch_refs(PyObject *h);
 int gl_handles_init(PyObject *module);
 PyObject *gl_tuple_from(PyObject *const *items, Py_ssize_t n);
 PyObject *gl_handle_new(gl_loop *loop, PyObject *callback, PyObject *args, PyObject *context);
@@ -202,6 +202,7 @@ int gl_watch_run(gl_loop *loop, PyObject *watch);
 int gl_timer_schedule(gl_loop *loop, PyObject *timer, double when);
 int gl_timer_cancelled(gl_loop *loop, PyObject *timer);
 int gl_timer_expire(gl_loop *loop, double end, uint32_t cutoff);
+void gl_timer_fired(PyObject *timer);
 void gl_timer_ran(gl_loop *loop, PyObject *timer);
 double gl_timer_earliest(gl_loop *loop);
 int gl_timer_pending_work(gl_loop *loop);

@@ -372,7 +372,7 @@ PyObject *gl_timer_handle_new(gl_loop *loop, PyObject *when, PyObject *callback,
  * freeing a burst in deadline order misses on them all. */
 #define GL_POOL_OF(p) ((void *)((uintptr_t)(p) & ~(uintptr_t)(16384 - 1)))
 
-void gl_handle_prefetch_refs(gl_loop *loop, PyObject *h)
+void gl_handle_prefetch_refs(PyObject *h)
 {
     if (h == NULL || GL_IS_WATCH(h)) {
         return;
@@ -384,10 +384,6 @@ void gl_handle_prefetch_refs(gl_loop *loop, PyObject *h)
     }
     __builtin_prefetch(GL_POOL_OF(h), 1, 2);
     if (Py_IS_TYPE(h, gl_TimerHandleType)) {
-        Py_ssize_t slot1 = GL_TIMER_SLOT(h); /* gl_timer_ran looks there */
-        if (slot1 > 0 && slot1 <= loop->ntslots) {
-            __builtin_prefetch(&loop->tslots[slot1 - 1]);
-        }
         PyObject *when = GL_SLOT(h, gl_off.when);
         if (when != NULL) {
             __builtin_prefetch(when, 1);

@@ -617,8 +617,8 @@ static int run_handle_timed(gl_loop *self, PyObject *handle)
 /* How far ahead run_ready prefetches handles (gl_handle_prefetch). */
 #define GL_PREFETCH_AHEAD 8
 
-/* Run the first ntodo handles of ring. */
-static int run_ring(gl_loop *self, gl_ring *ring, Py_ssize_t ntodo)
+/* Run the first ntodo handles of ring; fired: it is the tready ring. */
+static int run_ring(gl_loop *self, gl_ring *ring, Py_ssize_t ntodo, int fired)
 {
     /* Looked at once per iteration (switching tracking from a callback
      * takes effect with the next one), and the loop written out twice:
@@ -629,6 +629,9 @@ static int run_ring(gl_loop *self, gl_ring *ring, Py_ssize_t ntodo)
             PyObject *handle = gl_ring_pop(ring);
             if (handle == NULL) {
                 break;
+            }
+            if (fired) {
+                gl_timer_fired(handle);
             }
             int r = run_handle_timed(self, handle);
             gl_handle_release(handle);
@@ -644,7 +647,10 @@ static int run_ring(gl_loop *self, gl_ring *ring, Py_ssize_t ntodo)
             break;
         }
         gl_handle_prefetch(gl_ring_peek(ring, GL_PREFETCH_AHEAD));
-        gl_handle_prefetch_refs(self, gl_ring_peek(ring, GL_PREFETCH_AHEAD / 2));
+        gl_handle_prefetch_refs(gl_ring_peek(ring, GL_PREFETCH_AHEAD / 2));
+        if (fired) {
+            gl_timer_fired(handle);
+        }
         int r = run_handle(self, handle);
         gl_handle_release(handle);
         if (r < 0) {
@@ -664,10 +670,10 @@ static int run_ready(gl_loop *self)
         self->threadsafe_queued = 0;
     }
     Py_ssize_t ntodo = self->ready.len;
-    if (self->tready.len > 0 && run_ring(self, &self->tready, self->tready.len) < 0) {
+    if (self->tready.len > 0 && run_ring(self, &self->tready, self->tready.len, 1) < 0) {
         return -1;
     }
-    return run_ring(self, &self->ready, ntodo);
+    return run_ring(self, &self->ready, ntodo, 0);
 }
 
 /* One iteration of BaseEventLoop._run_once: wait for I/O (skipped while
@@ -721,7 +727,7 @@ static int run_once(gl_loop *self)
     if (gl_timer_expire(self, end, cutoff) < 0) {
         return -1;
     }
-    return run_ring(self, &self->tready, self->tready.len);
+    return run_ring(self, &self->tready, self->tready.len, 1);
 }
 
 /* The outermost run's start and end are the only clock reads the

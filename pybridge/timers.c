@@ -434,7 +434,7 @@ static int32_t take_due_from_log(gl_loop *loop, double end, uint32_t cutoff,
  * memory in deadline order, and touching each here and again when it runs
  * cost a cache miss twice (the first pass alone ~1/3 of firing a 100k
  * burst). Its slot number stays behind, stale (every reader checks the
- * slot table still holds the handle), and gl_timer_ran clears _scheduled
+ * slot table still holds the handle), and gl_timer_fired clears _scheduled
  * just before it runs. */
 static int fire_slot(gl_loop *loop, int32_t slot)
 {
@@ -447,9 +447,18 @@ static int fire_slot(gl_loop *loop, int32_t slot)
     return 0;
 }
 
-/* A TimerHandle the ready queue is about to run (or drop): _scheduled is
+/* A fired timer (from the loop's tready ring) about to run: _scheduled is
  * False once it has left the timers, as asyncio sets it when it moves a
  * due timer to its ready queue. */
+void gl_timer_fired(PyObject *timer)
+{
+    GL_TIMER_SLOT(timer) = 0;
+    gl_handle_set_scheduled(timer, 0);
+}
+
+/* A TimerHandle the ready queue is about to run: one still marked
+ * scheduled that the timers no longer hold was fired and is settled as
+ * gl_timer_fired would; one they still hold was queued by _add_callback. */
 void gl_timer_ran(gl_loop *loop, PyObject *timer)
 {
     if (GL_SLOT(timer, gl_off.scheduled) != Py_True) {
@@ -457,10 +466,9 @@ void gl_timer_ran(gl_loop *loop, PyObject *timer)
     }
     Py_ssize_t slot1 = GL_TIMER_SLOT(timer);
     if (slot1 > 0 && slot1 <= loop->ntslots && loop->tslots[slot1 - 1] == timer) {
-        return; /* still scheduled: queued by _add_callback */
+        return;
     }
-    GL_TIMER_SLOT(timer) = 0;
-    gl_handle_set_scheduled(timer, 0);
+    gl_timer_fired(timer);
 }
 
 /* Move the timers due before end and scheduled before cutoff onto the
