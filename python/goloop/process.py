@@ -20,7 +20,8 @@ path (Popen plus the policy's child watcher): ``preexec_fn``, ``umask``,
 ``cwd`` (Go changes directory after the credentials, Popen before) or in a
 process whose real and saved ids differ, ``extra_groups=[]``, a PATH with
 relative entries together with ``cwd``, a child watcher other than the
-default ones (set with ``set_child_watcher``), and loops in a child forked
+default ones (set with ``set_child_watcher``), a ``subprocess.Popen``
+replaced by the program (stock calls the replacement), and loops in a child forked
 after the Go runtime started (no Go there). So does a spawn that fails: a
 missing program found while searching PATH here, or any error the child
 reports, is raised by asyncio's path, i.e. by Popen itself, with its exact
@@ -79,6 +80,12 @@ def _pidfd_works():
 
 
 _PIDFD = _pidfd_works()
+
+
+# Popen as asyncio's transport finds it: a program (or a test) that
+# replaces subprocess.Popen gets its replacement called by stock, so by
+# goloop too (asyncio's path).
+_POPEN = subprocess.Popen
 
 
 def _default_watcher():
@@ -612,7 +619,12 @@ async def make_subprocess_transport(
 ):
     """The Go path of loop._make_subprocess_transport; None when the call
     must take asyncio's own path (see the module docstring)."""
-    if not _PIDFD or _goloop.forked() or not _default_watcher():
+    if (
+        not _PIDFD
+        or unix_events.subprocess.Popen is not _POPEN
+        or _goloop.forked()
+        or not _default_watcher()
+    ):
         return None
     spec = _prepare(args, shell, kwargs)
     if spec is None:
