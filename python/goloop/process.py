@@ -210,8 +210,12 @@ class _Spec:
     )
 
 
-def _prepare(args, shell, kwargs):
-    """A _Spec for the Go path, or None for asyncio's own path."""
+_DEFAULT_OPTIONS = (True, (), False, -1, (-1, -1, None))
+
+
+def _options(kwargs):
+    """(close_fds, pass_fds, setsid, pgid, (uid, gid, groups)) from Popen's
+    keyword arguments, or None for asyncio's own path."""
     if not kwargs.keys() <= _POPEN_KWARGS:
         return None  # Popen raises TypeError
     get = kwargs.get
@@ -248,9 +252,22 @@ def _prepare(args, shell, kwargs):
     elif type(pgid) is not int or not -0x80000000 <= pgid <= 0x7FFFFFFF:
         return None
     cred = _credentials(get("user"), get("group"), get("extra_groups"))
-    cwd = get("cwd")
-    if cred is None or (cwd is not None and cred != (-1, -1, None)):
+    if cred is None or (get("cwd") is not None and cred != (-1, -1, None)):
         return None
+    return close_fds, pass_fds, setsid, pgid, cred
+
+
+def _prepare(args, shell, kwargs):
+    """A _Spec for the Go path, or None for asyncio's own path."""
+    if kwargs:
+        options = _options(kwargs)
+        if options is None:
+            return None
+        get = kwargs.get
+        executable, env, cwd = get("executable"), get("env"), get("cwd")
+    else:  # the common call: Popen's defaults
+        options = _DEFAULT_OPTIONS
+        executable = env = cwd = None
     # Popen's argument list
     if isinstance(args, (str, bytes)):
         args = [args]
@@ -263,7 +280,6 @@ def _prepare(args, shell, kwargs):
             args = list(args)
         except TypeError:
             return None
-    executable = get("executable")
     if shell:
         args = [_UNIX_SHELL, "-c", *args]
         if executable:
@@ -276,7 +292,6 @@ def _prepare(args, shell, kwargs):
     b_executable = _fs(executable)
     if b_executable is None or None in argv:
         return None
-    env = get("env")
     env_list = None
     if env is not None:
         try:
@@ -307,10 +322,7 @@ def _prepare(args, shell, kwargs):
     spec.env = env
     spec.env_list = env_list
     spec.cwd = cwd
-    spec.close_fds = close_fds
-    spec.pass_fds = pass_fds
-    spec.setsid = setsid
-    spec.pgid = pgid
+    spec.close_fds, spec.pass_fds, spec.setsid, spec.pgid, cred = options
     spec.uid, spec.gid, spec.groups = cred
     return spec
 
