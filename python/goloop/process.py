@@ -62,7 +62,7 @@ _POPEN_KWARGS = frozenset(
     )
 )
 _UNIX_SHELL = "/system/bin/sh" if hasattr(sys, "getandroidapilevel") else "/bin/sh"
-_MAX_ID = (1 << 32) - 2  # uid_t/gid_t, minus (uid_t)-1
+_MAX_ID = 0x7FFFFFFF  # larger ids (valid up to 2**32 - 2) take asyncio's path
 _STOCK_WATCHERS = tuple(
     getattr(unix_events, name)
     for name in ("ThreadedChildWatcher", "PidfdChildWatcher")
@@ -510,6 +510,8 @@ def _pidfd_ready(loop, transport, proc):
         if info is None:
             return  # not exited after all
         returncode = _returncode(info)
+        if loop.get_debug():
+            logger.debug("process %s exited with returncode %s", proc.pid, returncode)
     loop._remove_reader(fd)
     _children(loop).pop(fd, None)
     proc._set_exited(returncode)
