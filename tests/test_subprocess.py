@@ -586,6 +586,7 @@ def _wait_zombie(pid, timeout=HANG_TIMEOUT):
     return False
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_child_outlives_loop(loop_factory, loop_name):
     lp = loop_factory()
     r, w = os.pipe()

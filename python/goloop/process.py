@@ -417,8 +417,11 @@ class Process(subprocess.Popen):
     def send_signal(self, sig):
         """Signal the child unless it is known to have exited."""
         self.poll()
-        if self.returncode is not None or self._status is not None:
-            return  # as Popen: never signal a child already reaped
+        if self.returncode is not None or self._status is not None or self._pidfd < 0:
+            # as Popen: never signal a child already reaped (nor one whose
+            # pidfd went with this object's finalization: its pid may be
+            # reused by now)
+            return
         try:
             import signal
 
