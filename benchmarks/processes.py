@@ -100,9 +100,7 @@ def main():
     parser.add_argument("--loops", default="asyncio,uvloop,rloop,goloop")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rows", default=",".join(ROWS))
-    parser.add_argument(
-        "--json", default=str(Path(__file__).parent / "results" / "processes.json")
-    )
+    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "processes.json"))
     args = parser.parse_args()
     loops = args.loops.split(",")
     rows = args.rows.split(",")
