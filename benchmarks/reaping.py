@@ -1,7 +1,11 @@
-"""Reaping a child: pidfd watched by the loop vs a goroutine on Go's poller.
+"""Spawning and reaping a child: where each costs least.
 
 Run: python benchmarks/reaping.py
-The measurement that placed reaping on the loop thread (docs/architecture.md,
+Spawning: 300 sequential spawn + wait of /bin/true, through the Go engine
+(goloop._goloop._spawn: syscall.ForkExec with a pidfd, waitid on it) and
+through subprocess.Popen + wait(), in the same process; CPU per child.
+
+Reaping: the measurement that placed reaping on the loop thread (docs/architecture.md,
 "Processes"): 200 children (`sleep 0.3`) started through the Go engine are
 reaped either by the loop (their pidfds in its epoll set, waitid(P_PIDFD) in
 a Python reader callback) or by goloop.ReapLater (a goroutine per child on
@@ -71,7 +75,37 @@ def go_path():
     return cpu
 
 
+def spawn_go(n=300):
+    cpu = time.process_time()
+    for _ in range(n):
+        _pid, fd = _goloop._spawn(
+            b"/bin/true", (b"/bin/true",), None, None, (0, 1, 2), True, (), False, -1, -1, -1, None
+        )
+        os.waitid(os.P_PIDFD, fd, os.WEXITED)
+        os.close(fd)
+    return (time.process_time() - cpu) / n * 1e6
+
+
+def spawn_popen(n=300):
+    import subprocess
+
+    cpu = time.process_time()
+    for _ in range(n):
+        subprocess.Popen(["/bin/true"]).wait()
+    return (time.process_time() - cpu) / n * 1e6
+
+
 def main():
+    goloop.new_event_loop().close()  # the Go runtime is up for both
+    spawn = {"Go's ForkExec (_spawn)": [], "subprocess.Popen": []}
+    for _ in range(5):
+        spawn["Go's ForkExec (_spawn)"].append(spawn_go())
+        spawn["subprocess.Popen"].append(spawn_popen())
+    for name, runs in spawn.items():
+        print(
+            f"spawn + wait, {name}: {statistics.median(runs):.1f} µs CPU per child",
+            [round(x) for x in runs],
+        )
     res = {"pidfd on the loop thread": [], "goroutine on Go's poller": []}
     for _ in range(5):
         res["pidfd on the loop thread"].append(loop_path() / N * 1e6)
