@@ -240,6 +240,7 @@ bench-micro: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/timer_memory.py | tee benchmarks/results/timer_memory.md
 	$(PY) benchmarks/crossing.py | tee benchmarks/results/crossing.md
 	$(PY) benchmarks/resolve.py | tee benchmarks/results/resolve.md
+	$(PY) benchmarks/processes.py | tee benchmarks/results/processes.md
 
 # Echo (Go load generator), HTTP and uvicorn (wrk) and idle-connection
 # memory, side by side; results in
