@@ -27,7 +27,7 @@ BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0 uvicorn==0.55.0 matpl
 
 .PHONY: all setup build test test-go test-all-pythons test-dbg test-asan test-refleak \
 	deb-packages dbg-packages conformance bench bench-micro bench-net lint clean \
-	wheels test-wheels wheels-check wheels-check-aarch64
+	wheels test-wheels wheels-check wheels-check-aarch64 integration integration-packages
 
 all: build
 
@@ -63,7 +63,8 @@ dbg-packages: deb-packages
 .venv-dbg3.11/.ready: | dbg-packages
 
 # ---- tests ----------------------------------------------------------------
-test: lint test-go test-all-pythons test-wheels test-py-deb3.11 test-dbg test-asan test-refleak
+test: lint test-go test-all-pythons test-wheels test-py-deb3.11 test-dbg test-asan test-refleak \
+	integration
 
 CGO_PY_CFLAGS = -I$(shell $(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 
@@ -88,6 +89,24 @@ test-all-pythons: $(addprefix test-py-,$(VERSIONS))
 # test-py-deb3.11 (the rule above): Debian's 3.11.2 is older than pyenv's
 # 3.11.7 and its asyncio differs in places goloop borrows from; its
 # conformance ratchet is tests/conformance/ratchet-deb3.11.txt.
+
+# ---- integration tier ---------------------------------------------------------
+# Real servers and clients (uvicorn, gunicorn, aiohttp, asyncpg, psycopg,
+# redis-py, httpx, anyio, pytest-asyncio) on the stock loop, goloop and
+# uvloop, against a PostgreSQL and a redis-server the tests start in
+# temporary directories (tests/integration/conftest.py). Its pins go into
+# the 3.11 venv; it runs from its own rootdir (tests/integration/pytest.ini).
+INTEG_REQS := tests/integration/requirements.txt
+
+integration-packages:
+	@$(call apt_need,postgresql redis-server)
+
+$(VENV)/.integration: $(VENV)/.ready $(INTEG_REQS)
+	$(VENV)/bin/pip install -q -r $(INTEG_REQS)
+	touch $@
+
+integration: $(VENV)/.built $(VENV)/.integration integration-packages
+	cd tests/integration && ../../$(PY) -m pytest -q .
 
 # ---- memory safety of the C layer ----------------------------------------
 # The suite under Debian's debug CPython (Py_DEBUG: refcount and GIL

@@ -1,0 +1,244 @@
+"""uvicorn run the ways people run it, and gunicorn with uvicorn's worker.
+
+One server per (deployment, loop), shared by the module's tests; the last
+test shuts it down with SIGTERM while requests are in flight. The client is
+the standard library (blocking sockets, http.client) and websockets' sync
+client, so only the server's loop differs between parametrizations.
+
+Deployments: ``uvicorn asgi_app:app --loop goloop:new_event_loop`` (one
+process), ``--workers 2`` (multiprocessing's spawn: each worker starts Go),
+``--fd`` (a listening socket the test made), gunicorn with uvicorn's worker
+class (pre-fork, 2 workers), and gunicorn ``--preload`` with the Go runtime
+started in the master before the fork, so goloop's workers run on its
+post-fork C engine.
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import signal
+import socket
+import threading
+
+import pytest
+from conftest import APPS, HANG_TIMEOUT, LOOP_NAMES, LOOP_TYPE, Server, free_port, python_cmd
+
+websockets_sync = pytest.importorskip("websockets.sync.client")
+from websockets.exceptions import ConnectionClosedError  # noqa: E402
+
+LOOP_OPTION = {"asyncio": "asyncio", "uvloop": "uvloop", "goloop": "goloop:new_event_loop"}
+WORKER_CLASS = {"asyncio": "AsyncioWorker", "uvloop": "UvloopWorker", "goloop": "GoloopWorker"}
+MODES = ("single", "workers2", "fd", "gunicorn", "gunicorn-preload")
+WORKERS = {"single": 1, "workers2": 2, "fd": 1, "gunicorn": 2, "gunicorn-preload": 2}
+
+
+def start(mode, loop_name, tmp_path):
+    port = free_port()
+    env = {}
+    pass_fds = ()
+    if mode.startswith("gunicorn"):
+        cmd = python_cmd(
+            "-m",
+            "gunicorn",
+            "asgi_app:app",
+            "-k",
+            f"workers.{WORKER_CLASS[loop_name]}",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            "--graceful-timeout",
+            "15",
+        )
+        if mode == "gunicorn-preload":
+            cmd.append("--preload")
+            env["GOLOOP_START_GO_AT_IMPORT"] = "1"
+    else:
+        cmd = python_cmd(
+            "-m",
+            "uvicorn",
+            "asgi_app:app",
+            "--loop",
+            LOOP_OPTION[loop_name],
+            "--http",
+            "httptools",
+            "--ws",
+            "websockets",
+            "--lifespan",
+            "on",
+        )
+        if mode == "fd":
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(128)
+            port = listener.getsockname()[1]
+            listener.set_inheritable(True)
+            pass_fds = (listener.fileno(),)
+            cmd += ["--fd", str(listener.fileno())]
+        else:
+            cmd += ["--port", str(port)]
+        if mode == "workers2":
+            cmd += ["--workers", "2"]
+    server = Server(cmd, port, tmp_path, env=env, pass_fds=pass_fds, cwd=APPS)
+    if pass_fds:
+        listener.close()  # the child has its own copy
+    server.mode = mode
+    server.workers = WORKERS[mode]
+    server.wait_log("lifespan-startup", count=server.workers)
+    return server
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(m, n) for m in MODES for n in LOOP_NAMES],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def server(request, tmp_path_factory):
+    mode, loop_name = request.param
+    srv = start(mode, loop_name, tmp_path_factory.mktemp(f"{mode}-{loop_name}"))
+    srv.loop_name = loop_name
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+def connect(server):
+    return http.client.HTTPConnection("127.0.0.1", server.port, timeout=HANG_TIMEOUT)
+
+
+def check_loop(server, info):
+    assert info["loop"].startswith(LOOP_TYPE[server.loop_name]), info
+    if server.loop_name == "goloop":
+        # spawned workers and gunicorn's forks without --preload start Go;
+        # forks of a master that started Go get the C engine
+        assert info["engine"] == ("c" if server.mode == "gunicorn-preload" else "go"), info
+
+
+def test_workers_run_the_loop(server):
+    lines = [ln for ln in server.text().splitlines() if ln.startswith("lifespan-startup ")]
+    infos = [json.loads(ln.split(" ", 1)[1]) for ln in lines]
+    assert len({i["pid"] for i in infos}) == server.workers
+    for info in infos:
+        check_loop(server, info)
+
+
+def test_keep_alive(server):
+    conn = connect(server)
+    try:
+        seen = []
+        for _ in range(5):
+            conn.request("GET", "/info")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert resp.getheader("connection") is None  # kept open
+            seen.append(json.loads(resp.read()))
+        sock_port = conn.sock.getsockname()[1]
+    finally:
+        conn.close()
+    assert {i["client_port"] for i in seen} == {sock_port}  # one connection for all five
+    assert {i["pid"] for i in seen} == {seen[0]["pid"]}
+    assert {i["http_version"] for i in seen} == {"1.1"}
+    check_loop(server, seen[0])
+
+
+def chunks():
+    for i in range(64):
+        yield bytes([i]) * (1 + i * 997 % 9000)
+
+
+def test_chunked_request_body(server):
+    expected = b"".join(chunks())
+    conn = connect(server)
+    try:
+        conn.request("POST", "/echo", body=chunks(), encode_chunked=True)
+        resp = conn.getresponse()
+        got = resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 200
+    assert len(got) == len(expected)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(expected).digest()
+
+
+def test_large_body_both_ways(server):
+    body = os.urandom(1 << 16) * 48  # 3 MiB: flow control on both sides
+    conn = connect(server)
+    try:
+        conn.request("POST", "/echo", body=body)
+        resp = conn.getresponse()
+        got = resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 200
+    assert resp.getheader("content-length") == str(len(body))
+    assert got == body
+
+
+def test_chunked_response(server):
+    conn = connect(server)
+    try:
+        conn.request("GET", "/stream?n=200&size=1500")
+        resp = conn.getresponse()
+        assert resp.getheader("transfer-encoding") == "chunked"
+        got = resp.read()
+        # the connection is still usable after a chunked response
+        conn.request("GET", "/info")
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+    assert got == b"".join(bytes([65 + i % 26]) * 1500 for i in range(200))
+
+
+def test_websocket(server):
+    big = os.urandom(200_000)
+    with websockets_sync.connect(
+        f"ws://127.0.0.1:{server.port}/ws", open_timeout=HANG_TIMEOUT
+    ) as ws:
+        ws.send("héllo")
+        assert ws.recv(HANG_TIMEOUT) == "héllo"
+        ws.send(big)
+        assert ws.recv(HANG_TIMEOUT) == big
+        for i in range(50):
+            ws.send(f"msg {i}")
+        assert [ws.recv(HANG_TIMEOUT) for _ in range(50)] == [f"msg {i}" for i in range(50)]
+        ws.send("close")
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(HANG_TIMEOUT)
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (4000, "asked to")
+
+
+def test_graceful_shutdown_sigterm(server):
+    """Runs last for each server (pytest keeps file order within a
+    module-scoped parametrization): SIGTERM with three requests in flight;
+    each completes, the server exits as on stock and runs lifespan shutdown."""
+    results = [None] * 3
+
+    def request(i):
+        conn = connect(server)
+        try:
+            conn.request("GET", "/slow?d=1")
+            resp = conn.getresponse()
+            results[i] = (resp.status, resp.read())
+        except Exception as exc:  # reported by the assertion below
+            results[i] = repr(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    server.wait_log("slow-start", count=3, timeout=HANG_TIMEOUT)
+    rc = server.stop()
+    for t in threads:
+        t.join(HANG_TIMEOUT)
+    log = server.text()
+    assert results == [(200, b"done after 1")] * 3, log
+    # a single uvicorn process re-raises the signal it handled once shut
+    # down (death by SIGTERM, on every loop); uvicorn's and gunicorn's
+    # supervisors exit 0
+    assert rc == (-signal.SIGTERM if server.workers == 1 else 0), log
+    assert log.count("lifespan-shutdown") == server.workers, log
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=HANG_TIMEOUT).close()
