@@ -19,6 +19,8 @@ import json
 import os
 import signal
 import socket
+import ssl
+import subprocess
 import threading
 
 import pytest
@@ -29,11 +31,24 @@ from websockets.exceptions import ConnectionClosedError  # noqa: E402
 
 LOOP_OPTION = {"asyncio": "asyncio", "uvloop": "uvloop", "goloop": "goloop:new_event_loop"}
 WORKER_CLASS = {"asyncio": "AsyncioWorker", "uvloop": "UvloopWorker", "goloop": "GoloopWorker"}
-MODES = ("single", "workers2", "fd", "gunicorn", "gunicorn-preload")
-WORKERS = {"single": 1, "workers2": 2, "fd": 1, "gunicorn": 2, "gunicorn-preload": 2}
+MODES = ("single", "workers2", "fd", "tls", "uds-h11", "gunicorn", "gunicorn-preload")
+WORKERS = {"workers2": 2, "gunicorn": 2, "gunicorn-preload": 2}  # others: 1
 
 
-def start(mode, loop_name, tmp_path):
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (openssl)."""
+    d = tmp_path_factory.mktemp("cert")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return str(d / "key.pem"), str(d / "cert.pem")
+
+
+def start(mode, loop_name, tmp_path, cert):
     port = free_port()
     env = {}
     pass_fds = ()
@@ -76,15 +91,23 @@ def start(mode, loop_name, tmp_path):
             listener.set_inheritable(True)
             pass_fds = (listener.fileno(),)
             cmd += ["--fd", str(listener.fileno())]
+        elif mode == "uds-h11":
+            # uvicorn's pure-Python HTTP protocol on a Unix socket
+            port = str(tmp_path / "uvicorn.sock")
+            cmd[cmd.index("httptools")] = "h11"
+            cmd += ["--uds", port]
         else:
             cmd += ["--port", str(port)]
+        if mode == "tls":
+            cmd += ["--ssl-keyfile", cert[0], "--ssl-certfile", cert[1]]
         if mode == "workers2":
             cmd += ["--workers", "2"]
     server = Server(cmd, port, tmp_path, env=env, pass_fds=pass_fds, cwd=APPS)
     if pass_fds:
         listener.close()  # the child has its own copy
     server.mode = mode
-    server.workers = WORKERS[mode]
+    server.workers = WORKERS.get(mode, 1)
+    server.cert = cert[1]
     server.wait_log("lifespan-startup", count=server.workers)
     return server
 
@@ -94,9 +117,9 @@ def start(mode, loop_name, tmp_path):
     params=[(m, n) for m in MODES for n in LOOP_NAMES],
     ids=lambda p: f"{p[0]}-{p[1]}",
 )
-def server(request, tmp_path_factory):
+def server(request, tmp_path_factory, cert):
     mode, loop_name = request.param
-    srv = start(mode, loop_name, tmp_path_factory.mktemp(f"{mode}-{loop_name}"))
+    srv = start(mode, loop_name, tmp_path_factory.mktemp(f"{mode}-{loop_name}"), cert)
     srv.loop_name = loop_name
     try:
         yield srv
@@ -104,8 +127,48 @@ def server(request, tmp_path_factory):
         srv.kill()
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=HANG_TIMEOUT)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(HANG_TIMEOUT)
+        self.sock.connect(self.path)
+
+
+def client_tls(server):
+    return ssl.create_default_context(cafile=server.cert)
+
+
 def connect(server):
+    if server.mode == "uds-h11":
+        return UnixHTTPConnection(server.port)
+    if server.mode == "tls":
+        return http.client.HTTPSConnection(
+            "127.0.0.1", server.port, timeout=HANG_TIMEOUT, context=client_tls(server)
+        )
     return http.client.HTTPConnection("127.0.0.1", server.port, timeout=HANG_TIMEOUT)
+
+
+def raw_connect(server):
+    if server.mode == "uds-h11":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(server.port)
+        return sock
+    return socket.create_connection(("127.0.0.1", server.port), timeout=HANG_TIMEOUT)
+
+
+def ws_connect(server):
+    if server.mode == "uds-h11":
+        return websockets_sync.unix_connect(
+            server.port, "ws://localhost/ws", open_timeout=HANG_TIMEOUT
+        )
+    scheme, kw = ("wss", {"ssl": client_tls(server)}) if server.mode == "tls" else ("ws", {})
+    return websockets_sync.connect(
+        f"{scheme}://127.0.0.1:{server.port}/ws", open_timeout=HANG_TIMEOUT, **kw
+    )
 
 
 def check_loop(server, info):
@@ -127,17 +190,20 @@ def test_workers_run_the_loop(server):
 def test_keep_alive(server):
     conn = connect(server)
     try:
-        seen = []
+        seen, socks = [], set()
         for _ in range(5):
             conn.request("GET", "/info")
             resp = conn.getresponse()
             assert resp.status == 200
             assert resp.getheader("connection") is None  # kept open
             seen.append(json.loads(resp.read()))
-        sock_port = conn.sock.getsockname()[1]
+            socks.add(id(conn.sock))  # http.client would have reconnected
+        sock_name = conn.sock.getsockname()
     finally:
         conn.close()
-    assert {i["client_port"] for i in seen} == {sock_port}  # one connection for all five
+    assert len(socks) == 1
+    if server.mode != "uds-h11":  # (a Unix client has no address)
+        assert {i["client_port"] for i in seen} == {sock_name[1]}
     assert {i["pid"] for i in seen} == {seen[0]["pid"]}
     assert {i["http_version"] for i in seen} == {"1.1"}
     check_loop(server, seen[0])
@@ -193,9 +259,7 @@ def test_chunked_response(server):
 
 def test_websocket(server):
     big = os.urandom(200_000)
-    with websockets_sync.connect(
-        f"ws://127.0.0.1:{server.port}/ws", open_timeout=HANG_TIMEOUT
-    ) as ws:
+    with ws_connect(server) as ws:
         ws.send("héllo")
         assert ws.recv(HANG_TIMEOUT) == "héllo"
         ws.send(big)
@@ -241,4 +305,39 @@ def test_graceful_shutdown_sigterm(server):
     assert rc == (-signal.SIGTERM if server.workers == 1 else 0), log
     assert log.count("lifespan-shutdown") == server.workers, log
     with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", server.port), timeout=HANG_TIMEOUT).close()
+        raw_connect(server).close()
+
+
+def test_gunicorn_preload_recycles_workers(loop_name, tmp_path):
+    """gunicorn --preload --max-requests: each worker exits after 3 requests
+    and the master (Go started, for goloop) forks a fresh one; every fork
+    serves on the loop, goloop's on its C engine."""
+    port = free_port()
+    cmd = python_cmd(
+        "-m", "gunicorn", "asgi_app:app", "-k", f"workers.{WORKER_CLASS[loop_name]}",
+        "-b", f"127.0.0.1:{port}", "-w", "1", "--preload", "--max-requests", "3",
+    )  # fmt: skip
+    server = Server(cmd, port, tmp_path, env={"GOLOOP_START_GO_AT_IMPORT": "1"}, cwd=APPS)
+    server.mode, server.loop_name = "gunicorn-preload", loop_name
+    try:
+        server.wait_log("lifespan-startup")
+        infos = []
+        for worker in range(3):
+            if worker:  # uvicorn checks the limit every 0.1 s: wait for the next fork
+                server.wait_log("lifespan-startup", count=worker + 1)
+            for _ in range(3):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HANG_TIMEOUT)
+                try:
+                    conn.request("GET", "/info")
+                    resp = conn.getresponse()
+                    assert resp.status == 200
+                    infos.append(json.loads(resp.read()))
+                finally:
+                    conn.close()
+        for info in infos:
+            check_loop(server, info)
+        pids = [i["pid"] for i in infos]
+        assert len(set(pids)) == 3, pids  # three requests per worker
+        assert server.stop() == 0
+    finally:
+        server.kill()
