@@ -12,7 +12,7 @@ import sys
 import threading
 
 import pytest
-from conftest import APPS, HANG_TIMEOUT, LOOP_TYPE, Server, free_port, python_cmd, run
+from conftest import APPS, HANG_TIMEOUT, LOOP_TYPE, Server, free_port, python_cmd, run, wait_for
 
 aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import WSMsgType, web  # noqa: E402
@@ -33,6 +33,14 @@ async def serve(app, unix_path=None):
         return runner, "http://localhost"
     port = runner.addresses[0][1]
     return runner, f"http://127.0.0.1:{port}"
+
+
+def can_connect(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=HANG_TIMEOUT).close()
+    except OSError:
+        return False
+    return True
 
 
 def chunks_expected(n, size):
@@ -164,6 +172,8 @@ def test_run_app_graceful(loop_name, tmp_path):
     server = Server(python_cmd("aiohttp_app.py", loop_name, str(port)), port, tmp_path)
     try:
         server.wait_log("startup ")
+        # (on_startup runs before run_app binds)
+        wait_for(lambda: can_connect(port), "run_app listening", proc=server.proc, log=server.log)
         line = next(ln for ln in server.text().splitlines() if ln.startswith("startup "))
         assert json.loads(line.split(" ", 1)[1])["loop"].startswith(LOOP_TYPE[loop_name])
         result = []

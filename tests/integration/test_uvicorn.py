@@ -22,9 +22,19 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 
 import pytest
-from conftest import APPS, HANG_TIMEOUT, LOOP_NAMES, LOOP_TYPE, Server, free_port, python_cmd
+from conftest import (
+    APPS,
+    HANG_TIMEOUT,
+    LOOP_NAMES,
+    LOOP_TYPE,
+    Server,
+    free_port,
+    python_cmd,
+    wait_for,
+)
 
 websockets_sync = pytest.importorskip("websockets.sync.client")
 from websockets.exceptions import ConnectionClosedError  # noqa: E402
@@ -109,6 +119,8 @@ def start(mode, loop_name, tmp_path, cert):
     server.workers = WORKERS.get(mode, 1)
     server.cert = cert[1]
     server.wait_log("lifespan-startup", count=server.workers)
+    # (a single uvicorn binds its socket after lifespan startup)
+    wait_for(lambda: can_connect(server), "server listening", proc=server.proc, log=server.log)
     return server
 
 
@@ -158,6 +170,14 @@ def raw_connect(server):
         sock.connect(server.port)
         return sock
     return socket.create_connection(("127.0.0.1", server.port), timeout=HANG_TIMEOUT)
+
+
+def can_connect(server):
+    try:
+        raw_connect(server).close()
+    except OSError:
+        return False
+    return True
 
 
 def ws_connect(server):
@@ -255,6 +275,57 @@ def test_chunked_response(server):
     finally:
         conn.close()
     assert got == b"".join(bytes([65 + i % 26]) * 1500 for i in range(200))
+
+
+def test_pipelined_requests(server):
+    """Three requests in one write: answered in order on the one connection."""
+    sock = raw_connect(server)
+    if server.mode == "tls":
+        sock = client_tls(server).wrap_socket(sock, server_hostname="127.0.0.1")
+    with sock:
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirst"
+            b"GET /stream?n=3&size=4 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n"
+            b"\r\nlast"
+        )
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+    heads_and_bodies = [part.split(b"\r\n\r\n", 1) for part in got.split(b"HTTP/1.1 ")[1:]]
+    assert [h.split(b"\r\n", 1)[0] for h, _ in heads_and_bodies] == [b"200 OK"] * 3, got
+    assert [b for _, b in heads_and_bodies] == [
+        b"first",
+        b"4\r\nAAAA\r\n4\r\nBBBB\r\n4\r\nCCCC\r\n0\r\n\r\n",
+        b"last",
+    ], got
+
+
+def test_slow_reader(server):
+    """An 8 MiB chunked response to a client that stops reading for a while:
+    the server's writes back up (pause_writing) and resume intact."""
+    conn = connect(server)
+    try:
+        conn.request("GET", "/stream?n=500&size=16384")
+        resp = conn.getresponse()
+        first = resp.read(16384)
+        time.sleep(0.3)
+        rest = resp.read()
+    finally:
+        conn.close()
+    got = first + rest
+    assert len(got) == 500 * 16384
+    assert got == b"".join(bytes([65 + i % 26]) * 16384 for i in range(500))
+
+
+def test_client_disconnect_reaches_app(server):
+    before = server.text().count("watch-http.disconnect")
+    conn = connect(server)
+    conn.request("GET", "/watch")
+    resp = conn.getresponse()
+    assert resp.read(8) == b"watching"
+    conn.close()
+    server.wait_log("watch-http.disconnect", count=before + 1, timeout=HANG_TIMEOUT)
 
 
 def test_websocket(server):

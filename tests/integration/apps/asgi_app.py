@@ -2,7 +2,8 @@
 
 Routes: GET /info (this process, its running loop and goloop's engine, the
 client's address), POST /echo (the request body back, chunked or not),
-GET /stream?n=&size= (a chunked response of n chunks), GET /slow?d= (answers
+GET /stream?n=&size= (a chunked response of n chunks), GET /watch (logs the
+http.disconnect it receives when the client closes), GET /slow?d= (answers
 after d seconds: the graceful-shutdown test's requests in flight), and the
 WebSocket /ws (echoes text and bytes; the text "close" closes with 4000).
 
@@ -69,6 +70,13 @@ async def http(scope, receive, send):
             chunk = bytes([65 + i % 26]) * size
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+    elif path == "/watch":
+        # streams until the client goes away, which the app must be told
+        await read_body(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"watching", "more_body": True})
+        message = await receive()
+        print(f"watch-{message['type']}", file=sys.stderr, flush=True)
     elif path == "/slow":
         print(f"slow-start {os.getpid()}", file=sys.stderr, flush=True)
         await asyncio.sleep(float(query["d"]))
