@@ -9,19 +9,15 @@ once per session in temporary directories (removed at exit).
 """
 
 import asyncio
-import glob
 import os
-import pwd
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 
 import pytest
+import services
 
 import goloop
 
@@ -147,145 +143,23 @@ class Server:
                 pass
 
 
-# ------------------------------------------------------------ PostgreSQL
-def _as_user():
-    """initdb and postgres refuse to run as root: run them as nobody then."""
-    if os.geteuid() != 0:
-        return None, None
-    entry = pwd.getpwnam("nobody")
-    return entry.pw_uid, entry.pw_gid
-
-
-@dataclass
-class Postgres:
-    sockdir: str
-    port: int
-    user: str = "postgres"
-    database: str = "postgres"
-
-    def dsn(self, via):
-        host = self.sockdir if via == "unix" else "127.0.0.1"
-        return f"postgresql://{self.user}@/{self.database}?host={host}&port={self.port}"
-
-
+# ------------------------------------------- PostgreSQL and redis-server
 @pytest.fixture(scope="session")
 def postgres():
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
-    if not bins:
-        pytest.fail("no PostgreSQL server: apt-get install postgresql (make integration does)")
-    bindir = os.path.dirname(bins[-1])
-    base = tempfile.mkdtemp(prefix="goloop-pg-")
-    uid, gid = _as_user()
-    if uid is not None:
-        os.chown(base, uid, gid)
-    data = os.path.join(base, "data")
-    user_kw = {"user": uid, "group": gid} if uid is not None else {}
-    subprocess.run(
-        [f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "-N"],
-        check=True,
-        capture_output=True,
-        **user_kw,
-    )
-    port = free_port()
-    log = os.path.join(base, "postgres.log")
-    with open(log, "w") as out:
-        if uid is not None:
-            os.chown(log, uid, gid)
-        proc = subprocess.Popen(
-            [
-                f"{bindir}/postgres",
-                "-D",
-                data,
-                "-k",
-                base,
-                "-p",
-                str(port),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **user_kw,
-        )
-    pg = Postgres(base, port)
     try:
-        wait_for(
-            lambda: (
-                subprocess.run(
-                    [f"{bindir}/pg_isready", "-q", "-h", base, "-p", str(port)]
-                ).returncode
-                == 0
-            ),
-            "PostgreSQL ready",
-            proc=proc,
-            log=log,
-        )
-        yield pg
-    finally:
-        proc.send_signal(signal.SIGINT)  # fast shutdown
-        try:
-            proc.wait(HANG_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-# ----------------------------------------------------------------- Redis
-@dataclass
-class Redis:
-    port: int
-    unixsocket: str
+        with services.postgres() as pg:
+            yield pg
+    except services.ServiceError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
 def redis_server():
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("no redis-server: apt-get install redis-server (make integration does)")
-    base = tempfile.mkdtemp(prefix="goloop-redis-")
-    port = free_port()
-    sock = os.path.join(base, "redis.sock")
-    log = os.path.join(base, "redis.log")
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--unixsocket",
-                sock,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                base,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     try:
-        wait_for(lambda: os.path.exists(sock), "redis-server ready", proc=proc, log=log)
-        yield Redis(port, sock)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(HANG_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(base, ignore_errors=True)
+        with services.redis() as server:
+            yield server
+    except services.ServiceError as exc:
+        pytest.fail(str(exc))
 
 
 def python_cmd(*args):
