@@ -26,7 +26,7 @@ BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0 uvicorn==0.55.0 matpl
 .PRECIOUS: .venv-%/.ready .venv-%/.built .venv-%/.bench
 
 .PHONY: all setup build test test-go test-all-pythons test-dbg test-asan test-refleak \
-	deb-packages dbg-packages conformance bench bench-micro bench-net lint clean \
+	deb-packages dbg-packages conformance bench bench-micro bench-net bench-integration lint clean \
 	wheels test-wheels wheels-check wheels-check-aarch64 integration integration-packages
 
 all: build
@@ -250,7 +250,7 @@ $(VENV)/.bench: $(VENV)/.ready
 	$(VENV)/bin/pip install -q $(BENCH_DEPS)
 	touch $@
 
-bench: bench-micro bench-net bench-charts
+bench: bench-micro bench-net bench-integration bench-charts
 
 bench-micro: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/run.py --loops asyncio,uvloop,rloop,goloop,goloop+stats \
@@ -273,6 +273,15 @@ bench-net: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/net/run_uvicorn.py
 	$(PY) benchmarks/net/idle_conns.py
 	$(PY) benchmarks/net/unix_dgram.py
+
+# The integration tier's deployments (uvicorn --workers 2, gunicorn with
+# uvicorn's worker, plain and --preload, aiohttp's run_app) under wrk and
+# its clients (asyncpg, psycopg, redis-py, httpx, aiohttp) against a real
+# PostgreSQL and redis-server: asyncio, uvloop and goloop side by side;
+# results in benchmarks/results/integration.md.
+bench-integration: $(VENV)/.built $(VENV)/.integration integration-packages
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) benchmarks/integration.py
 
 # The README's pictures (docs/bench/*.png) from whatever results/*.json the
 # runs above left; bench-charts alone redraws them without measuring.

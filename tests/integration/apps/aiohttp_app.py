@@ -17,6 +17,10 @@ def loop_info():
     return {"pid": os.getpid(), "loop": f"{cls.__module__}.{cls.__qualname__}"}
 
 
+async def hello(request):  # benchmarks/integration.py's request
+    return web.Response(text="Hello, World!")
+
+
 async def info(request):
     data = loop_info()
     data["connection"] = id(request.transport)  # (a Unix socket's peer has no name)
@@ -67,6 +71,7 @@ def make_app():
     app[WS_CLOSES] = []
     app.add_routes(
         [
+            web.get("/", hello),
             web.get("/info", info),
             web.post("/echo", echo),
             web.get("/stream", stream),

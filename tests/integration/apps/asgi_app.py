@@ -1,11 +1,12 @@
 """The ASGI app the uvicorn and gunicorn tests serve (plain ASGI, no framework).
 
-Routes: GET /info (this process, its running loop and goloop's engine, the
-client's address), POST /echo (the request body back, chunked or not),
-GET /stream?n=&size= (a chunked response of n chunks), GET /watch (logs the
-http.disconnect it receives when the client closes), GET /slow?d= (answers
-after d seconds: the graceful-shutdown test's requests in flight), and the
-WebSocket /ws (echoes text and bytes; the text "close" closes with 4000).
+Routes: GET / (a fixed text: the benchmark's), GET /info (this process, its
+running loop and goloop's engine, the client's address), POST /echo (the
+request body back, chunked or not), GET /stream?n=&size= (a chunked
+response of n chunks), GET /watch (logs the http.disconnect it receives
+when the client closes), GET /slow?d= (answers after d seconds: the
+graceful-shutdown test's requests in flight), and the WebSocket /ws
+(echoes text and bytes; the text "close" closes with 4000).
 
 GOLOOP_START_GO_AT_IMPORT=1 starts the Go runtime when the module is
 imported (gunicorn --preload imports it in the master, before the fork), so
@@ -55,7 +56,9 @@ async def respond(send, status, body, ctype=b"application/octet-stream"):
 async def http(scope, receive, send):
     path = scope["path"]
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
-    if path == "/info":
+    if path == "/":  # benchmarks/integration.py's request
+        await respond(send, 200, b"Hello, World!", b"text/plain")
+    elif path == "/info":
         info = loop_info()
         info["client_port"] = scope["client"][1] if scope.get("client") else None
         info["http_version"] = scope["http_version"]
