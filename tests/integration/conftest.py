@@ -143,6 +143,19 @@ class Server:
                 pass
 
 
+@pytest.fixture(scope="session")
+def cert(tmp_path_factory):
+    """(key, certificate) files: self-signed for 127.0.0.1 (openssl)."""
+    d = tmp_path_factory.mktemp("cert")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return str(d / "key.pem"), str(d / "cert.pem")
+
+
 # ------------------------------------------- PostgreSQL and redis-server
 @pytest.fixture(scope="session")
 def postgres():

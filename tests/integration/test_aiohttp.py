@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 
@@ -21,18 +22,24 @@ sys.path.insert(0, APPS)
 from aiohttp_app import WS_CLOSES, make_app  # noqa: E402
 
 
-async def serve(app, unix_path=None):
+async def serve(app, unix_path=None, ssl_context=None):
     runner = web.AppRunner(app)
     await runner.setup()
     if unix_path:
         site = web.UnixSite(runner, unix_path)
     else:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     if unix_path:
         return runner, "http://localhost"
     port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}"
+    return runner, f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
+
+
+def tls_contexts(cert):
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert[1], cert[0])
+    return server, ssl.create_default_context(cafile=cert[1])
 
 
 def can_connect(port):
@@ -47,9 +54,11 @@ def chunks_expected(n, size):
     return b"".join(bytes([65 + i % 26]) * size for i in range(n))
 
 
-@pytest.mark.parametrize("via", ["tcp", "unix"])
-def test_http_client_and_server(loop_name, via, tmp_path):
+@pytest.mark.parametrize("via", ["tcp", "unix", "tls"])
+def test_http_client_and_server(loop_name, via, tmp_path, cert):
     body = os.urandom(1 << 16) * 32  # 2 MiB
+    served = tmp_path / "served.bin"
+    served.write_bytes(os.urandom(5 << 20))
 
     async def upload():
         for i in range(40):
@@ -57,10 +66,12 @@ def test_http_client_and_server(loop_name, via, tmp_path):
 
     async def main():
         unix_path = str(tmp_path / "a.sock") if via == "unix" else None
-        runner, base = await serve(make_app(), unix_path)
-        connector = (
-            aiohttp.UnixConnector(path=unix_path) if unix_path else aiohttp.TCPConnector(limit=8)
-        )
+        server_tls, client_tls = tls_contexts(cert) if via == "tls" else (None, None)
+        runner, base = await serve(make_app(str(served)), unix_path, server_tls)
+        if unix_path:
+            connector = aiohttp.UnixConnector(path=unix_path)
+        else:
+            connector = aiohttp.TCPConnector(limit=8, ssl=client_tls or True)
         out = {}
         try:
             async with aiohttp.ClientSession(connector=connector) as session:
@@ -88,6 +99,13 @@ def test_http_client_and_server(loop_name, via, tmp_path):
                         b"".join(parts) == chunks_expected(300, 1000),
                     )
 
+                async with session.get(base + "/file") as resp:
+                    out["file"] = await resp.read() == served.read_bytes()
+                ranged = {"Range": "bytes=1000-3999999"}
+                async with session.get(base + "/file", headers=ranged) as resp:
+                    part = await resp.read()
+                    out["range"] = (resp.status, part == served.read_bytes()[1000:4000000])
+
                 async def one(i):
                     async with session.post(base + "/echo", data=b"x" * i) as resp:
                         return len(await resp.read())
@@ -114,6 +132,8 @@ def test_http_client_and_server(loop_name, via, tmp_path):
             "chunked",
         ),
         "stream": ("chunked", True),
+        "file": True,
+        "range": (206, True),
         "concurrent": list(range(60)),
         "timeout": TimeoutError,  # total= elapsed: asyncio.TimeoutError
     }

@@ -20,7 +20,6 @@ import os
 import signal
 import socket
 import ssl
-import subprocess
 import threading
 import time
 
@@ -43,19 +42,6 @@ LOOP_OPTION = {"asyncio": "asyncio", "uvloop": "uvloop", "goloop": "goloop:new_e
 WORKER_CLASS = {"asyncio": "AsyncioWorker", "uvloop": "UvloopWorker", "goloop": "GoloopWorker"}
 MODES = ("single", "workers2", "fd", "tls", "uds-h11", "gunicorn", "gunicorn-preload")
 WORKERS = {"workers2": 2, "gunicorn": 2, "gunicorn-preload": 2}  # others: 1
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1 (openssl)."""
-    d = tmp_path_factory.mktemp("cert")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return str(d / "key.pem"), str(d / "cert.pem")
 
 
 def start(mode, loop_name, tmp_path, cert):
@@ -410,5 +396,30 @@ def test_gunicorn_preload_recycles_workers(loop_name, tmp_path):
         pids = [i["pid"] for i in infos]
         assert len(set(pids)) == 3, pids  # three requests per worker
         assert server.stop() == 0
+    finally:
+        server.kill()
+
+
+def test_keep_alive_timeout(loop_name, tmp_path):
+    """--timeout-keep-alive 1: an idle kept-alive connection is closed by
+    the server (a timer on the loop, then the transport's close)."""
+    port = free_port()
+    cmd = python_cmd(
+        "-m", "uvicorn", "asgi_app:app", "--loop", LOOP_OPTION[loop_name], "--port", str(port),
+        "--http", "httptools", "--timeout-keep-alive", "1",
+    )  # fmt: skip
+    server = Server(cmd, port, tmp_path, cwd=APPS)
+    server.mode = "single"
+    try:
+        server.wait_log("Uvicorn running on")
+        sock = raw_connect(server)
+        with sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while not got.endswith(b"Hello, World!"):
+                got += sock.recv(4096)
+            assert got.startswith(b"HTTP/1.1 200 OK\r\n")
+            sock.settimeout(HANG_TIMEOUT)
+            assert sock.recv(4096) == b""  # closed by the server, not by our timeout
     finally:
         server.kill()

@@ -10,6 +10,7 @@ import sys
 from aiohttp import WSMsgType, web
 
 WS_CLOSES = web.AppKey("ws_closes", list)
+FILE = web.AppKey("file", str)
 
 
 def loop_info():
@@ -32,6 +33,11 @@ async def echo(request):
     return web.Response(
         body=body, headers={"x-chunked": str(request.headers.get("transfer-encoding"))}
     )
+
+
+async def file(request):
+    # FileResponse: loop.sendfile() where the transport allows it
+    return web.FileResponse(request.app[FILE])
 
 
 async def stream(request):
@@ -66,15 +72,18 @@ async def ws_echo(request):
     return ws
 
 
-def make_app():
+def make_app(file_path=None):
     app = web.Application(client_max_size=16 << 20)
     app[WS_CLOSES] = []
+    if file_path:
+        app[FILE] = file_path
     app.add_routes(
         [
             web.get("/", hello),
             web.get("/info", info),
             web.post("/echo", echo),
             web.get("/stream", stream),
+            web.get("/file", file),
             web.get("/slow", slow),
             web.get("/ws", ws_echo),
         ]
