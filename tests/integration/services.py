@@ -63,7 +63,9 @@ class Postgres:
     database: str = "postgres"
 
     def dsn(self, via):
-        host = self.sockdir if via == "unix" else "127.0.0.1"
+        """via: "unix", "tcp" (127.0.0.1) or "localhost" (a name the client
+        resolves, through the loop's getaddrinfo)."""
+        host = {"unix": self.sockdir, "tcp": "127.0.0.1"}.get(via, via)
         return f"postgresql://{self.user}@/{self.database}?host={host}&port={self.port}"
 
 

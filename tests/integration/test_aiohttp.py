@@ -184,9 +184,10 @@ def test_websocket(loop_name):
     ]
 
 
-def test_run_app_graceful(loop_name, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_run_app_graceful(loop_name, sig, tmp_path):
     """web.run_app(app, loop=...) in a child: it serves on that loop, and on
-    SIGINT finishes the request in flight, runs on_shutdown and on_cleanup,
+    SIGINT or SIGTERM finishes the request in flight, runs on_shutdown and on_cleanup,
     and returns."""
     port = free_port()
     server = Server(python_cmd("aiohttp_app.py", loop_name, str(port)), port, tmp_path)
@@ -212,7 +213,7 @@ def test_run_app_graceful(loop_name, tmp_path):
         thread = threading.Thread(target=request)
         thread.start()
         server.wait_log("slow-start", timeout=HANG_TIMEOUT)
-        rc = server.stop(signal.SIGINT)
+        rc = server.stop(sig)  # run_app's loop.add_signal_handler
         thread.join(HANG_TIMEOUT)
         log = server.text()
         assert result == [(200, b"done after 1")], log

@@ -9,7 +9,7 @@ from conftest import run
 asyncpg = pytest.importorskip("asyncpg")
 psycopg = pytest.importorskip("psycopg")
 
-VIA = ("unix", "tcp")
+VIA = ("unix", "tcp", "localhost")
 
 
 @pytest.mark.parametrize("via", VIA)

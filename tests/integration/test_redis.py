@@ -10,10 +10,10 @@ from conftest import run
 redis_asyncio = pytest.importorskip("redis.asyncio")
 
 
-@pytest.mark.parametrize("via", ["tcp", "unix"])
+@pytest.mark.parametrize("via", ["tcp", "unix", "localhost"])
 def test_redis(loop_name, via, redis_server):
-    if via == "tcp":
-        url = f"redis://127.0.0.1:{redis_server.port}"
+    if via != "unix":  # (localhost: resolved through the loop's getaddrinfo)
+        url = f"redis://{'127.0.0.1' if via == 'tcp' else via}:{redis_server.port}"
     else:
         url = f"unix://{redis_server.unixsocket}"
     prefix = f"{loop_name}:{via}:"
