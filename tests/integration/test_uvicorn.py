@@ -314,6 +314,26 @@ def test_client_disconnect_reaches_app(server):
     server.wait_log("watch-http.disconnect", count=before + 1, timeout=HANG_TIMEOUT)
 
 
+def get_json(server, path):
+    conn = connect(server)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def test_subprocess_in_worker(server):
+    assert get_json(server, "/subprocess") == ["FROM THE APP\n", 3]
+
+
+def test_resolve_in_worker(server):
+    infos = socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+    assert get_json(server, "/resolve") == sorted(repr(i) for i in infos)
+
+
 def test_websocket(server):
     big = os.urandom(200_000)
     with ws_connect(server) as ws:

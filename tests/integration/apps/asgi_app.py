@@ -4,7 +4,8 @@ Routes: GET / (a fixed text: the benchmark's), GET /info (this process, its
 running loop and goloop's engine, the client's address), POST /echo (the
 request body back, chunked or not), GET /stream?n=&size= (a chunked
 response of n chunks), GET /watch (logs the http.disconnect it receives
-when the client closes), GET /slow?d= (answers after d seconds: the
+when the client closes), GET /subprocess (a child process with pipes), GET /resolve
+(loop.getaddrinfo("localhost")), GET /slow?d= (answers after d seconds: the
 graceful-shutdown test's requests in flight), and the WebSocket /ws
 (echoes text and bytes; the text "close" closes with 4000).
 
@@ -16,6 +17,7 @@ gunicorn's forked workers run goloop on its post-fork C engine.
 import asyncio
 import json
 import os
+import socket
 import sys
 from urllib.parse import parse_qs
 
@@ -73,6 +75,19 @@ async def http(scope, receive, send):
             chunk = bytes([65 + i % 26]) * size
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+    elif path == "/subprocess":
+        # a child process from inside a worker (on goloop's C engine after
+        # gunicorn --preload's fork): pipes both ways and the exit status
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; d = sys.stdin.read(); print(d.upper()); sys.exit(3)",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await proc.communicate(b"from the app")
+        await respond(send, 200, json.dumps([out.decode(), proc.returncode]).encode())
+    elif path == "/resolve":
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+        await respond(send, 200, json.dumps(sorted(repr(i) for i in infos)).encode())
     elif path == "/watch":
         # streams until the client goes away, which the app must be told
         await read_body(receive)
