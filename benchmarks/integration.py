@@ -73,7 +73,7 @@ CLIENT_ROWS = {
     "httpx": "httpx AsyncClient GET",
     "aiohttp-client": "aiohttp ClientSession GET",
 }
-OPS = {"asyncpg": 4000, "psycopg": 3000, "redis": 5000, "httpx": 1500, "aiohttp-client": 3000}
+OPS = {"asyncpg": 4000, "psycopg": 3000, "redis": 5000, "httpx": 500, "aiohttp-client": 3000}
 
 
 def parse_args(argv=None):
@@ -351,6 +351,7 @@ def main(argv=None):
     text = render(args, results, meta)
     text += f"\nTook {time.perf_counter() - started:.0f} s.\n"
     print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".md").write_text(text)
     Path(args.out + ".json").write_text(
         json.dumps({"meta": meta, "results": {f"{r} {lp}": c for (r, lp), c in results.items()}})
