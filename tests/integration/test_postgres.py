@@ -123,7 +123,15 @@ def test_psycopg_async(loop_name, via, postgres):
                         await c.execute("SELECT pg_sleep(10)")
 
                 task = asyncio.ensure_future(sleeper())
-                await asyncio.sleep(0.2)
+                # cancel once the server runs it (a cancel that arrives
+                # first cancels nothing)
+                running = (
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+                    " AND state = 'active' AND query = 'SELECT pg_sleep(10)'"
+                )
+                pid = (conn.info.backend_pid,)
+                while (await (await other.execute(running, pid)).fetchone())[0] == 0:
+                    await asyncio.sleep(0.01)
                 await conn.cancel_safe()
                 try:
                     await task
