@@ -224,3 +224,72 @@ def test_run_app_graceful(loop_name, sig, tmp_path):
             socket.create_connection(("127.0.0.1", port), timeout=HANG_TIMEOUT).close()
     finally:
         server.kill()
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["gunicorn", "gunicorn-preload"])
+@pytest.mark.parametrize("loop_name", ["asyncio", "goloop"])
+def test_gunicorn_aiohttp_worker(loop_name, preload, tmp_path):
+    """gunicorn -w 2 with aiohttp's GunicornWebWorker on the loop (goloop
+    through its policy, as aiohttp's uvloop worker does it); with --preload
+    and Go started in the master, goloop's forks run the C engine. Requests,
+    a WebSocket, and SIGTERM with a request in flight."""
+    port = free_port()
+    worker = {"asyncio": "AiohttpAsyncioWorker", "goloop": "AiohttpGoloopWorker"}[loop_name]
+    cmd = python_cmd(
+        "-m", "gunicorn", "aiohttp_app:gunicorn_app", "-k", f"workers.{worker}",
+        "-b", f"127.0.0.1:{port}", "-w", "2", "--graceful-timeout", "15",
+    )  # fmt: skip
+    env = {}
+    if preload:
+        cmd.append("--preload")
+        env["GOLOOP_START_GO_AT_IMPORT"] = "1"
+    server = Server(cmd, port, tmp_path, env=env)
+    try:
+        server.wait_log("startup ", count=2)
+        wait_for(lambda: can_connect(port), "gunicorn listening", proc=server.proc, log=server.log)
+        lines = [ln for ln in server.text().splitlines() if ln.startswith("startup ")]
+        infos = [json.loads(ln.split(" ", 1)[1]) for ln in lines]
+        assert len({i["pid"] for i in infos}) == 2
+        for info in infos:
+            assert info["loop"].startswith(LOOP_TYPE[loop_name]), info
+            if loop_name == "goloop":
+                assert info["engine"] == ("c" if preload else "go"), info
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HANG_TIMEOUT)
+        try:
+            seen = set()
+            for _ in range(3):
+                conn.request("POST", "/echo", body=b"z" * 100_000)
+                resp = conn.getresponse()
+                assert (resp.status, resp.read()) == (200, b"z" * 100_000)
+                seen.add(id(conn.sock))
+            assert len(seen) == 1
+        finally:
+            conn.close()
+        ws_sync = pytest.importorskip("websockets.sync.client")
+        with ws_sync.connect(f"ws://127.0.0.1:{port}/ws", open_timeout=HANG_TIMEOUT) as ws:
+            ws.send("héllo")
+            assert ws.recv(HANG_TIMEOUT) == "héllo"
+        result = []
+
+        def request():
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=HANG_TIMEOUT)
+            try:
+                c.request("GET", "/slow?d=1")
+                r = c.getresponse()
+                result.append((r.status, r.read()))
+            except Exception as exc:  # reported by the assertion below
+                result.append(repr(exc))
+            finally:
+                c.close()
+
+        thread = threading.Thread(target=request)
+        thread.start()
+        server.wait_log("slow-start", timeout=HANG_TIMEOUT)
+        rc = server.stop()
+        thread.join(HANG_TIMEOUT)
+        log = server.text()
+        assert result == [(200, b"done after 1")], log
+        assert rc == 0, log
+        assert log.count("\ncleanup\n") == 2, log
+    finally:
+        server.kill()

@@ -1,6 +1,7 @@
-"""An aiohttp application, served by the tests in-process (make_app) or, run
-as a script, by web.run_app on the loop named in argv[1]:
-``python aiohttp_app.py goloop PORT``."""
+"""An aiohttp application, served by the tests in-process (make_app), by
+gunicorn with aiohttp's worker (gunicorn_app), or, run as a script, by
+web.run_app on the loop named in argv[1]: ``python aiohttp_app.py goloop
+PORT``. GOLOOP_START_GO_AT_IMPORT=1: as in asgi_app.py."""
 
 import asyncio
 import json
@@ -9,13 +10,24 @@ import sys
 
 from aiohttp import WSMsgType, web
 
+if os.environ.get("GOLOOP_START_GO_AT_IMPORT") == "1":  # as asgi_app.py's
+    import goloop
+
+    goloop.new_event_loop().close()
+
 WS_CLOSES = web.AppKey("ws_closes", list)
 FILE = web.AppKey("file", str)
 
 
 def loop_info():
-    cls = type(asyncio.get_running_loop())
-    return {"pid": os.getpid(), "loop": f"{cls.__module__}.{cls.__qualname__}"}
+    loop = asyncio.get_running_loop()
+    cls = type(loop)
+    engine = None
+    if cls.__module__.startswith("goloop"):
+        import goloop
+
+        engine = goloop.stats(loop).engine
+    return {"pid": os.getpid(), "loop": f"{cls.__module__}.{cls.__qualname__}", "engine": engine}
 
 
 async def hello(request):  # benchmarks/integration.py's request
@@ -101,6 +113,15 @@ async def on_shutdown(app):
 
 async def on_cleanup(app):
     print("cleanup", file=sys.stderr, flush=True)
+
+
+async def gunicorn_app():
+    """gunicorn aiohttp_app:gunicorn_app -k workers.Aiohttp...Worker"""
+    app = make_app()
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return app
 
 
 def main():

@@ -1,6 +1,10 @@
-"""gunicorn worker classes: uvicorn's UvicornWorker on each loop under test
-(gunicorn -k workers.GoloopWorker ...)."""
+"""gunicorn worker classes on each loop under test: uvicorn's UvicornWorker
+(gunicorn -k workers.GoloopWorker ...) and aiohttp's GunicornWebWorker
+(-k workers.AiohttpGoloopWorker ...)."""
 
+import asyncio
+
+from aiohttp.worker import GunicornWebWorker
 from uvicorn.workers import UvicornWorker
 
 
@@ -14,3 +18,17 @@ class UvloopWorker(UvicornWorker):
 
 class GoloopWorker(UvicornWorker):
     CONFIG_KWARGS = {"loop": "goloop:new_event_loop", "http": "httptools"}
+
+
+class AiohttpAsyncioWorker(GunicornWebWorker):
+    pass
+
+
+class AiohttpGoloopWorker(GunicornWebWorker):
+    # what aiohttp's GunicornUVLoopWebWorker does for uvloop: the policy
+    # before init_process makes the worker's loop
+    def init_process(self):
+        import goloop
+
+        asyncio.set_event_loop_policy(goloop.EventLoopPolicy())
+        super().init_process()
