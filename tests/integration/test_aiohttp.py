@@ -185,6 +185,7 @@ def test_websocket(loop_name):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("loop_name", ["asyncio", "goloop"])  # (the tier's time budget)
 def test_run_app_graceful(loop_name, sig, tmp_path):
     """web.run_app(app, loop=...) in a child: it serves on that loop, and on
     SIGINT or SIGTERM finishes the request in flight, runs on_shutdown and on_cleanup,

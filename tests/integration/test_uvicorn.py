@@ -424,6 +424,7 @@ def test_gunicorn_preload_recycles_workers(loop_name, tmp_path):
         server.kill()
 
 
+@pytest.mark.parametrize("loop_name", ["asyncio", "goloop"])  # (the tier's time budget)
 def test_keep_alive_timeout(loop_name, tmp_path):
     """--timeout-keep-alive 1: an idle kept-alive connection is closed by
     the server (a timer on the loop, then the transport's close)."""
