@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosedError  # noqa: E402
 
 @pytest.mark.parametrize("via", ["tcp", "unix"])
 def test_websockets_server_and_client(loop_name, via, tmp_path):
-    big = os.urandom(3 << 20)
+    big = os.urandom(1 << 20)
     path = str(tmp_path / "ws.sock")
 
     async def handler(ws):
