@@ -31,8 +31,8 @@ BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0 uvicorn==0.55.0 matpl
 .PRECIOUS: .venv-%/.ready .venv-%/.built .venv-%/.bench
 
 .PHONY: all setup build test test-go test-all-pythons test-dbg test-asan test-refleak \
-	deb-packages dbg-packages conformance bench bench-micro bench-net lint clean \
-	wheels test-wheels wheels-check wheels-check-aarch64
+	deb-packages dbg-packages conformance bench bench-micro bench-net bench-integration lint clean \
+	wheels test-wheels wheels-check wheels-check-aarch64 integration integration-packages
 
 all: build
 
@@ -68,7 +68,8 @@ dbg-packages: deb-packages
 .venv-dbg3.11/.ready: | dbg-packages
 
 # ---- tests ----------------------------------------------------------------
-test: lint test-go test-all-pythons test-wheels test-py-deb3.11 test-dbg test-asan test-refleak
+test: lint test-go test-all-pythons test-wheels test-py-deb3.11 test-dbg test-asan test-refleak \
+	integration
 
 CGO_PY_CFLAGS = -I$(shell $(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 
@@ -93,6 +94,24 @@ test-all-pythons: $(addprefix test-py-,$(VERSIONS))
 # test-py-deb3.11 (the rule above): Debian's 3.11.2 is older than pyenv's
 # 3.11.7 and its asyncio differs in places goloop borrows from; its
 # conformance ratchet is tests/conformance/ratchet-deb3.11.txt.
+
+# ---- integration tier ---------------------------------------------------------
+# Real servers and clients (uvicorn, gunicorn, aiohttp, asyncpg, psycopg,
+# redis-py, httpx, anyio, pytest-asyncio) on the stock loop, goloop and
+# uvloop, against a PostgreSQL and a redis-server the tests start in
+# temporary directories (tests/integration/conftest.py). Its pins go into
+# the 3.11 venv; it runs from its own rootdir (tests/integration/pytest.ini).
+INTEG_REQS := tests/integration/requirements.txt
+
+integration-packages:
+	@$(call apt_need,postgresql redis-server)
+
+$(VENV)/.integration: $(VENV)/.ready $(INTEG_REQS)
+	$(VENV)/bin/pip install -q -r $(INTEG_REQS)
+	touch $@
+
+integration: $(VENV)/.built $(VENV)/.integration integration-packages
+	cd tests/integration && ../../$(PY) -m pytest -q .
 
 # ---- memory safety of the C layer ----------------------------------------
 # The suite under Debian's debug CPython (Py_DEBUG: refcount and GIL
@@ -236,7 +255,7 @@ $(VENV)/.bench: $(VENV)/.ready
 	$(VENV)/bin/pip install -q $(BENCH_DEPS)
 	touch $@
 
-bench: bench-micro bench-net bench-charts
+bench: bench-micro bench-net bench-integration bench-charts
 
 bench-micro: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/run.py --loops asyncio,uvloop,rloop,goloop,goloop+stats \
@@ -260,6 +279,15 @@ bench-net: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/net/run_uvicorn.py
 	$(PY) benchmarks/net/idle_conns.py
 	$(PY) benchmarks/net/unix_dgram.py
+
+# The integration tier's deployments (uvicorn --workers 2, gunicorn with
+# uvicorn's worker, plain and --preload, aiohttp's run_app) under wrk and
+# its clients (asyncpg, psycopg, redis-py, httpx, aiohttp) against a real
+# PostgreSQL and redis-server: asyncio, uvloop and goloop side by side;
+# results in benchmarks/results/integration.md.
+bench-integration: $(VENV)/.built $(VENV)/.integration integration-packages
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) benchmarks/integration.py
 
 # The README's pictures (docs/bench/*.png) from whatever results/*.json the
 # runs above left; bench-charts alone redraws them without measuring.
