@@ -1,8 +1,8 @@
 /* Waiting for I/O: epoll_wait on the engine's epoll fd, in C.
  *
- * The Go engine owns the epoll registration (SetInterest) and the timers,
- * but the blocking wait happens here, with the GIL released and no Go
- * frame on the stack. Blocking inside a Go call made the Go scheduler hand
+ * The engine creates the epoll set and owns the timers; fds are registered
+ * from C (epoll.c) and the blocking wait happens here, with the GIL
+ * released and no Go frame on the stack. Blocking inside a Go call made the Go scheduler hand
  * its P off and take it back around every wait: strace of a 1 KiB echo
  * server showed ~1.7 futex, ~1 nanosleep (sysmon) and ~1 clock_gettime
  * syscall per epoll_wait, and 30% more system CPU per request than the
