@@ -245,7 +245,7 @@ PyObject *gl_loop_sock_recv_into_wait(gl_loop *loop, PyObject *const *args, Py_s
 
 /* ---- getaddrinfo / getnameinfo on goroutines (resolve.c) ---- */
 int gl_resolve_init(void);
-PyObject *gl_loop_getaddrinfo_start(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
+PyObject *gl_loop_getaddrinfo(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_loop_getnameinfo_start(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 void gl_resolve_drain(gl_loop *loop); /* on the engine's eventfd (poll.c) */
 void gl_resolve_close(gl_loop *loop); /* before the engine's fds close */
