@@ -46,6 +46,9 @@ int gl_poll_io(gl_loop *loop, int timeout_ms)
     if (loop->ebuf == NULL && grow_buffer(loop) < 0) {
         return -1;
     }
+    if (loop->resolver != NULL) {
+        gl_resolve_flush(loop); /* the lookups this iteration began, into Go at once */
+    }
     int n, err;
     if (timeout_ms != 0) {
         loop->polling = 1;

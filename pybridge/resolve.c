@@ -39,6 +39,9 @@ struct gl_resolver {
     Py_ssize_t refs;       /* the loop's, plus one per request not yet freed */
     int wakefd;            /* the engine's eventfd; -1 once the loop let go */
     gl_resolve_req *done;  /* finished requests, newest first */
+    /* requests made since the last gl_resolve_flush, oldest first: the
+     * loop thread's alone, never seen by a goroutine */
+    gl_resolve_req *pending, **pending_tail;
 };
 
 static PyObject *gaierror; /* socket.gaierror */
@@ -221,13 +224,33 @@ static gl_resolve_req *req_new(gl_loop *loop, PyObject *fut, int kind)
     return r;
 }
 
+/* Queues r for the next gl_resolve_flush, which starts every request the
+ * iteration's callbacks made with one call into Go. */
 static void req_start(gl_resolve_req *r)
 {
     gl_resolver *q = r->owner;
     pthread_mutex_lock(&q->mu);
     q->refs++;
     pthread_mutex_unlock(&q->mu);
-    glResolveStart(r);
+    r->next = NULL;
+    *(q->pending ? q->pending_tail : &q->pending) = r;
+    q->pending_tail = &r->next;
+}
+
+/* Starts the queued requests: one C->Go call per loop iteration however
+ * many lookups its callbacks began (100 at once in benchmarks/resolve.py),
+ * where a call per lookup crossed into Go 100 times an iteration.
+ * poll.c calls it before every wait, and a loop with lookups in flight
+ * always polls (loop.c), so a request waits for the end of the iteration
+ * that made it, never for a later one. */
+void gl_resolve_flush(gl_loop *loop)
+{
+    gl_resolver *q = loop->resolver;
+    gl_resolve_req *list = q->pending;
+    if (list != NULL) {
+        q->pending = NULL;
+        glResolveStart(list);
+    }
 }
 
 /* socket.py's getaddrinfo answer for libc's list: (family, type, proto,
@@ -630,15 +653,18 @@ void gl_resolve_close(gl_loop *loop)
     }
     pthread_mutex_lock(&q->mu);
     q->wakefd = -1;
-    gl_resolve_req *list = q->done;
+    gl_resolve_req *lists[2] = {q->done, q->pending}; /* finished; never started */
     q->done = NULL;
+    q->pending = NULL;
     pthread_mutex_unlock(&q->mu);
     Py_ssize_t n = 1; /* the loop's own reference */
-    while (list != NULL) {
-        gl_resolve_req *r = list;
-        list = r->next;
-        req_free(r);
-        n++;
+    for (int i = 0; i < 2; i++) {
+        while (lists[i] != NULL) {
+            gl_resolve_req *r = lists[i];
+            lists[i] = r->next;
+            req_free(r);
+            n++;
+        }
     }
     resolver_release(q, n);
 }
