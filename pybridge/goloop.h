@@ -243,6 +243,10 @@ PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_
 PyObject *gl_loop_sock_recv_into_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_loop_sock_recv_into_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 
+/* ---- child processes started by the Go engine (process.c) ---- */
+PyObject *gl_spawn(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *gl_reap_later(PyObject *module, PyObject *arg);
+
 /* ---- getaddrinfo / getnameinfo on goroutines (resolve.c) ---- */
 int gl_resolve_init(void);
 PyObject *gl_loop_getaddrinfo(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
