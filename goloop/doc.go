@@ -1,4 +1,5 @@
 // Package goloop is the Go engine behind the goloop asyncio event loop:
-// the epoll poller, the eventfd wake-up and the timer heap. It has no
-// Python dependency; pybridge turns it into a CPython extension.
+// the timer heap, the epoll set and eventfd it creates for the C loop
+// core, and goroutines for the loop's blocking calls (libc's resolver).
+// It has no Python dependency; pybridge turns it into a CPython extension.
 package goloop

@@ -1,14 +1,15 @@
 // Command pybridge is the cgo layer that turns the goloop engine into the
 // CPython extension module goloop._goloop (built with -buildmode=c-shared).
 //
-// This file is the whole C->Go surface: an engine is created once per loop,
-// and the run loop crosses at most once per iteration, through
-// glEngineExpireTimers with the batched timer log, and only when timers
-// changed or fell due. Interest changes (epoll_ctl) are made from C
-// (epoll.c): spaced out as a server makes them, each crossing cost ~1.5 us
-// of Go scheduler work, not the ~50 ns of a call made back to back. Everything that happens once per
-// callback (handles, the ready queue, invoking callbacks) stays on the C
-// side: a C->Go call costs ~50 ns here (benchmarks/crossing.py), against a
+// This file and resolve.go are the whole C->Go surface: an engine is
+// created once per loop, and the run loop crosses at most once per
+// iteration, through glEngineExpireTimers with the batched timer log, and
+// only when timers changed or fell due. Interest changes (epoll_ctl) and
+// the wait are made from C (epoll.c, poll.c): spaced out as a server makes
+// them, each crossing cost ~1.5 us of Go scheduler work, not the ~50 ns of
+// a call made back to back. Everything that happens once per callback
+// (handles, the ready queue, invoking callbacks) stays on the C side: a
+// C->Go call costs ~50 ns here (benchmarks/crossing.py), against a
 // per-callback budget of ~100 ns.
 package main
 
@@ -120,19 +121,6 @@ func glEngineFree(id C.int) {
 	if e := releaseID(int32(id)); e != nil {
 		_ = e.Close()
 	}
-}
-
-// glEngineSetInterest returns 0 or an errno for C to raise as OSError. The
-// loop registers fds from C now (epoll.c); benchmarks/crossing.py still
-// times this call (with id -1) as the cheapest real C->Go crossing.
-//
-//export glEngineSetInterest
-func glEngineSetInterest(id C.int, fd C.int, mask C.uint32_t) C.int {
-	e := engineFor(id)
-	if e == nil {
-		return C.int(unix.EBADF)
-	}
-	return errnoOf(e.SetInterest(int(fd), uint32(mask)))
 }
 
 // glEngineExpireTimers is the once-per-iteration crossing, made only when

@@ -4,7 +4,8 @@
  * byte for byte, so Go reads and writes these C arrays in place: one C->Go
  * call moves every timer change since the last one and returns every
  * expired timer, instead of one call (~50 ns each, measured here) per
- * timer. GL_EVENT_* are goloop.EventRead/EventWrite, the interest bits. */
+ * timer. GL_EVENT_* are the interest bits io.c and epoll.c pass around
+ * (C only: the Go engine registers no fds). */
 #ifndef GOLOOP_ENGINE_ABI_H
 #define GOLOOP_ENGINE_ABI_H
 

@@ -249,9 +249,10 @@ PyObject *gl_reap_later(PyObject *module, PyObject *arg);
 
 /* ---- getaddrinfo / getnameinfo on goroutines (resolve.c) ---- */
 int gl_resolve_init(void);
-PyObject *gl_loop_getaddrinfo_start(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
+PyObject *gl_loop_getaddrinfo(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_loop_getnameinfo_start(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 void gl_resolve_drain(gl_loop *loop); /* on the engine's eventfd (poll.c) */
+void gl_resolve_flush(gl_loop *loop); /* before each wait (poll.c) */
 void gl_resolve_close(gl_loop *loop); /* before the engine's fds close */
 
 /* ---- create_future / create_task (futures.c) ---- */

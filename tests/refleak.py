@@ -250,8 +250,9 @@ def sock_tcp(repeat):
 
 @workload
 def resolve(repeat):
-    """Lookups on goroutines (resolve.c): answers, errors, a cancelled one
-    (dropped with the loop if it is still in Go when the loop closes)."""
+    """Lookups on goroutines (resolve.c): answers (inline and from Go), the
+    argument encodings, errors, a cancelled one (dropped with the loop if
+    it is still in Go, or not started yet, when the loop closes)."""
 
     async def once():
         loop = asyncio.get_running_loop()
@@ -261,6 +262,12 @@ def resolve(repeat):
         try:
             await loop.getaddrinfo("localhost", 80, family=12345)
         except socket.gaierror:
+            pass
+        await loop.getaddrinfo(b"localhost", "80", type=socket.SOCK_STREAM)
+        await loop.getaddrinfo(LOCALHOST, b"80", flags=socket.AI_CANONNAME)
+        try:
+            await loop.getaddrinfo("\udcff", 80)  # the IDNA codec's error, from C
+        except UnicodeError:
             pass
         cancelled = loop.create_task(loop.getaddrinfo("localhost", 81))
         await asyncio.sleep(0)

@@ -388,21 +388,15 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         libc needs no lookup (an IP address and a numeric port). Debug
         mode, the fork-safe C engine, a socket.getaddrinfo replaced by the
         program and arguments socket.getaddrinfo would reject take
-        asyncio's path."""
-        args = None
-        if not self._debug and resolve.own_getaddrinfo():
-            args = resolve.encode_args(host, port, family, type, proto, flags)
-        if args is not None:
-            node, service = args
-            if resolve.is_numeric(node, service, flags):
-                return socket.getaddrinfo(host, port, family, type, proto, flags)
-            sys.audit("socket.getaddrinfo", host, port, family, type, proto)
-            fut = self.create_future()
-            if self._getaddrinfo_start(fut, node, service, family, type, proto, flags):
-                return resolve.addrinfo_list(await fut)
-        return await super().getaddrinfo(
-            host, port, family=family, type=type, proto=proto, flags=flags
-        )
+        asyncio's path (pybridge/resolve.c decides)."""
+        answer = self._getaddrinfo(host, port, family, type, proto, flags)
+        if answer is None:
+            return await super().getaddrinfo(
+                host, port, family=family, type=type, proto=proto, flags=flags
+            )
+        if answer.__class__ is list:
+            return answer
+        return await answer
 
     async def getnameinfo(self, sockaddr, flags=0):
         """socket.getnameinfo's answer, the lookup on a goroutine of the Go
