@@ -23,8 +23,8 @@ static PyObject *empty_tuple, *str_peername, *str_ensure_fd_no_transport, *kw_fi
 
 /* Accept one connection: a new socket.socket (and *peer, its address), or
  * NULL with *err set to accept4's errno, or NULL with an exception (*err
- * 0). */
-static PyObject *accept_one(int lfd, PyObject *family, PyObject *type, PyObject *proto,
+ * 0). Shared with sock_accept (sockops.c). */
+PyObject *gl_accept_one(int lfd, PyObject *family, PyObject *type, PyObject *proto,
                             PyObject **peer, int *err)
 {
     struct sockaddr_storage sa;
@@ -112,7 +112,7 @@ static PyObject *accept_batch(PyObject *const *args, int lfd, Py_ssize_t backlog
         }
         PyObject *peer = NULL;
         int err = 0;
-        PyObject *conn = accept_one(lfd, family, nbtype, proto, &peer, &err);
+        PyObject *conn = gl_accept_one(lfd, family, nbtype, proto, &peer, &err);
         if (conn == NULL) {
             if (err == 0) {
                 return NULL;

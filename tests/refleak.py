@@ -249,6 +249,114 @@ def sock_tcp(repeat):
 
 
 @workload
+def sock_waits(repeat):
+    """The sock_* waits of sockops.c: sendall that waits, is cancelled or
+    fails; accept and sendto that wait; a socket closed during its wait
+    (EBADF); argument errors."""
+
+    def fill(sock):
+        while True:
+            try:
+                sock.send(b"f" * 65536)
+            except BlockingIOError:
+                return
+
+    def drain(sock):
+        while True:
+            try:
+                if not sock.recv(1 << 20):
+                    return
+            except BlockingIOError:
+                return
+
+    async def once():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            b.setblocking(False)
+            fill(a)
+            sending = loop.create_task(loop.sock_sendall(a, bytearray(100_000)))
+            await asyncio.sleep(0)
+            drain(b)
+            while not sending.done():
+                await asyncio.sleep(0)
+                drain(b)
+            await sending
+            fill(a)
+            sending = loop.create_task(loop.sock_sendall(a, b"c" * 100_000))
+            await asyncio.sleep(0)
+            sending.cancel()
+            try:
+                await sending
+            except asyncio.CancelledError:
+                pass
+            for bad in ("text", memoryview(b"abcd")[::2]):
+                try:
+                    await loop.sock_sendall(a, bad)
+                except TypeError:
+                    pass
+            try:
+                await loop.sock_recvfrom_into(b, b"read-only")
+            except TypeError:
+                pass
+            # closed while waiting, the fd number reused: EBADF
+            waiting = loop.create_task(loop.sock_recv(b, 10))
+            await asyncio.sleep(0)
+            keep = b.dup()
+            b.close()
+            c, d = socket.socketpair()
+            drain(keep)
+            a.send(b"x")
+            try:
+                await waiting
+            except OSError:
+                pass
+            for s in (keep, c, d):
+                s.close()
+        with socket.socket() as lsock:
+            lsock.bind((LOCALHOST, 0))
+            lsock.listen()
+            lsock.setblocking(False)
+            accepting = loop.create_task(loop.sock_accept(lsock))
+            await asyncio.sleep(0)
+            with socket.socket() as csock:
+                csock.setblocking(False)
+                await loop.sock_connect(csock, lsock.getsockname())
+                conn, _ = await accepting
+                conn.close()
+            accepting = loop.create_task(loop.sock_accept(lsock))
+            await asyncio.sleep(0)
+            accepting.cancel()
+            try:
+                await accepting
+            except asyncio.CancelledError:
+                pass
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "r.sock")
+            r = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            w = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            with r, w:
+                r.bind(path)
+                r.setblocking(False)
+                w.setblocking(False)
+                queued = 0
+                while True:
+                    try:
+                        w.sendto(b"q", path)
+                        queued += 1
+                    except BlockingIOError:
+                        break
+                sending = loop.create_task(loop.sock_sendto(w, b"last", path))
+                await asyncio.sleep(0)
+                for _ in range(queued + 1):
+                    await loop.sock_recv(r, 10)
+                await sending
+
+    run(once, repeat)
+
+
+@workload
 def resolve(repeat):
     """Lookups on goroutines (resolve.c): answers, errors, a cancelled one
     (dropped with the loop if it is still in Go when the loop closes)."""

@@ -9,6 +9,8 @@ friends lands on the C core, so asyncio's own transports run on the Go
 poller unchanged, with the stock validation and messages.
 """
 
+import errno
+import os
 import signal
 import socket
 import sys
@@ -40,6 +42,12 @@ def _accept_raw(listener):
     conn = socket.socket(raw_family(listener), raw_type(listener), raw_proto(listener), fileno=fd)
     return conn, addr
 
+
+# connect()'s errnos for "in progress" (BlockingIOError, InterruptedError:
+# asyncio waits for writability on these).
+_CONNECT_PENDING = frozenset(
+    (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR)
+)
 
 # The socket methods asyncio's transports do their I/O with. goloop's
 # transports make those syscalls in C instead, so a socket whose class or
@@ -352,11 +360,18 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         return ssl_protocol._app_transport
 
     def _native_sock_io(self, sock):
-        """Whether goloop's C receive path may serve sock: a plain
-        non-blocking socket outside debug mode. Others (SSL sockets,
-        subclasses, blocking sockets, debug mode) take asyncio's own
-        sock_* code, with its checks and messages."""
+        """Whether goloop's C sock_* paths (pybridge/sockops.c) may serve
+        sock: a plain non-blocking socket outside debug mode. Others (SSL
+        sockets, subclasses, blocking sockets, debug mode) take asyncio's
+        own sock_* code, with its checks and messages."""
         return not self._debug and type(sock) is socket.socket and sock.gettimeout() == 0
+
+    # Each of these is asyncio's method step for step: try the syscall, and
+    # if there is nothing to do yet, wait on the fd. The try reports
+    # "nothing yet" as None instead of raising BlockingIOError, the wait is
+    # a native watch resolving the future (no Handle, bound method or
+    # partial), and NotImplemented from C (something socket's own method
+    # would treat differently) sends the call to asyncio's code.
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from a non-blocking socket."""
@@ -366,7 +381,6 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         data = self._sock_recv_now(fd, n)
         if data is not None:
             return data
-        self._ensure_fd_no_transport(fd)
         return await self._sock_recv_wait(sock, fd, n)
 
     async def sock_recv_into(self, sock, buf):
@@ -377,8 +391,90 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         nbytes = self._sock_recv_into_now(fd, buf)
         if nbytes is not None:
             return nbytes
-        self._ensure_fd_no_transport(fd)
         return await self._sock_recv_into_wait(sock, fd, buf)
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram of up to bufsize bytes: (data, address)."""
+        if not self._native_sock_io(sock):
+            return await super().sock_recvfrom(sock, bufsize)
+        fd = sock.fileno()
+        result = self._sock_recvfrom_now(sock, fd, bufsize)
+        if result is NotImplemented:
+            return await super().sock_recvfrom(sock, bufsize)
+        if result is not None:
+            return result
+        return await self._sock_recvfrom_wait(sock, fd, bufsize)
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into buf: (byte count, address)."""
+        if not self._native_sock_io(sock):
+            return await super().sock_recvfrom_into(sock, buf, nbytes)
+        size = nbytes or len(buf)  # asyncio: `if not nbytes: nbytes = len(buf)`
+        fd = sock.fileno()
+        result = self._sock_recvfrom_into_now(sock, fd, buf, size)
+        if result is NotImplemented:
+            return await super().sock_recvfrom_into(sock, buf, nbytes)
+        if result is not None:
+            return result
+        return await self._sock_recvfrom_into_wait(sock, fd, buf, size)
+
+    async def sock_sendall(self, sock, data):
+        """Send all of data on a connected non-blocking socket."""
+        if not self._native_sock_io(sock):
+            return await super().sock_sendall(sock, data)
+        fut = self._sock_sendall_native(sock, sock.fileno(), data)
+        if fut is NotImplemented:
+            return await super().sock_sendall(sock, data)
+        if fut is not None:
+            return await fut
+        return None
+
+    async def sock_sendto(self, sock, data, address):
+        """Send a datagram to address; the byte count sent."""
+        if not self._native_sock_io(sock):
+            return await super().sock_sendto(sock, data, address)
+        try:
+            return sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_sendto_wait(sock, sock.fileno(), data, address)
+
+    async def sock_connect(self, sock, address):
+        """Connect a non-blocking socket to address."""
+        if not self._native_sock_io(sock):
+            return await super().sock_connect(sock, address)
+        if sock.family == socket.AF_INET or (
+            base_events._HAS_IPv6 and sock.family == socket.AF_INET6
+        ):
+            resolved = await self._ensure_resolved(
+                address, family=sock.family, type=sock.type, proto=sock.proto, loop=self
+            )
+            _, _, _, _, address = resolved[0]
+        fd = sock.fileno()
+        # sock.connect(address) without raising BlockingIOError: connect_ex
+        # returns what connect would raise (its address errors still raise).
+        err = sock.connect_ex(address)
+        if err == 0:
+            return None
+        if err not in _CONNECT_PENDING:
+            raise OSError(err, os.strerror(err))
+        fut = self._sock_connect_wait(sock, fd, address)
+        try:
+            return await fut
+        finally:
+            fut = None  # as asyncio: no cycle through the exception
+
+    async def sock_accept(self, sock):
+        """Accept a connection: (conn, address), conn non-blocking."""
+        if not self._native_sock_io(sock):
+            return await super().sock_accept(sock)
+        fd = sock.fileno()
+        result = self._sock_accept_now(sock, fd)
+        if result is NotImplemented:
+            return await super().sock_accept(sock)
+        if result is not None:
+            return result
+        return await self._sock_accept_wait(sock, fd)
 
     # -- name resolution --------------------------------------------------------
 
