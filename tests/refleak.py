@@ -294,7 +294,7 @@ def sock_waits(repeat):
             for bad in ("text", memoryview(b"abcd")[::2]):
                 try:
                     await loop.sock_sendall(a, bad)
-                except TypeError:
+                except (TypeError, BufferError):
                     pass
             try:
                 await loop.sock_recvfrom_into(b, b"read-only")

@@ -9,7 +9,6 @@ friends lands on the C core, so asyncio's own transports run on the Go
 poller unchanged, with the stock validation and messages.
 """
 
-import errno
 import os
 import signal
 import socket
@@ -25,7 +24,7 @@ from asyncio import (
     unix_events,
 )
 
-from . import _goloop, resolve
+from . import _goloop, connect, resolve
 from ._selector import EngineSelector
 from .datagram import FAMILIES as _DATAGRAM_FAMILIES
 from .datagram import DatagramTransport
@@ -42,12 +41,6 @@ def _accept_raw(listener):
     conn = socket.socket(raw_family(listener), raw_type(listener), raw_proto(listener), fileno=fd)
     return conn, addr
 
-
-# connect()'s errnos for "in progress" (BlockingIOError, InterruptedError:
-# asyncio waits for writability on these).
-_CONNECT_PENDING = frozenset(
-    (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR)
-)
 
 # The socket methods asyncio's transports do their I/O with. goloop's
 # transports make those syscalls in C instead, so a socket whose class or
@@ -456,7 +449,7 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         err = sock.connect_ex(address)
         if err == 0:
             return None
-        if err not in _CONNECT_PENDING:
+        if err not in connect.CONNECT_PENDING:
             raise OSError(err, os.strerror(err))
         fut = self._sock_connect_wait(sock, fd, address)
         try:
@@ -475,6 +468,186 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         if result is not None:
             return result
         return await self._sock_accept_wait(sock, fd)
+
+    # -- client connections (goloop.connect) ----------------------------------
+
+    def _native_connect(self):
+        """Whether goloop.connect may inline create_connection's steps:
+        none of them replaced by a subclass or on the instance."""
+        cls, base = type(self), base_events.BaseEventLoop
+        own = (
+            cls._ensure_resolved is base._ensure_resolved
+            and cls._connect_sock is base._connect_sock
+            and cls.sock_connect is Loop.sock_connect
+            and cls._create_connection_transport is Loop._create_connection_transport
+            and cls.create_future is Loop.create_future
+            and cls._make_socket_transport is Loop._make_socket_transport
+            and cls._socket_transport is Loop._socket_transport
+        )
+        return connect.native_ok(self, own)
+
+    async def _create_connection(
+        self,
+        protocol_factory,
+        host,
+        port,
+        ssl,
+        family,
+        proto,
+        flags,
+        sock,
+        local_addr,
+        server_hostname,
+        ssl_handshake_timeout,
+        ssl_shutdown_timeout,
+        happy_eyeballs_delay,
+        interleave,
+        all_errors,
+    ):
+        if (
+            ssl
+            or sock is not None
+            or server_hostname is not None
+            or ssl_handshake_timeout is not None
+            or ssl_shutdown_timeout is not None
+            or happy_eyeballs_delay is not None
+            or (host is None and port is None)
+            or not self._native_connect()
+        ):
+            kw = {"all_errors": all_errors} if sys.version_info >= (3, 12) else {}
+            return await super().create_connection(
+                protocol_factory,
+                host,
+                port,
+                ssl=ssl,
+                family=family,
+                proto=proto,
+                flags=flags,
+                sock=sock,
+                local_addr=local_addr,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+                happy_eyeballs_delay=happy_eyeballs_delay,
+                interleave=interleave,
+                **kw,
+            )
+        return await connect.create_connection(
+            self,
+            protocol_factory,
+            host,
+            port,
+            family,
+            proto,
+            flags,
+            local_addr,
+            interleave,
+            all_errors,
+        )
+
+    if sys.version_info >= (3, 12):
+
+        async def create_connection(
+            self,
+            protocol_factory,
+            host=None,
+            port=None,
+            *,
+            ssl=None,
+            family=0,
+            proto=0,
+            flags=0,
+            sock=None,
+            local_addr=None,
+            server_hostname=None,
+            ssl_handshake_timeout=None,
+            ssl_shutdown_timeout=None,
+            happy_eyeballs_delay=None,
+            interleave=None,
+            all_errors=False,
+        ):
+            """Connect to a TCP server: (transport, protocol)."""
+            return await self._create_connection(
+                protocol_factory,
+                host,
+                port,
+                ssl,
+                family,
+                proto,
+                flags,
+                sock,
+                local_addr,
+                server_hostname,
+                ssl_handshake_timeout,
+                ssl_shutdown_timeout,
+                happy_eyeballs_delay,
+                interleave,
+                all_errors,
+            )
+
+    else:
+
+        async def create_connection(
+            self,
+            protocol_factory,
+            host=None,
+            port=None,
+            *,
+            ssl=None,
+            family=0,
+            proto=0,
+            flags=0,
+            sock=None,
+            local_addr=None,
+            server_hostname=None,
+            ssl_handshake_timeout=None,
+            ssl_shutdown_timeout=None,
+            happy_eyeballs_delay=None,
+            interleave=None,
+        ):
+            """Connect to a TCP server: (transport, protocol)."""
+            return await self._create_connection(
+                protocol_factory,
+                host,
+                port,
+                ssl,
+                family,
+                proto,
+                flags,
+                sock,
+                local_addr,
+                server_hostname,
+                ssl_handshake_timeout,
+                ssl_shutdown_timeout,
+                happy_eyeballs_delay,
+                interleave,
+                False,
+            )
+
+    async def _create_connection_transport(
+        self,
+        sock,
+        protocol_factory,
+        ssl,
+        server_hostname,
+        server_side=False,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
+        # asyncio's, minus the waiter future for a plain socket (see
+        # goloop.connect.plain_transport); create_unix_connection and a
+        # create_connection(sock=...) come here.
+        if ssl or not self._native_connect():
+            return await super()._create_connection_transport(
+                sock,
+                protocol_factory,
+                ssl,
+                server_hostname,
+                server_side,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
+        return await connect.plain_transport(self, sock, protocol_factory)
 
     # -- name resolution --------------------------------------------------------
 

@@ -1,0 +1,256 @@
+"""Client connections: loop.create_connection without asyncio's layers.
+
+asyncio's create_connection awaits a coroutine per step (``_ensure_resolved``
+twice, ``_connect_sock``, ``sock_connect``, ``_create_connection_transport``)
+and a future per wait (the connect, then the transport's "connection made"
+waiter). Here the steps are inlined in one coroutine: a numeric address is
+taken as ``_ensure_resolved`` would take it without awaiting anything, the
+connect is tried with ``connect_ex`` (no BlockingIOError raised and caught)
+and waited on through sockops.c's native watch, and a plain transport is
+awaited by yielding one loop iteration (its ``connection_made`` was queued
+first, so it has run when the coroutine resumes, as stock's waiter
+guarantees) instead of through a waiter future.
+
+The order of side effects, the exceptions and their messages are
+asyncio's, per interpreter version (3.12 added ``all_errors``, 3.13
+changed the bind-failure message). Loops whose connect steps are replaced (a
+subclass, ``mock.patch.object`` on the loop, a patched
+``asyncio.base_events.socket``), debug mode, TLS and happy eyeballs take
+asyncio's own code (``Loop.create_connection`` decides; see
+``native_ok``).
+"""
+
+import errno
+import inspect
+import os
+import socket
+import sys
+import types
+from asyncio import base_events
+
+# connect()'s errnos for "in progress" (BlockingIOError, InterruptedError:
+# asyncio waits for writability on these).
+CONNECT_PENDING = frozenset(
+    (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR)
+)
+
+# Loop attributes asyncio's create_connection reaches through self; an
+# instance attribute of one of these names (mock.patch.object) means the
+# program wants its replacement called.
+_STEPS = frozenset(
+    (
+        "_ensure_resolved",
+        "_connect_sock",
+        "sock_connect",
+        "_create_connection_transport",
+        "_make_socket_transport",
+        "_socket_transport",
+        "create_future",
+    )
+)
+
+_bind_detail_str = None  # see bind_error_detail
+
+
+def bind_error_detail(exc):
+    """The end of _connect_sock's bind-failure message: exc.strerror.lower()
+    up to 3.12.x, str(exc).lower() in 3.13 (read from the running
+    interpreter's asyncio, on the first bind failure, where available)."""
+    global _bind_detail_str
+    if _bind_detail_str is None:
+        try:
+            src = inspect.getsource(base_events.BaseEventLoop._connect_sock)
+            _bind_detail_str = "str(exc).lower()" in src
+        except (OSError, TypeError):
+            _bind_detail_str = sys.version_info >= (3, 13)
+    return str(exc).lower() if _bind_detail_str else exc.strerror.lower()
+
+
+@types.coroutine
+def one_iteration():
+    """Give the loop one iteration (a bare yield: the Task reschedules its
+    step with call_soon, behind the callbacks already queued)."""
+    yield
+
+
+def native_ok(loop, own_class_methods):
+    """Whether loop's connect steps are goloop's and asyncio's own, so the
+    inlined path does what they would. own_class_methods: the class-level
+    check, cached by the caller per class."""
+    return (
+        not loop._debug
+        and own_class_methods
+        and base_events.socket is socket
+        and not (_STEPS & vars(loop).keys())
+    )
+
+
+def numeric_infos(address, family, proto):
+    """_ensure_resolved's answer when it needs no lookup, else None."""
+    host, port = address[:2]
+    info = base_events._ipaddr_info(host, port, family, socket.SOCK_STREAM, proto, *address[2:])
+    return None if info is None else [info]
+
+
+async def connect_sock(loop, exceptions, addr_info, local_addr_infos=None):
+    """BaseEventLoop._connect_sock with sock_connect inlined."""
+    my_exceptions = []
+    exceptions.append(my_exceptions)
+    family, type_, proto, _, address = addr_info
+    sock = None
+    try:
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        sock.setblocking(False)
+        if local_addr_infos is not None:
+            for lfamily, _, _, _, laddr in local_addr_infos:
+                # skip local addresses of different family
+                if lfamily != family:
+                    continue
+                try:
+                    sock.bind(laddr)
+                    break
+                except OSError as exc:
+                    detail = bind_error_detail(exc)
+                    msg = f"error while attempting to bind on address {laddr!r}: {detail}"
+                    exc = OSError(exc.errno, msg)
+                    my_exceptions.append(exc)
+            else:  # all bind attempts failed
+                if my_exceptions:
+                    raise my_exceptions.pop()
+                else:
+                    raise OSError(f"no matching local address with {family=} found")
+        await _sock_connect(loop, sock, address)
+        return sock
+    except OSError as exc:
+        my_exceptions.append(exc)
+        if sock is not None:
+            sock.close()
+        raise
+    except:
+        if sock is not None:
+            sock.close()
+        raise
+    finally:
+        exceptions = my_exceptions = None
+
+
+async def _sock_connect(loop, sock, address):
+    """Loop.sock_connect for the socket connect_sock just made."""
+    if sock.family == socket.AF_INET or (base_events._HAS_IPv6 and sock.family == socket.AF_INET6):
+        host, port = address[:2]
+        info = base_events._ipaddr_info(
+            host, port, sock.family, sock.type, sock.proto, *address[2:]
+        )
+        if info is None:
+            resolved = await loop._ensure_resolved(
+                address, family=sock.family, type=sock.type, proto=sock.proto, loop=loop
+            )
+            info = resolved[0]
+        address = info[4]
+    err = sock.connect_ex(address)
+    if err == 0:
+        return
+    if err not in CONNECT_PENDING:
+        raise OSError(err, os.strerror(err))
+    fut = loop._sock_connect_wait(sock, sock.fileno(), address)
+    try:
+        await fut
+    finally:
+        fut = None  # as asyncio: no cycle through the exception
+
+
+def raise_connect_errors(exceptions, all_errors):
+    """create_connection's report when every address failed."""
+    exceptions = [exc for sub in exceptions for exc in sub]
+    try:
+        if all_errors:
+            raise ExceptionGroup("create_connection failed", exceptions)  # noqa: F821 - 3.11+
+        if len(exceptions) == 1:
+            raise exceptions[0]
+        # If they all have the same str(), raise one.
+        model = str(exceptions[0])
+        if all(str(exc) == model for exc in exceptions):
+            raise exceptions[0]
+        # Raise a combined exception so the user can see all
+        # the various error messages.
+        raise OSError("Multiple exceptions: {}".format(", ".join(str(exc) for exc in exceptions)))
+    finally:
+        exceptions = None
+
+
+async def create_connection(
+    loop,
+    protocol_factory,
+    host,
+    port,
+    family,
+    proto,
+    flags,
+    local_addr,
+    interleave,
+    all_errors,
+):
+    """BaseEventLoop.create_connection for host/port, no TLS, no happy
+    eyeballs (the caller checked its argument errors first, as asyncio
+    does before anything else)."""
+    infos = numeric_infos((host, port), family, proto)
+    if infos is None:
+        infos = await loop._ensure_resolved(
+            (host, port),
+            family=family,
+            type=socket.SOCK_STREAM,
+            proto=proto,
+            flags=flags,
+            loop=loop,
+        )
+    if not infos:
+        raise OSError("getaddrinfo() returned empty list")
+
+    if local_addr is not None:
+        laddr_infos = numeric_infos(local_addr, family, proto)
+        if laddr_infos is None:
+            laddr_infos = await loop._ensure_resolved(
+                local_addr,
+                family=family,
+                type=socket.SOCK_STREAM,
+                proto=proto,
+                flags=flags,
+                loop=loop,
+            )
+        if not laddr_infos:
+            raise OSError("getaddrinfo() returned empty list")
+    else:
+        laddr_infos = None
+
+    if interleave:
+        infos = base_events._interleave_addrinfos(infos, interleave)
+
+    exceptions = []
+    sock = None
+    for addrinfo in infos:
+        try:
+            sock = await connect_sock(loop, exceptions, addrinfo, laddr_infos)
+            break
+        except OSError:
+            continue
+    if sock is None:
+        try:
+            raise_connect_errors(exceptions, all_errors)
+        finally:
+            exceptions = None
+    return await plain_transport(loop, sock, protocol_factory)
+
+
+async def plain_transport(loop, sock, protocol_factory):
+    """BaseEventLoop._create_connection_transport without TLS, minus its
+    waiter future: goloop's transport queues connection_made in its
+    constructor, so one iteration later it has run."""
+    sock.setblocking(False)
+    protocol = protocol_factory()
+    transport = loop._make_socket_transport(sock, protocol)
+    try:
+        await one_iteration()
+    except:
+        transport.close()
+        raise
+    return transport, protocol
