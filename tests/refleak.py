@@ -357,6 +357,78 @@ def sock_waits(repeat):
 
 
 @workload
+def client_connections(repeat):
+    """create_connection's inlined path (goloop.connect): connected,
+    refused (one and two addresses), local_addr, a Unix connection, and a
+    connect cancelled while it waits."""
+
+    async def once():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(asyncio.Protocol, LOCALHOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol, LOCALHOST, port)
+        transport.close()
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol, LOCALHOST, port, local_addr=(LOCALHOST, 0)
+        )
+        transport.close()
+        with socket.socket() as probe:
+            probe.bind((LOCALHOST, 0))
+            closed_port = probe.getsockname()[1]
+        try:
+            await loop.create_connection(asyncio.Protocol, LOCALHOST, closed_port)
+        except ConnectionRefusedError:
+            pass
+        real = loop.getaddrinfo
+
+        async def two(host, port_, **kw):
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", closed_port)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", (LOCALHOST, closed_port)),
+            ]
+
+        loop.getaddrinfo = two
+        try:
+            await loop.create_connection(asyncio.Protocol, "two.test", closed_port)
+        except OSError:
+            pass
+        finally:
+            loop.getaddrinfo = real
+            del loop.getaddrinfo
+        server.close()
+        await server.wait_closed()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "c.sock")
+            userver = await loop.create_unix_server(asyncio.Protocol, path)
+            transport, _ = await loop.create_unix_connection(asyncio.Protocol, path)
+            transport.close()
+            userver.close()
+            await userver.wait_closed()
+        with socket.socket() as full:
+            full.bind((LOCALHOST, 0))
+            full.listen(0)
+            fillers = []
+            for _ in range(4):
+                f = socket.socket()
+                f.setblocking(False)
+                f.connect_ex(full.getsockname())
+                fillers.append(f)
+            pending = loop.create_task(
+                loop.create_connection(asyncio.Protocol, *full.getsockname())
+            )
+            await asyncio.sleep(0.01)
+            pending.cancel()
+            try:
+                await pending
+            except (asyncio.CancelledError, OSError):
+                pass
+            for f in fillers:
+                f.close()
+
+    run(once, repeat)
+
+
+@workload
 def resolve(repeat):
     """Lookups on goroutines (resolve.c): answers, errors, a cancelled one
     (dropped with the loop if it is still in Go when the loop closes)."""

@@ -49,6 +49,7 @@ _STEPS = frozenset(
     )
 )
 
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 _bind_detail_str = None  # see bind_error_detail
 
 
@@ -92,15 +93,21 @@ def numeric_infos(address, family, proto):
     return None if info is None else [info]
 
 
-async def connect_sock(loop, exceptions, addr_info, local_addr_infos=None):
-    """BaseEventLoop._connect_sock with sock_connect inlined."""
+async def connect_sock(loop, exceptions, addr_info, local_addr_infos=None, numeric=False):
+    """BaseEventLoop._connect_sock with sock_connect inlined. numeric:
+    addr_info is _ipaddr_info's own answer, which sock_connect's
+    _ensure_resolved would give again unchanged."""
     my_exceptions = []
     exceptions.append(my_exceptions)
     family, type_, proto, _, address = addr_info
     sock = None
     try:
-        sock = socket.socket(family=family, type=type_, proto=proto)
-        sock.setblocking(False)
+        # SOCK_NONBLOCK: made non-blocking (timeout 0.0, its type still
+        # SOCK_STREAM) as asyncio's setblocking(False) leaves it, without
+        # that call's ioctl; plain_transport skips the second one.
+        sock = socket.socket(family=family, type=type_ | _NONBLOCK, proto=proto)
+        if not _NONBLOCK:
+            sock.setblocking(False)
         if local_addr_infos is not None:
             for lfamily, _, _, _, laddr in local_addr_infos:
                 # skip local addresses of different family
@@ -119,7 +126,10 @@ async def connect_sock(loop, exceptions, addr_info, local_addr_infos=None):
                     raise my_exceptions.pop()
                 else:
                     raise OSError(f"no matching local address with {family=} found")
-        await _sock_connect(loop, sock, address)
+        if numeric:
+            await _connect_resolved(loop, sock, address)
+        else:
+            await _sock_connect(loop, sock, address)
         return sock
     except OSError as exc:
         my_exceptions.append(exc)
@@ -147,6 +157,11 @@ async def _sock_connect(loop, sock, address):
             )
             info = resolved[0]
         address = info[4]
+    await _connect_resolved(loop, sock, address)
+
+
+async def _connect_resolved(loop, sock, address):
+    """sock.connect(address) and its wait, the address as resolved."""
     err = sock.connect_ex(address)
     if err == 0:
         return
@@ -194,7 +209,8 @@ async def create_connection(
     eyeballs (the caller checked its argument errors first, as asyncio
     does before anything else)."""
     infos = numeric_infos((host, port), family, proto)
-    if infos is None:
+    numeric = infos is not None
+    if not numeric:
         infos = await loop._ensure_resolved(
             (host, port),
             family=family,
@@ -224,12 +240,13 @@ async def create_connection(
 
     if interleave:
         infos = base_events._interleave_addrinfos(infos, interleave)
+    numeric = numeric and len(infos) == 1
 
     exceptions = []
     sock = None
     for addrinfo in infos:
         try:
-            sock = await connect_sock(loop, exceptions, addrinfo, laddr_infos)
+            sock = await connect_sock(loop, exceptions, addrinfo, laddr_infos, numeric)
             break
         except OSError:
             continue
@@ -238,14 +255,16 @@ async def create_connection(
             raise_connect_errors(exceptions, all_errors)
         finally:
             exceptions = None
-    return await plain_transport(loop, sock, protocol_factory)
+    return await plain_transport(loop, sock, protocol_factory, made_nonblocking=True)
 
 
-async def plain_transport(loop, sock, protocol_factory):
+async def plain_transport(loop, sock, protocol_factory, made_nonblocking=False):
     """BaseEventLoop._create_connection_transport without TLS, minus its
     waiter future: goloop's transport queues connection_made in its
-    constructor, so one iteration later it has run."""
-    sock.setblocking(False)
+    constructor, so one iteration later it has run. made_nonblocking:
+    connect_sock made sock non-blocking, so setblocking(False) is moot."""
+    if not made_nonblocking:
+        sock.setblocking(False)
     protocol = protocol_factory()
     transport = loop._make_socket_transport(sock, protocol)
     try:
