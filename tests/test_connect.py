@@ -178,6 +178,99 @@ def test_connect_listener_on_second_address_only_like_stock(loop, happy):
     assert scenario(loop) == expected
 
 
+def test_happy_eyeballs_every_address_refused_like_stock(loop, native_calls):
+    port = _free_port()
+
+    def scenario(lp):
+        _fake_dns(lp, [("127.0.0.2", port), ("127.0.0.1", port), ("127.0.0.3", port)])
+        return _connect_outcome(lp, [port], host="multi.test", port=port, happy_eyeballs_delay=0.01)
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[2].startswith("Multiple exceptions: ")
+    assert scenario(loop) == expected
+    assert len(native_calls) == (1 if isinstance(loop, goloop.Loop) else 0)
+
+
+def test_happy_eyeballs_slow_first_address_loses_like_stock(loop):
+    """The first address never answers (a listener whose accept queue is
+    full drops the SYN); after the delay the second is tried and wins, and
+    the first attempt's socket is closed."""
+
+    def scenario(lp):
+        full = socket.socket()
+        full.bind(("127.0.0.2", 0))
+        full.listen(0)
+        fillers = []
+        for _ in range(8):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(full.getsockname())
+            fillers.append(f)
+        lsn = _listener("127.0.0.1")
+        _fake_dns(lp, [full.getsockname(), lsn.getsockname()])
+
+        async def main():
+            before = len(os.listdir("/proc/self/fd"))
+            transport, _ = await lp.create_connection(
+                _Proto, "multi.test", 1, happy_eyeballs_delay=0.05
+            )
+            peer = transport.get_extra_info("peername")
+            transport.close()
+            for _ in range(3):
+                await asyncio.sleep(0)
+            return peer == lsn.getsockname(), len(os.listdir("/proc/self/fd")) - before
+
+        try:
+            return run_bounded(lp, main())
+        finally:
+            for s in fillers + [full, lsn]:
+                s.close()
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == (True, 0)
+    assert scenario(loop) == expected
+
+
+def test_happy_eyeballs_cancelled_closes_every_attempt(loop):
+    """create_connection with happy eyeballs cancelled while two attempts
+    wait: both sockets are closed."""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fillers = []
+    for _ in range(8):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(full.getsockname())
+        fillers.append(f)
+    _fake_dns(loop, [full.getsockname(), full.getsockname()])
+
+    async def main():
+        before = len(os.listdir("/proc/self/fd"))
+        task = asyncio.ensure_future(
+            loop.create_connection(_Proto, "multi.test", 1, happy_eyeballs_delay=0.01)
+        )
+        await asyncio.sleep(0.1)
+        waited = not task.done()
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, OSError):
+            pass
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return waited, len(os.listdir("/proc/self/fd")) - before
+
+    try:
+        waited, leaked = run_bounded(loop, main())
+    finally:
+        for s in fillers + [full]:
+            s.close()
+    assert leaked == 0
+    if not waited:
+        pytest.skip("the kernel completed the connects at once")
+
+
 def test_connect_interleave_order_like_stock(loop):
     """interleave reorders the addresses by family before connecting."""
 

@@ -15,18 +15,20 @@ The order of side effects, the exceptions and their messages are
 asyncio's, per interpreter version (3.12 added ``all_errors``, 3.13
 changed the bind-failure message). Loops whose connect steps are replaced (a
 subclass, ``mock.patch.object`` on the loop, a patched
-``asyncio.base_events.socket``), debug mode, TLS and happy eyeballs take
+``asyncio.base_events.socket``), debug mode and TLS take
 asyncio's own code (``Loop.create_connection`` decides; see
-``native_ok``).
+``native_ok``). Happy eyeballs races the addresses with callbacks
+(``_Race``) instead of asyncio.staggered's Task per attempt.
 """
 
 import errno
+import functools
 import inspect
 import os
 import socket
 import sys
 import types
-from asyncio import base_events
+from asyncio import base_events, staggered
 
 # connect()'s errnos for "in progress" (BlockingIOError, InterruptedError:
 # asyncio waits for writability on these).
@@ -76,8 +78,8 @@ def one_iteration():
 
 def native_ok(loop, own_class_methods):
     """Whether loop's connect steps are goloop's and asyncio's own, so the
-    inlined path does what they would. own_class_methods: the class-level
-    check, cached by the caller per class."""
+    inlined path does what they would. own_class_methods: the caller's
+    check that its class replaces none of them."""
     return (
         not loop._debug
         and own_class_methods
@@ -93,39 +95,52 @@ def numeric_infos(address, family, proto):
     return None if info is None else [info]
 
 
+def _new_socket(addr_info):
+    """The socket _connect_sock makes for addr_info. SOCK_NONBLOCK: made
+    non-blocking (timeout 0.0, its type still SOCK_STREAM) as asyncio's
+    setblocking(False) leaves it, without that call's ioctl;
+    plain_transport skips the second one."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_ | _NONBLOCK, proto=proto)
+    if not _NONBLOCK:
+        sock.setblocking(False)
+    return sock
+
+
+def _bind_local(sock, family, local_addr_infos, my_exceptions):
+    """_connect_sock's bind to the first local address of sock's family."""
+    if local_addr_infos is None:
+        return
+    for lfamily, _, _, _, laddr in local_addr_infos:
+        # skip local addresses of different family
+        if lfamily != family:
+            continue
+        try:
+            sock.bind(laddr)
+            break
+        except OSError as exc:
+            detail = bind_error_detail(exc)
+            msg = f"error while attempting to bind on address {laddr!r}: {detail}"
+            exc = OSError(exc.errno, msg)
+            my_exceptions.append(exc)
+    else:  # all bind attempts failed
+        if my_exceptions:
+            raise my_exceptions.pop()
+        else:
+            raise OSError(f"no matching local address with {family=} found")
+
+
 async def connect_sock(loop, exceptions, addr_info, local_addr_infos=None, numeric=False):
     """BaseEventLoop._connect_sock with sock_connect inlined. numeric:
     addr_info is _ipaddr_info's own answer, which sock_connect's
     _ensure_resolved would give again unchanged."""
     my_exceptions = []
     exceptions.append(my_exceptions)
-    family, type_, proto, _, address = addr_info
+    address = addr_info[4]
     sock = None
     try:
-        # SOCK_NONBLOCK: made non-blocking (timeout 0.0, its type still
-        # SOCK_STREAM) as asyncio's setblocking(False) leaves it, without
-        # that call's ioctl; plain_transport skips the second one.
-        sock = socket.socket(family=family, type=type_ | _NONBLOCK, proto=proto)
-        if not _NONBLOCK:
-            sock.setblocking(False)
-        if local_addr_infos is not None:
-            for lfamily, _, _, _, laddr in local_addr_infos:
-                # skip local addresses of different family
-                if lfamily != family:
-                    continue
-                try:
-                    sock.bind(laddr)
-                    break
-                except OSError as exc:
-                    detail = bind_error_detail(exc)
-                    msg = f"error while attempting to bind on address {laddr!r}: {detail}"
-                    exc = OSError(exc.errno, msg)
-                    my_exceptions.append(exc)
-            else:  # all bind attempts failed
-                if my_exceptions:
-                    raise my_exceptions.pop()
-                else:
-                    raise OSError(f"no matching local address with {family=} found")
+        sock = _new_socket(addr_info)
+        _bind_local(sock, addr_info[0], local_addr_infos, my_exceptions)
         if numeric:
             await _connect_resolved(loop, sock, address)
         else:
@@ -204,10 +219,15 @@ async def create_connection(
     local_addr,
     interleave,
     all_errors,
+    happy_eyeballs_delay=None,
 ):
-    """BaseEventLoop.create_connection for host/port, no TLS, no happy
-    eyeballs (the caller checked its argument errors first, as asyncio
-    does before anything else)."""
+    """BaseEventLoop.create_connection for host/port without TLS (the
+    caller checked its argument errors first, as asyncio does before
+    anything else). happy_eyeballs_delay: staggered attempts,
+    as asyncio.staggered.staggered_race makes them, without its Tasks."""
+    if happy_eyeballs_delay is not None and interleave is None:
+        # If using happy eyeballs, default to interleave addresses by family
+        interleave = 1
     infos = numeric_infos((host, port), family, proto)
     numeric = infos is not None
     if not numeric:
@@ -244,12 +264,27 @@ async def create_connection(
 
     exceptions = []
     sock = None
-    for addrinfo in infos:
-        try:
-            sock = await connect_sock(loop, exceptions, addrinfo, laddr_infos, numeric)
-            break
-        except OSError:
-            continue
+    if happy_eyeballs_delay is None:
+        for addrinfo in infos:
+            try:
+                sock = await connect_sock(loop, exceptions, addrinfo, laddr_infos, numeric)
+                break
+            except OSError:
+                continue
+    else:
+        targets = _numeric_targets(infos)
+        if targets is None:  # sock_connect would resolve one again: asyncio's race
+            sock, _, _ = await staggered.staggered_race(
+                (
+                    functools.partial(loop._connect_sock, exceptions, addrinfo, laddr_infos)
+                    for addrinfo in infos
+                ),
+                happy_eyeballs_delay,
+                loop=loop,
+            )
+        else:
+            race = _Race(loop, targets, laddr_infos, happy_eyeballs_delay, exceptions)
+            sock = await race.run()
     if sock is None:
         try:
             raise_connect_errors(exceptions, all_errors)
@@ -273,3 +308,119 @@ async def plain_transport(loop, sock, protocol_factory, made_nonblocking=False):
         transport.close()
         raise
     return transport, protocol
+
+
+def _numeric_targets(infos):
+    """[(addr_info, connect address)] when sock_connect would take every
+    address as it is (no lookup), else None."""
+    targets = []
+    for info in infos:
+        family, type_, proto, _, address = info
+        if family == socket.AF_INET or (base_events._HAS_IPv6 and family == socket.AF_INET6):
+            host, port = address[:2]
+            resolved = base_events._ipaddr_info(host, port, family, type_, proto, *address[2:])
+            if resolved is None:
+                return None
+            address = resolved[4]
+        targets.append((info, address))
+    return targets
+
+
+class _Race:
+    """asyncio.staggered.staggered_race over _connect_sock, with callbacks
+    instead of a Task per attempt: an attempt starts when the one before
+    it fails or has been connecting for `delay` seconds; the first
+    connection wins and the others are cancelled (their sockets closed).
+    Each attempt's errors go into `exceptions` as _connect_sock puts them.
+    Unlike asyncio 3.11-3.12.1, a second attempt that also connected
+    before it could be cancelled has its socket closed, not leaked."""
+
+    def __init__(self, loop, targets, laddr_infos, delay, exceptions):
+        self.loop = loop
+        self.targets = targets
+        self.laddr_infos = laddr_infos
+        self.delay = delay
+        self.exceptions = exceptions
+        self.next = 0  # index of the next attempt to start
+        self.timer = None
+        self.pending = {}  # attempt index -> (sock, connect future, its errors)
+        self.done = loop.create_future()  # the winning socket, or None
+
+    async def run(self):
+        try:
+            self.start_next()
+            return await self.done
+        except BaseException:
+            self.stop()
+            if self.done.done() and not self.done.cancelled():
+                sock = self.done.result()
+                if sock is not None:
+                    sock.close()
+            raise
+
+    def stop(self):
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for _, fut, _ in list(self.pending.values()):
+            fut.cancel()  # its done-callback closes the socket
+
+    def start_next(self):
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        while not self.done.done() and self.next < len(self.targets):
+            index = self.next
+            self.next += 1
+            info, address = self.targets[index]
+            my_exceptions = []
+            self.exceptions.append(my_exceptions)
+            sock = None
+            try:
+                sock = _new_socket(info)
+                _bind_local(sock, info[0], self.laddr_infos, my_exceptions)
+                err = sock.connect_ex(address)
+                if err != 0 and err not in CONNECT_PENDING:
+                    raise OSError(err, os.strerror(err))
+            except OSError as exc:
+                my_exceptions.append(exc)
+                if sock is not None:
+                    sock.close()
+                continue  # failed at once: the next starts now
+            except BaseException as exc:
+                if sock is not None:
+                    sock.close()
+                self.stop()
+                self.done.set_exception(exc)
+                return
+            if err == 0:
+                self.win(sock)
+                return
+            fut = self.loop._sock_connect_wait(sock, sock.fileno(), address)
+            self.pending[index] = (sock, fut, my_exceptions)
+            fut.add_done_callback(functools.partial(self.attempt_done, index))
+            if self.next < len(self.targets):
+                self.timer = self.loop.call_later(self.delay, self.start_next)
+            return
+        if not self.pending and not self.done.done():
+            self.done.set_result(None)  # every attempt failed
+
+    def attempt_done(self, index, fut):
+        sock, _, my_exceptions = self.pending.pop(index)
+        if self.done.done() or fut.cancelled():
+            sock.close()
+            return
+        exc = fut.exception()
+        if exc is None:
+            self.win(sock)
+            return
+        my_exceptions.append(exc)
+        sock.close()
+        if index == self.next - 1:
+            self.start_next()  # the latest attempt failed: the next now
+        elif not self.pending and self.next == len(self.targets):
+            self.done.set_result(None)
+
+    def win(self, sock):
+        self.done.set_result(sock)
+        self.stop()

@@ -510,7 +510,6 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             or server_hostname is not None
             or ssl_handshake_timeout is not None
             or ssl_shutdown_timeout is not None
-            or happy_eyeballs_delay is not None
             or (host is None and port is None)
             or not self._native_connect()
         ):
@@ -543,6 +542,7 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             local_addr,
             interleave,
             all_errors,
+            happy_eyeballs_delay,
         )
 
     if sys.version_info >= (3, 12):
