@@ -389,12 +389,20 @@ def client_connections(repeat):
 
         loop.getaddrinfo = two
         try:
-            await loop.create_connection(asyncio.Protocol, "two.test", closed_port)
-        except OSError:
-            pass
+            for delay in (None, 0.01):  # one after the other, then happy eyeballs
+                try:
+                    await loop.create_connection(
+                        asyncio.Protocol, "two.test", closed_port, happy_eyeballs_delay=delay
+                    )
+                except OSError:
+                    pass
         finally:
             loop.getaddrinfo = real
             del loop.getaddrinfo
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol, LOCALHOST, port, happy_eyeballs_delay=0.01
+        )
+        transport.close()
         server.close()
         await server.wait_closed()
         with tempfile.TemporaryDirectory() as tmp:
