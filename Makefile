@@ -17,7 +17,12 @@ PYasan311 = $(PY311)
 VENV := .venv-3.11
 PY := $(VENV)/bin/python
 SOURCES := $(wildcard goloop/*.go pybridge/*.go pybridge/*.c pybridge/*.h python/goloop/*.py) setup.py pyproject.toml
-DEV_DEPS := pytest build ruff==0.17.6 setuptools wheel uvicorn==0.55.0
+DEV_DEPS := pytest pytest-xdist==3.8.0 build ruff==0.17.6 setuptools wheel uvicorn==0.55.0
+# The pytest runs use two workers (pytest-xdist): one pytest process keeps at
+# most one core busy, and make test runs the suites one after another (CI
+# has 2 cores). ASan's run stays in one process, so that a sanitizer report
+# reaches the log as it is.
+XDIST := -n 2
 # The TCP_NODELAY tests compare goloop with uvloop where a wheel exists (none
 # for the debug ABI: those tests then use uvloop's known behaviour).
 TEST_UVLOOP := uvloop==0.23.0
@@ -79,7 +84,7 @@ test-go:
 	go test -count=1 -race ./goloop/
 
 test-py-%: .venv-%/.built
-	cd tests && ../.venv-$*/bin/python -m pytest -q -p no:cacheprovider .
+	cd tests && ../.venv-$*/bin/python -m pytest -q -p no:cacheprovider $(XDIST) .
 	.venv-$*/bin/python -m goloop.conformance --all --jobs 2 --ratchet-only \
 		--ratchet tests/conformance/ratchet-$*.txt
 
@@ -105,8 +110,8 @@ test-dbg: $(DBG)/.built
 	$(DBG)/bin/python -c "import sys, sysconfig, goloop._goloop as m; \
 		assert hasattr(sys, 'gettotalrefcount'), 'not a Py_DEBUG build'; \
 		assert m.__file__.endswith(sysconfig.get_config_var('EXT_SUFFIX')), m.__file__"
-	cd tests && PYTHONMALLOC=debug ../$(DBG)/bin/python -m pytest $(PYTEST_ARGS) .
-	cd tests && PYTHONMALLOC=debug PYTHONASYNCIODEBUG=1 ../$(DBG)/bin/python -m pytest $(PYTEST_ARGS) .
+	cd tests && PYTHONMALLOC=debug ../$(DBG)/bin/python -m pytest $(PYTEST_ARGS) $(XDIST) .
+	cd tests && PYTHONMALLOC=debug PYTHONASYNCIODEBUG=1 ../$(DBG)/bin/python -m pytest $(PYTEST_ARGS) $(XDIST) .
 
 # regrtest -R style: workloads repeated after warm-up under the debug build;
 # total refcount, allocated blocks and open fds must not grow (tests/refleak.py).
@@ -240,6 +245,7 @@ bench-micro: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/timer_memory.py | tee benchmarks/results/timer_memory.md
 	$(PY) benchmarks/crossing.py | tee benchmarks/results/crossing.md
 	$(PY) benchmarks/resolve.py | tee benchmarks/results/resolve.md
+	$(PY) benchmarks/processes.py | tee benchmarks/results/processes.md
 
 # Echo (Go load generator), HTTP and uvicorn (wrk) and idle-connection
 # memory, side by side; results in

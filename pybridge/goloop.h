@@ -200,7 +200,7 @@ int gl_socket_closed(PyObject *sock); /* a closed/detached socket object; no cal
 int gl_sockaddr_init(void);
 int gl_accept_init(void);
 PyObject *gl_accept_one(int lfd, PyObject *family, PyObject *type, PyObject *proto,
-                        PyObject **peer, int *err); /* accept.c */
+                        struct sockaddr_storage *sa, socklen_t *len, int *err); /* accept.c */
 PyObject *gl_accept_stream(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 int gl_datagram_init(PyObject *module);
 int gl_loop_only_this_fd_next(gl_loop *loop, int fd); /* loop.c */
@@ -241,6 +241,10 @@ PyObject *gl_recv_into(int fd, PyObject *buf, int *again);
 /* ---- the sock_* calls' native waits (sockops.c) ---- */
 int gl_sockops_init(void);
 int gl_sockops_add_methods(PyTypeObject *type); /* LoopCore's _sock_* methods */
+
+/* ---- child processes started by the Go engine (process.c) ---- */
+PyObject *gl_spawn(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *gl_reap_later(PyObject *module, PyObject *arg);
 
 /* ---- getaddrinfo / getnameinfo on goroutines (resolve.c) ---- */
 int gl_resolve_init(void);

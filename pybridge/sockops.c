@@ -239,13 +239,16 @@ static PyObject *accept_conn(PyObject *sock, int fd, int *again)
     PyObject *nbtype = family ? PyLong_FromLong(type | SOCK_NONBLOCK) : NULL;
     PyObject *proto =
         nbtype ? Py_TYPE(gl_raw_proto)->tp_descr_get(gl_raw_proto, sock, NULL) : NULL;
-    PyObject *peer = NULL, *r = NULL;
+    struct sockaddr_storage sa;
+    socklen_t salen = 0;
+    PyObject *r = NULL;
     int err = 0;
-    PyObject *conn = proto ? gl_accept_one(fd, family, nbtype, proto, &peer, &err) : NULL;
+    PyObject *conn = proto ? gl_accept_one(fd, family, nbtype, proto, &sa, &salen, &err) : NULL;
     if (conn != NULL) {
-        r = PyTuple_Pack(2, conn, peer);
+        PyObject *peer = gl_sockaddr_to_py(&sa, salen);
+        r = peer ? PyTuple_Pack(2, conn, peer) : NULL;
         Py_DECREF(conn);
-        Py_DECREF(peer);
+        Py_XDECREF(peer);
     } else if (err == EAGAIN || err == EWOULDBLOCK) {
         *again = 1;
     } else if (err != 0) {

@@ -458,6 +458,38 @@ def resolve(repeat):
 
 
 @workload
+def processes(repeat):
+    """Children started in Go and reaped through their pidfd (process.c,
+    process.py): pipes, an exit code, a kill, a spawn error (asyncio's path
+    raises it), close_fds' scan with an inheritable fd open."""
+
+    async def once():
+        proc = await asyncio.create_subprocess_exec(
+            "cat", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        await proc.communicate(b"x" * 1000)
+        proc = await asyncio.create_subprocess_shell("exit 3")
+        await proc.wait()
+        proc = await asyncio.create_subprocess_exec("sleep", "10")
+        proc.kill()
+        await proc.wait()
+        try:
+            await asyncio.create_subprocess_exec("/nonexistent/program")
+        except FileNotFoundError:
+            pass
+        r, w = os.pipe()
+        os.set_inheritable(r, True)
+        try:
+            proc = await asyncio.create_subprocess_exec("true", pass_fds=[w])
+            await proc.wait()
+        finally:
+            os.close(r)
+            os.close(w)
+
+    run(once, repeat)
+
+
+@workload
 def sock_udp(repeat):
     async def once():
         loop = asyncio.get_running_loop()

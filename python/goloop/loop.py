@@ -24,7 +24,7 @@ from asyncio import (
     unix_events,
 )
 
-from . import _goloop, connect, resolve
+from . import _goloop, connect, process, resolve
 from ._selector import EngineSelector
 from .datagram import FAMILIES as _DATAGRAM_FAMILIES
 from .datagram import DatagramTransport
@@ -682,6 +682,26 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             if self._getnameinfo_start(fut, sockaddr, flags):
                 return await fut
         return await super().getnameinfo(sockaddr, flags)
+
+    # -- subprocesses -----------------------------------------------------------
+
+    async def _make_subprocess_transport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+    ):
+        # Started by the Go engine and reaped through a pidfd on this loop
+        # (goloop.process); asyncio's own path where that cannot be exact.
+        transport = await process.make_subprocess_transport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, kwargs
+        )
+        if transport is not None:
+            return transport
+        return await super()._make_subprocess_transport(
+            protocol, args, shell, stdin, stdout, stderr, bufsize, extra=extra, **kwargs
+        )
+
+    def close(self):
+        super().close()
+        process.orphan_children(self)  # reaped by the Go engine from now on
 
     # -- signals ----------------------------------------------------------------
 
