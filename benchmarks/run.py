@@ -160,9 +160,9 @@ def _record(cell, result, where):
     """Store one child result; ``where`` = {"rep", "seq", "bench", "loop"}."""
     status = result.get("status")
     if status == "ok":
-        keys = ("elapsed", "ops", "ops_per_s")
+        keys = ("elapsed", "ops", "ops_per_s", "cpu_per_op")
         cell["samples"].append(
-            {"rep": where["rep"], "seq": where["seq"]} | {k: result[k] for k in keys}
+            {"rep": where["rep"], "seq": where["seq"]} | {k: result[k] for k in keys if k in result}
         )
         return
     cell["status"] = "unsupported" if status == "unsupported" else "failed"
@@ -224,6 +224,9 @@ def summarize(cell):
         statistics.quantiles(rates, n=4, method="inclusive") if len(rates) > 1 else (rates[0],) * 3
     )
     cell.update(median=statistics.median(rates), min=rates[0], max=rates[-1], q1=q1, q3=q3)
+    cpus = [s["cpu_per_op"] for s in cell["samples"] if "cpu_per_op" in s]
+    if cpus:
+        cell["cpu_median"] = statistics.median(cpus)
     return cell
 
 
@@ -269,6 +272,24 @@ def render_table(args, cells):
         for name in ratio_names:
             r = ratio(row, name, args.baseline)
             values.append("n/a" if r is None else f"{r:.2f}")
+        lines.append(f"| {micro.BENCHES[bench][1]} | " + " | ".join(values) + " |")
+    return lines
+
+
+def render_cpu_table(args, cells):
+    """CPU of the whole process per op (median, µs), and each loop's over
+    the baseline's (lower is better)."""
+    ratio_names = _ratio_names(args)
+    head = ["CPU per op (µs)", *args.loops, *(f"{n}/{args.baseline}" for n in ratio_names)]
+    lines = ["", "| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
+    for bench in args.only:
+        row = cells[bench]
+        cpu = {n: row[n].get("cpu_median") for n in args.loops}
+        values = ["n/a" if cpu[n] is None else f"{cpu[n] * 1e6:.2f}" for n in args.loops]
+        base = cpu.get(args.baseline)
+        for name in ratio_names:
+            ok = cpu[name] is not None and base
+            values.append(f"{cpu[name] / base:.2f}" if ok else "n/a")
         lines.append(f"| {micro.BENCHES[bench][1]} | " + " | ".join(values) + " |")
     return lines
 
@@ -432,7 +453,8 @@ def main(argv=None):
         for cell in row.values():
             summarize(cell)
     meta["wall_seconds"] = round(time.perf_counter() - started, 1)
-    text = "\n".join(render_table(args, cells) + render_notes(args, cells, loop_info, meta)) + "\n"
+    tables = render_table(args, cells) + render_cpu_table(args, cells)
+    text = "\n".join(tables + render_notes(args, cells, loop_info, meta)) + "\n"
     print(text)
     if args.markdown:
         _write(args.markdown, text)

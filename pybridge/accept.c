@@ -24,9 +24,9 @@ static PyObject *empty_tuple, *str_peername, *str_ensure_fd_no_transport, *kw_fi
 
 /* Accept one connection: a new socket.socket (and in *sa, *len its peer's
  * address), or NULL with *err set to accept4's errno, or NULL with an
- * exception (*err 0). */
-static PyObject *accept_one(int lfd, PyObject *family, PyObject *type, PyObject *proto,
-                            struct sockaddr_storage *sa, socklen_t *len, int *err)
+ * exception (*err 0). Shared with sock_accept (sockops.c). */
+PyObject *gl_accept_one(int lfd, PyObject *family, PyObject *type, PyObject *proto,
+                        struct sockaddr_storage *sa, socklen_t *len, int *err)
 {
     int fd;
     for (;;) { /* PEP 475, as socket.accept */
@@ -127,7 +127,7 @@ static PyObject *accept_batch(PyObject *const *args, int lfd, Py_ssize_t backlog
         struct sockaddr_storage sa;
         socklen_t salen;
         int err = 0;
-        PyObject *conn = accept_one(lfd, family, nbtype, proto, &sa, &salen, &err);
+        PyObject *conn = gl_accept_one(lfd, family, nbtype, proto, &sa, &salen, &err);
         if (conn == NULL) {
             if (err == 0) {
                 return NULL;

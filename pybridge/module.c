@@ -149,7 +149,8 @@ PyMODINIT_FUNC PyInit__goloop(void)
 {
     if (init_strings() < 0 || gl_futures_init() < 0 || gl_io_init() < 0 || gl_sockops_init() < 0 ||
         gl_sockaddr_init() < 0 || gl_accept_init() < 0 || gl_resolve_init() < 0 ||
-        PyType_Ready(&gl_LoopCoreType) < 0 || gl_loop_init_type() < 0 ||
+        PyType_Ready(&gl_LoopCoreType) < 0 || gl_sockops_add_methods(&gl_LoopCoreType) < 0 ||
+        gl_loop_init_type() < 0 ||
         PyType_Ready(&gl_WatchType) < 0) {
         return NULL;
     }
