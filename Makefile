@@ -17,7 +17,12 @@ PYasan311 = $(PY311)
 VENV := .venv-3.11
 PY := $(VENV)/bin/python
 SOURCES := $(wildcard goloop/*.go pybridge/*.go pybridge/*.c pybridge/*.h python/goloop/*.py) setup.py pyproject.toml
-DEV_DEPS := pytest build ruff==0.17.6 setuptools wheel uvicorn==0.55.0
+DEV_DEPS := pytest pytest-xdist==3.8.0 build ruff==0.17.6 setuptools wheel uvicorn==0.55.0
+# The pytest runs use two workers (pytest-xdist): one pytest process keeps at
+# most one core busy, and make test runs the suites one after another (CI
+# has 2 cores). ASan's run stays in one process, so that a sanitizer report
+# reaches the log as it is.
+XDIST := -n 2
 # The TCP_NODELAY tests compare goloop with uvloop where a wheel exists (none
 # for the debug ABI: those tests then use uvloop's known behaviour).
 TEST_UVLOOP := uvloop==0.23.0
@@ -26,8 +31,8 @@ BENCH_DEPS := uvloop==0.23.0 rloop==0.5.0 httptools==0.9.0 uvicorn==0.55.0 matpl
 .PRECIOUS: .venv-%/.ready .venv-%/.built .venv-%/.bench
 
 .PHONY: all setup build test test-go test-all-pythons test-dbg test-asan test-refleak \
-	deb-packages dbg-packages conformance bench bench-micro bench-net lint clean \
-	wheels test-wheels wheels-check wheels-check-aarch64
+	deb-packages dbg-packages conformance bench bench-micro bench-net bench-integration lint clean \
+	wheels test-wheels wheels-check wheels-check-aarch64 integration integration-packages
 
 all: build
 
@@ -63,7 +68,8 @@ dbg-packages: deb-packages
 .venv-dbg3.11/.ready: | dbg-packages
 
 # ---- tests ----------------------------------------------------------------
-test: lint test-go test-all-pythons test-wheels test-py-deb3.11 test-dbg test-asan test-refleak
+test: lint test-go test-all-pythons test-wheels test-py-deb3.11 test-dbg test-asan test-refleak \
+	integration
 
 CGO_PY_CFLAGS = -I$(shell $(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 
@@ -79,7 +85,7 @@ test-go:
 	go test -count=1 -race ./goloop/
 
 test-py-%: .venv-%/.built
-	cd tests && ../.venv-$*/bin/python -m pytest -q -p no:cacheprovider .
+	cd tests && ../.venv-$*/bin/python -m pytest -q -p no:cacheprovider $(XDIST) .
 	.venv-$*/bin/python -m goloop.conformance --all --jobs 2 --ratchet-only \
 		--ratchet tests/conformance/ratchet-$*.txt
 
@@ -88,6 +94,24 @@ test-all-pythons: $(addprefix test-py-,$(VERSIONS))
 # test-py-deb3.11 (the rule above): Debian's 3.11.2 is older than pyenv's
 # 3.11.7 and its asyncio differs in places goloop borrows from; its
 # conformance ratchet is tests/conformance/ratchet-deb3.11.txt.
+
+# ---- integration tier ---------------------------------------------------------
+# Real servers and clients (uvicorn, gunicorn, aiohttp, asyncpg, psycopg,
+# redis-py, httpx, anyio, pytest-asyncio) on the stock loop, goloop and
+# uvloop, against a PostgreSQL and a redis-server the tests start in
+# temporary directories (tests/integration/conftest.py). Its pins go into
+# the 3.11 venv; it runs from its own rootdir (tests/integration/pytest.ini).
+INTEG_REQS := tests/integration/requirements.txt
+
+integration-packages:
+	@$(call apt_need,postgresql redis-server)
+
+$(VENV)/.integration: $(VENV)/.ready $(INTEG_REQS)
+	$(VENV)/bin/pip install -q -r $(INTEG_REQS)
+	touch $@
+
+integration: $(VENV)/.built $(VENV)/.integration integration-packages
+	cd tests/integration && ../../$(PY) -m pytest -q .
 
 # ---- memory safety of the C layer ----------------------------------------
 # The suite under Debian's debug CPython (Py_DEBUG: refcount and GIL
@@ -105,8 +129,8 @@ test-dbg: $(DBG)/.built
 	$(DBG)/bin/python -c "import sys, sysconfig, goloop._goloop as m; \
 		assert hasattr(sys, 'gettotalrefcount'), 'not a Py_DEBUG build'; \
 		assert m.__file__.endswith(sysconfig.get_config_var('EXT_SUFFIX')), m.__file__"
-	cd tests && PYTHONMALLOC=debug ../$(DBG)/bin/python -m pytest $(PYTEST_ARGS) .
-	cd tests && PYTHONMALLOC=debug PYTHONASYNCIODEBUG=1 ../$(DBG)/bin/python -m pytest $(PYTEST_ARGS) .
+	cd tests && PYTHONMALLOC=debug ../$(DBG)/bin/python -m pytest $(PYTEST_ARGS) $(XDIST) .
+	cd tests && PYTHONMALLOC=debug PYTHONASYNCIODEBUG=1 ../$(DBG)/bin/python -m pytest $(PYTEST_ARGS) $(XDIST) .
 
 # regrtest -R style: workloads repeated after warm-up under the debug build;
 # total refcount, allocated blocks and open fds must not grow (tests/refleak.py).
@@ -231,7 +255,7 @@ $(VENV)/.bench: $(VENV)/.ready
 	$(VENV)/bin/pip install -q $(BENCH_DEPS)
 	touch $@
 
-bench: bench-micro bench-net bench-charts
+bench: bench-micro bench-net bench-integration bench-charts
 
 bench-micro: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/run.py --loops asyncio,uvloop,rloop,goloop,goloop+stats \
@@ -240,6 +264,7 @@ bench-micro: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/timer_memory.py | tee benchmarks/results/timer_memory.md
 	$(PY) benchmarks/crossing.py | tee benchmarks/results/crossing.md
 	$(PY) benchmarks/resolve.py | tee benchmarks/results/resolve.md
+	$(PY) benchmarks/processes.py | tee benchmarks/results/processes.md
 
 # Echo (Go load generator), HTTP and uvicorn (wrk) and idle-connection
 # memory, side by side; results in
@@ -254,6 +279,15 @@ bench-net: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/net/run_uvicorn.py
 	$(PY) benchmarks/net/idle_conns.py
 	$(PY) benchmarks/net/unix_dgram.py
+
+# The integration tier's deployments (uvicorn --workers 2, gunicorn with
+# uvicorn's worker, plain and --preload, aiohttp's run_app) under wrk and
+# its clients (asyncpg, psycopg, redis-py, httpx, aiohttp) against a real
+# PostgreSQL and redis-server: asyncio, uvloop and goloop side by side;
+# results in benchmarks/results/integration.md.
+bench-integration: $(VENV)/.built $(VENV)/.integration integration-packages
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) benchmarks/integration.py
 
 # The README's pictures (docs/bench/*.png) from whatever results/*.json the
 # runs above left; bench-charts alone redraws them without measuring.

@@ -1,6 +1,7 @@
 """Per-call cost of the language crossings goloop's design is built around.
 
-Prints ns per call for: C->Go (a cgo call into the engine), the same with
+Prints ns per call for: C->Go (glResolveStart with an empty list: the
+crossing a loop iteration that started name lookups makes), the same with
 the GIL released and re-acquired around it (what gopy's generated wrappers
 do on every call), Python->C (a METH_NOARGS method: loop.time()), and a
 Python-level wrapper function around that C call (gopy's generated .py
@@ -48,7 +49,7 @@ def main():
     try:
         base = per_call_ns(empty_loop)
         rows = [
-            ("C -> Go (cgo call)", _goloop._bench_crossing(N, False)),
+            ("C -> Go (cgo call: glResolveStart)", _goloop._bench_crossing(N, False)),
             ("C -> Go with GIL release/re-acquire", _goloop._bench_crossing(N, True)),
             ("Python -> C (loop.time())", per_call_ns(lambda n: python_to_c(n, loop)) - base),
             (

@@ -492,6 +492,139 @@ def bench_future(loop, n):
     return run, lambda: _expect("sum of results", total, n * (n - 1) // 2), n
 
 
+def _tcp_pair():
+    """A connected pair of non-blocking TCP sockets on 127.0.0.1."""
+    with socket.socket() as lsn:
+        lsn.bind(("127.0.0.1", 0))
+        lsn.listen(1)
+        a = socket.create_connection(lsn.getsockname())
+        b, _ = lsn.accept()
+    for s in (a, b):
+        s.setblocking(False)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return a, b
+
+
+def bench_sock_echo(loop, n):
+    """sock_sendall + sock_recv of 1 KiB each way over TCP, n round trips
+    (the receive usually waits: the peer's data is not there yet)."""
+    a, b = _tcp_pair()
+    payload = b"x" * 1024
+    got = 0
+
+    async def peer():
+        for _ in range(n):
+            data = await loop.sock_recv(b, 65536)
+            while len(data) < 1024:
+                data += await loop.sock_recv(b, 65536)
+            await loop.sock_sendall(b, data)
+
+    async def main():
+        nonlocal got
+        task = loop.create_task(peer())
+        for _ in range(n):
+            await loop.sock_sendall(a, payload)
+            data = await loop.sock_recv(a, 65536)
+            while len(data) < 1024:
+                data += await loop.sock_recv(a, 65536)
+            got += len(data)
+        await task
+        a.close()
+        b.close()
+
+    def run():
+        loop.run_until_complete(main())
+
+    return run, lambda: _expect("bytes echoed", got, n * 1024), n
+
+
+def bench_sock_accept(loop, n):
+    """sock_connect + sock_accept of a new TCP connection, then close both."""
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(128)
+    lsn.setblocking(False)
+    addr = lsn.getsockname()
+    count = 0
+
+    async def main():
+        nonlocal count
+        for _ in range(n):
+            accept = asyncio.ensure_future(loop.sock_accept(lsn), loop=loop)
+            client = socket.socket()
+            client.setblocking(False)
+            await loop.sock_connect(client, addr)
+            conn, _ = await accept
+            conn.close()
+            client.close()
+            count += 1
+        lsn.close()
+
+    def run():
+        loop.run_until_complete(main())
+
+    return run, lambda: _expect("connections", count, n), n
+
+
+def bench_sock_udp(loop, n):
+    """sock_sendto + sock_recvfrom of a 100-byte datagram each way."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for s in (a, b):
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+    addr_b = b.getsockname()
+    payload = b"d" * 100
+    got = 0
+
+    async def peer():
+        for _ in range(n):
+            data, addr = await loop.sock_recvfrom(b, 2048)
+            await loop.sock_sendto(b, data, addr)
+
+    async def main():
+        nonlocal got
+        task = loop.create_task(peer())
+        for _ in range(n):
+            await loop.sock_sendto(a, payload, addr_b)
+            data, _ = await loop.sock_recvfrom(a, 2048)
+            got += len(data)
+        await task
+        a.close()
+        b.close()
+
+    def run():
+        loop.run_until_complete(main())
+
+    return run, lambda: _expect("bytes echoed", got, n * 100), n
+
+
+class _Quiet(asyncio.Protocol):
+    pass
+
+
+def bench_create_connection(loop, n):
+    """Client create_connection to a local server (on the same loop), then
+    close: a new connection per op."""
+    count = 0
+
+    async def main():
+        nonlocal count
+        server = await loop.create_server(_Quiet, "127.0.0.1", 0, backlog=1024)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(n):
+            transport, _ = await loop.create_connection(_Quiet, "127.0.0.1", port)
+            transport.close()
+            count += 1
+        server.close()
+        await server.wait_closed()
+
+    def run():
+        loop.run_until_complete(main())
+
+    return run, lambda: _expect("connections", count, n), n
+
+
 # name -> (body, title, full size, quick size); sizes target ~0.2-1 s on
 # stock asyncio for the full size.
 BENCHES = {
@@ -525,6 +658,15 @@ BENCHES = {
     "sleep0": (bench_sleep0, "sleep(0) x 1000 tasks", 500_000, 100_000),
     "gather": (bench_gather, "create_task + gather", 200_000, 40_000),
     "future": (bench_future, "future round trip", 200_000, 40_000),
+    "sock_echo": (bench_sock_echo, "sock_sendall + sock_recv 1 KiB", 50_000, 10_000),
+    "sock_accept": (bench_sock_accept, "sock_connect + sock_accept", 10_000, 2_000),
+    "sock_udp": (bench_sock_udp, "sock_sendto + sock_recvfrom", 50_000, 10_000),
+    "create_connection": (
+        bench_create_connection,
+        "create_connection + close",
+        10_000,
+        2_000,
+    ),
 }
 
 # What one "op" is, per benchmark (for the report legend).
@@ -547,6 +689,10 @@ OP_UNITS = {
     "sleep0": "sleep(0) completed",
     "gather": "task created and gathered",
     "future": "future created, resolved and awaited",
+    "sock_echo": "round trip: 1 KiB each way, both ends on the loop",
+    "sock_accept": "TCP connection connected, accepted and closed",
+    "sock_udp": "round trip: a datagram each way, both ends on the loop",
+    "create_connection": "client connection made and closed (server on the loop)",
 }
 
 
@@ -595,10 +741,9 @@ def _measure(loop, name, quick):
     return {
         "status": "ok",
         "elapsed": elapsed,
-        "cpu": cpu,
+        "cpu_per_op": cpu / ops,  # the whole process's CPU (all threads)
         "ops": ops,
         "ops_per_s": ops / max(elapsed, 1e-9),
-        "cpu_per_op": cpu / ops,
         "warmup_ops": n // 10,
     }
 

@@ -160,7 +160,7 @@ def _record(cell, result, where):
     """Store one child result; ``where`` = {"rep", "seq", "bench", "loop"}."""
     status = result.get("status")
     if status == "ok":
-        keys = ("elapsed", "ops", "ops_per_s", "cpu", "cpu_per_op")
+        keys = ("elapsed", "ops", "ops_per_s", "cpu_per_op")
         cell["samples"].append(
             {"rep": where["rep"], "seq": where["seq"]} | {k: result[k] for k in keys if k in result}
         )
@@ -230,14 +230,6 @@ def summarize(cell):
     return cell
 
 
-def cpu_ratio(cells_row, name, baseline):
-    """Median CPU per op of ``name`` over the baseline's (< 1 = less CPU), or None."""
-    a, b = cells_row.get(name, {}), cells_row.get(baseline, {})
-    if "cpu_median" in a and b.get("cpu_median"):
-        return a["cpu_median"] / b["cpu_median"]
-    return None
-
-
 def ratio(cells_row, name, baseline):
     """Median ops/s of ``name`` over the baseline's, or None."""
     a, b = cells_row.get(name, {}), cells_row.get(baseline, {})
@@ -284,24 +276,20 @@ def render_table(args, cells):
     return lines
 
 
-def fmt_cpu(cell):
-    if "cpu_median" not in cell:
-        return "FAILED" if cell["status"] == "failed" else "n/a"
-    us = cell["cpu_median"] * 1e6
-    return f"{us:,.0f} µs" if us >= 100 else f"{us:.3f} µs"
-
-
 def render_cpu_table(args, cells):
-    """CPU time of the benchmark's process per op (median), and ratios."""
+    """CPU of the whole process per op (median, µs), and each loop's over
+    the baseline's (lower is better)."""
     ratio_names = _ratio_names(args)
-    head = ["CPU per op", *args.loops, *(f"{n}/{args.baseline}" for n in ratio_names)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
+    head = ["CPU per op (µs)", *args.loops, *(f"{n}/{args.baseline}" for n in ratio_names)]
+    lines = ["", "| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
     for bench in args.only:
         row = cells[bench]
-        values = [fmt_cpu(row[n]) for n in args.loops]
+        cpu = {n: row[n].get("cpu_median") for n in args.loops}
+        values = ["n/a" if cpu[n] is None else f"{cpu[n] * 1e6:.2f}" for n in args.loops]
+        base = cpu.get(args.baseline)
         for name in ratio_names:
-            r = cpu_ratio(row, name, args.baseline)
-            values.append("n/a" if r is None else f"{r:.2f}")
+            ok = cpu[name] is not None and base
+            values.append(f"{cpu[name] / base:.2f}" if ok else "n/a")
         lines.append(f"| {micro.BENCHES[bench][1]} | " + " | ".join(values) + " |")
     return lines
 
@@ -333,9 +321,7 @@ def _legend(args):
         f"ops/s = median of {args.reps} fresh-process runs{sizes}; "
         "± = half the (max - min) range relative to the median; "
         f"`x/{args.baseline}` = ratio of medians "
-        f"(>1 = faster than {args.baseline}). CPU per op: process CPU time "
-        f"(user + system, all threads) over ops, median; its ratios are "
-        f"x/{args.baseline} (<1 = less CPU than {args.baseline})."
+        f"(>1 = faster than {args.baseline})."
     )
 
 
@@ -414,9 +400,6 @@ def _json_doc(args, cells, loop_info, meta):
     ratios = {
         b: {n: ratio(cells[b], n, args.baseline) for n in _ratio_names(args)} for b in args.only
     }
-    cpu_ratios = {
-        b: {n: cpu_ratio(cells[b], n, args.baseline) for n in _ratio_names(args)} for b in args.only
-    }
     sizes = {b: micro.BENCHES[b][3 if args.quick else 2] for b in args.only}
     return {
         "meta": meta,
@@ -425,7 +408,6 @@ def _json_doc(args, cells, loop_info, meta):
         "op_units": {b: micro.OP_UNITS[b] for b in args.only},
         "results": cells,
         "ratios": ratios,
-        "cpu_ratios": cpu_ratios,
     }
 
 
@@ -471,7 +453,7 @@ def main(argv=None):
         for cell in row.values():
             summarize(cell)
     meta["wall_seconds"] = round(time.perf_counter() - started, 1)
-    tables = render_table(args, cells) + [""] + render_cpu_table(args, cells)
+    tables = render_table(args, cells) + render_cpu_table(args, cells)
     text = "\n".join(tables + render_notes(args, cells, loop_info, meta)) + "\n"
     print(text)
     if args.markdown:

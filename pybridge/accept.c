@@ -8,7 +8,7 @@
  * a setblocking() ioctl and a BlockingIOError raised and caught to end
  * every batch; here the connection arrives non-blocking (SOCK_NONBLOCK, and
  * the socket object is told so: timeout 0.0, as setblocking(False) leaves
- * it), the peer address is built from the sockaddr, and EAGAIN ends the
+ * it), the peer address stays a sockaddr until read, and EAGAIN ends the
  * batch without an exception.
  *
  * Errors other than "no more connections" leave the loop at once and
@@ -17,21 +17,21 @@
  * (EMFILE: log, pause accepting, retry later). */
 #include "stream.h"
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 
 static PyObject *empty_tuple, *str_peername, *str_ensure_fd_no_transport, *kw_fileno;
 
-/* Accept one connection: a new socket.socket (and *peer, its address), or
- * NULL with *err set to accept4's errno, or NULL with an exception (*err
- * 0). */
-static PyObject *accept_one(int lfd, PyObject *family, PyObject *type, PyObject *proto,
-                            PyObject **peer, int *err)
+/* Accept one connection: a new socket.socket (and in *sa, *len its peer's
+ * address), or NULL with *err set to accept4's errno, or NULL with an
+ * exception (*err 0). Shared with sock_accept (sockops.c). */
+PyObject *gl_accept_one(int lfd, PyObject *family, PyObject *type, PyObject *proto,
+                        struct sockaddr_storage *sa, socklen_t *len, int *err)
 {
-    struct sockaddr_storage sa;
-    socklen_t len = sizeof(sa);
     int fd;
     for (;;) { /* PEP 475, as socket.accept */
-        fd = accept4(lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        *len = sizeof(*sa);
+        fd = accept4(lfd, (struct sockaddr *)sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0 || errno != EINTR) {
             break;
         }
@@ -50,12 +50,6 @@ static PyObject *accept_one(int lfd, PyObject *family, PyObject *type, PyObject 
     Py_XDECREF(fdobj);
     if (conn == NULL) {
         close(fd);
-        return NULL;
-    }
-    *peer = gl_sockaddr_to_py(&sa, len);
-    if (*peer == NULL) {
-        Py_DECREF(conn);
-        return NULL;
     }
     return conn;
 }
@@ -70,23 +64,43 @@ static int ensure_no_transport(PyObject *loop, PyObject *conn)
 
 /* protocol_factory(), then the transport, as Loop._make_socket_transport
  * does outside debug mode (3.12+ checks the fd has no live transport
- * first). Failures are the caller's to swallow. */
-static int make_transport(PyObject *loop, PyObject *conn, PyObject *peer, PyObject *factory,
-                          PyObject *server, PyTypeObject *transport_type)
+ * first), with extra={'peername': peer}: for TCP the transport keeps the
+ * address and builds `_extra` on first read (stream_conn.c, the lazy
+ * extra). Failures are the caller's to swallow. */
+static int make_transport(PyObject *loop, PyObject *conn, struct sockaddr_storage *sa,
+                          socklen_t len, PyObject *factory, PyObject *server,
+                          PyTypeObject *transport_type)
 {
+    int inet = (sa->ss_family == AF_INET || sa->ss_family == AF_INET6) &&
+               len <= sizeof(gl_inet_addr);
     PyObject *protocol = PyObject_CallNoArgs(factory);
-    PyObject *extra = protocol ? PyDict_New() : NULL;
+    PyObject *extra = NULL, *peer = NULL;
+    if (protocol != NULL && !inet) {
+        peer = gl_sockaddr_to_py(sa, len);
+        extra = peer ? PyDict_New() : NULL;
+        if (extra != NULL && PyDict_SetItem(extra, str_peername, peer) < 0) {
+            Py_CLEAR(extra);
+        }
+    }
     PyObject *t = NULL;
-    if (extra != NULL && PyDict_SetItem(extra, str_peername, peer) == 0 &&
+    if ((inet ? protocol != NULL : extra != NULL) &&
         (PY_VERSION_HEX < 0x030C0000 || ensure_no_transport(loop, conn) == 0)) {
         t = transport_type->tp_new(transport_type, empty_tuple, NULL);
     }
     int r = -1;
     if (t != NULL) {
-        r = gl_stream_setup((gl_stream *)t, loop, conn, protocol, Py_None, extra, server);
+        gl_lazy_names *names = &((gl_stream *)t)->names;
+        if (inet) {
+            memcpy(&names->peer, sa, len);
+            names->peer_len = (unsigned char)len;
+            names->peer_first = 1;
+        }
+        r = gl_stream_setup((gl_stream *)t, loop, conn, protocol, Py_None,
+                            inet ? Py_None : extra, server);
     }
     Py_XDECREF(t);
     Py_XDECREF(extra);
+    Py_XDECREF(peer);
     Py_XDECREF(protocol);
     return r;
 }
@@ -110,9 +124,10 @@ static PyObject *accept_batch(PyObject *const *args, int lfd, Py_ssize_t backlog
         if (fd != lfd) {
             return PyErr_Occurred() ? NULL : Py_NewRef(Py_True);
         }
-        PyObject *peer = NULL;
+        struct sockaddr_storage sa;
+        socklen_t salen;
         int err = 0;
-        PyObject *conn = accept_one(lfd, family, nbtype, proto, &peer, &err);
+        PyObject *conn = gl_accept_one(lfd, family, nbtype, proto, &sa, &salen, &err);
         if (conn == NULL) {
             if (err == 0) {
                 return NULL;
@@ -124,9 +139,8 @@ static PyObject *accept_batch(PyObject *const *args, int lfd, Py_ssize_t backlog
         if (stats != NULL) {
             stats->accepted++;
         }
-        int r = make_transport(loop, conn, peer, factory, server, transport_type);
+        int r = make_transport(loop, conn, &sa, salen, factory, server, transport_type);
         Py_DECREF(conn);
-        Py_DECREF(peer);
         /* asyncio reports these only in debug mode, which does not come
          * here; the socket is left to the garbage collector. */
         if (r < 0 && gl_exiting_exception()) {

@@ -1,9 +1,11 @@
 // Command pybridge is the cgo layer that turns the goloop engine into the
 // CPython extension module goloop._goloop (built with -buildmode=c-shared).
 //
-// This file is the loop's C->Go surface: an engine is created once per
-// loop, and the run loop itself never crosses. Interest changes (epoll_ctl)
-// are made from C (epoll.c): spaced out as a server makes them, each
+// This file, resolve.go and process.go are the whole C->Go surface: an
+// engine is created once per loop, a batch of name lookups is started once
+// per iteration that made any, and a child process once per spawn; the run
+// loop itself never crosses. Interest changes (epoll_ctl) and the wait are
+// made from C (epoll.c, poll.c): spaced out as a server makes them, each
 // crossing cost ~1.5 us of Go scheduler work, not the ~50 ns of a call made
 // back to back. The timers are C's too (timers.c): a burst of 100k call_at
 // applied to Go's heap in one crossing stalled the next iteration for
@@ -26,9 +28,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxEngines bounds the number of live loops in one process. A fixed table
-// of atomic pointers makes the per-iteration lookup a single load, where a
-// cgo.Handle would cost a sync.Map lookup on every poll.
+// maxEngines bounds the number of live loops in one process; the C side
+// holds an engine's index in this table, not a Go pointer.
 const maxEngines = 1 << 16
 
 var (
@@ -63,13 +64,6 @@ func releaseID(id int32) *goloop.Engine {
 		freeIDs = append(freeIDs, id)
 	}
 	return e
-}
-
-func engineFor(id C.int) *goloop.Engine {
-	if id < 0 || id >= maxEngines {
-		return nil
-	}
-	return engines[id].Load()
 }
 
 func errnoOf(err error) C.int {
@@ -119,19 +113,6 @@ func glEngineFree(id C.int) {
 	if e := releaseID(int32(id)); e != nil {
 		_ = e.Close()
 	}
-}
-
-// glEngineSetInterest returns 0 or an errno for C to raise as OSError. The
-// loop registers fds from C now (epoll.c); benchmarks/crossing.py still
-// times this call (with id -1) as the cheapest real C->Go crossing.
-//
-//export glEngineSetInterest
-func glEngineSetInterest(id C.int, fd C.int, mask C.uint32_t) C.int {
-	e := engineFor(id)
-	if e == nil {
-		return C.int(unix.EBADF)
-	}
-	return errnoOf(e.SetInterest(int(fd), uint32(mask)))
 }
 
 func main() {}

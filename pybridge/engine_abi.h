@@ -1,7 +1,6 @@
-/* Values shared by the C loop core and the Go engine.
- *
- * GL_EVENT_* are goloop.EventRead/EventWrite/EventEdge, the interest bits
- * of a registration. */
+/* The interest bits of an fd registration, as io.c, epoll.c and watch.c
+ * pass them around. C only: the Go engine registers no fds and, since the
+ * timers moved to timers.c, shares no structures with C either. */
 #ifndef GOLOOP_ENGINE_ABI_H
 #define GOLOOP_ENGINE_ABI_H
 

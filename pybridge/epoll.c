@@ -15,8 +15,7 @@
  * benchmarks/net/run_echo.py --transports churn --modes protocol`).
  *
  * The registered state per fd is tracked so that the first try is the
- * right operation (ADD for a new fd, MOD for a known one), as the Go
- * Poller does. ADD may find EEXIST (a registration of this very file we
+ * right operation (ADD for a new fd, MOD for a known one). ADD may find EEXIST (a registration of this very file we
  * lost track of; then MOD). MOD finding ENOENT is not retried as ADD:
  * the kernel dropped the registration when its file was closed, so the
  * fd number may now be another socket's, and an ADD would hand that

@@ -244,6 +244,8 @@ int gl_socket_fd(PyObject *sock); /* sock.fileno(); -1 when closed, or -1 + exce
 int gl_socket_closed(PyObject *sock); /* a closed/detached socket object; no call made */
 int gl_sockaddr_init(void);
 int gl_accept_init(void);
+PyObject *gl_accept_one(int lfd, PyObject *family, PyObject *type, PyObject *proto,
+                        struct sockaddr_storage *sa, socklen_t *len, int *err); /* accept.c */
 PyObject *gl_accept_stream(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 int gl_datagram_init(PyObject *module);
 int gl_loop_only_this_fd_next(gl_loop *loop, int fd); /* loop.c */
@@ -281,18 +283,20 @@ Py_ssize_t gl_recv_retry(int fd, char *buf, Py_ssize_t len, struct sockaddr_stor
 PyObject *gl_recv_bytes(int fd, Py_ssize_t n, int *again);
 PyObject *gl_recv_into(int fd, PyObject *buf, int *again);
 
-/* ---- sock_recv's native wait (sockops.c) ---- */
+/* ---- the sock_* calls' native waits (sockops.c) ---- */
 int gl_sockops_init(void);
-PyObject *gl_loop_sock_recv_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
-PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
-PyObject *gl_loop_sock_recv_into_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
-PyObject *gl_loop_sock_recv_into_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
+int gl_sockops_add_methods(PyTypeObject *type); /* LoopCore's _sock_* methods */
+
+/* ---- child processes started by the Go engine (process.c) ---- */
+PyObject *gl_spawn(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *gl_reap_later(PyObject *module, PyObject *arg);
 
 /* ---- getaddrinfo / getnameinfo on goroutines (resolve.c) ---- */
 int gl_resolve_init(void);
-PyObject *gl_loop_getaddrinfo_start(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
+PyObject *gl_loop_getaddrinfo(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 PyObject *gl_loop_getnameinfo_start(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs);
 void gl_resolve_drain(gl_loop *loop); /* on the engine's eventfd (poll.c) */
+void gl_resolve_flush(gl_loop *loop); /* before each wait (poll.c) */
 void gl_resolve_close(gl_loop *loop); /* before the engine's fds close */
 
 /* ---- create_future / create_task (futures.c) ---- */

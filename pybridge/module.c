@@ -3,6 +3,7 @@
  * policy in docs/architecture.md). */
 #include "goloop.h"
 #include "_cgo_export.h"
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
@@ -49,10 +50,12 @@ static PyObject *mod_forked(PyObject *mod, PyObject *unused)
     return PyBool_FromLong(gl_forked);
 }
 
-/* _bench_crossing(n, release_gil): average ns of one C->Go call (an engine
- * call on an invalid id, which returns at once), optionally wrapped in the
- * GIL release/re-acquire that gopy's generated wrappers do on every call.
- * Used by benchmarks/crossing.py for the README's binding-cost table. */
+/* _bench_crossing(n, release_gil): average ns of one C->Go call, optionally
+ * wrapped in the GIL release/re-acquire that gopy's generated wrappers do
+ * on every call. The call is glResolveStart with an empty list: the loop's
+ * own per-iteration crossing when that iteration started name lookups,
+ * minus the goroutines. Used by benchmarks/crossing.py for the README's
+ * binding-cost table. */
 static PyObject *mod_bench_crossing(PyObject *mod, PyObject *args)
 {
     long n;
@@ -67,10 +70,10 @@ static PyObject *mod_bench_crossing(PyObject *mod, PyObject *args)
     for (long i = 0; i < n; i++) {
         if (release) {
             Py_BEGIN_ALLOW_THREADS
-            glEngineSetInterest(-1, -1, 0);
+            glResolveStart(NULL);
             Py_END_ALLOW_THREADS
         } else {
-            glEngineSetInterest(-1, -1, 0);
+            glResolveStart(NULL);
         }
     }
     double dt = gl_monotonic() - t0;
@@ -81,6 +84,10 @@ static PyMethodDef module_methods[] = {
     {"_bench_crossing", mod_bench_crossing, METH_VARARGS, NULL},
     {"forked", mod_forked, METH_NOARGS,
      "True in a child forked after this process started the Go runtime."},
+    {"_spawn", (PyCFunction)(void (*)(void))gl_spawn, METH_FASTCALL,
+     "Start a child process through the Go engine (process.c)."},
+    {"_reap_later", gl_reap_later, METH_O,
+     "Hand a child's pidfd to the Go engine, which reaps it (process.c)."},
     {"_accept_stream", (PyCFunction)(void (*)(void))gl_accept_stream, METH_FASTCALL,
      "A server's accept loop for plain connections (accept.c)."},
     {"_gc_callback", (PyCFunction)(void (*)(void))gl_gc_callback, METH_FASTCALL,
@@ -128,7 +135,8 @@ PyMODINIT_FUNC PyInit__goloop(void)
 {
     if (init_strings() < 0 || gl_futures_init() < 0 || gl_io_init() < 0 || gl_sockops_init() < 0 ||
         gl_sockaddr_init() < 0 || gl_accept_init() < 0 || gl_resolve_init() < 0 ||
-        PyType_Ready(&gl_LoopCoreType) < 0 || gl_loop_init_type() < 0 ||
+        PyType_Ready(&gl_LoopCoreType) < 0 || gl_sockops_add_methods(&gl_LoopCoreType) < 0 ||
+        gl_loop_init_type() < 0 ||
         PyType_Ready(&gl_WatchType) < 0) {
         return NULL;
     }

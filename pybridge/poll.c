@@ -1,8 +1,8 @@
 /* Waiting for I/O: epoll_wait on the engine's epoll fd, in C.
  *
- * The Go engine owns the epoll registration (SetInterest) and the timers,
- * but the blocking wait happens here, with the GIL released and no Go
- * frame on the stack. Blocking inside a Go call made the Go scheduler hand
+ * The engine creates the epoll set and owns the timers; fds are registered
+ * from C (epoll.c) and the blocking wait happens here, with the GIL
+ * released and no Go frame on the stack. Blocking inside a Go call made the Go scheduler hand
  * its P off and take it back around every wait: strace of a 1 KiB echo
  * server showed ~1.7 futex, ~1 nanosleep (sysmon) and ~1 clock_gettime
  * syscall per epoll_wait, and 30% more system CPU per request than the
@@ -45,6 +45,9 @@ int gl_poll_io(gl_loop *loop, int timeout_ms)
 {
     if (loop->ebuf == NULL && grow_buffer(loop) < 0) {
         return -1;
+    }
+    if (loop->resolver != NULL) {
+        gl_resolve_flush(loop); /* the lookups this iteration began, into Go at once */
     }
     int n, err;
     if (timeout_ms != 0) {

@@ -13,7 +13,8 @@
 typedef struct gl_resolver gl_resolver;
 
 typedef struct gl_resolve_req {
-    struct gl_resolve_req *next; /* on the resolver's completion list */
+    struct gl_resolve_req *next; /* on the resolver's list of requests to
+                                  * start, then on its completion list */
     gl_resolver *owner;
     uint64_t id;   /* key of the request's future in the loop's lookups */
     int kind;      /* GL_RESOLVE_ADDRINFO or GL_RESOLVE_NAMEINFO */

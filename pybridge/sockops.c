@@ -1,25 +1,51 @@
-/* loop.sock_recv's and sock_recv_into's wait in C (asyncio:
- * selector_events._sock_recv, _sock_recv_into and _sock_read_done).
+/* The loop's sock_* calls in C for plain non-blocking sockets (asyncio:
+ * selector_events' sock_recv, sock_recv_into, sock_recvfrom,
+ * sock_recvfrom_into, sock_sendall, sock_sendto, sock_connect and
+ * sock_accept, their _sock_* callbacks and _sock_read_done /
+ * _sock_write_done).
  *
- * asyncio answers a sock_recv that finds no data by raising and catching
- * BlockingIOError, then registering a reader Handle on a bound method
- * with a functools.partial done-callback that removes it again. Here the
- * first recv reports "nothing yet" without an exception
- * (_sock_recv_now), and the wait is a native watch whose owner, a small
- * op object, receives into a new bytes object and resolves the future.
- * The done-callback is kept for what it is for (a cancelled future must
- * stop watching the fd at once) and removed again when the op resolves
- * the future itself, so a completed receive schedules only the waiting
- * task's wake-up.
+ * asyncio tries the syscall, and when it finds nothing to do yet it
+ * raises and catches BlockingIOError, makes a future, registers a reader
+ * or writer Handle on a bound method and adds a functools.partial
+ * done-callback that removes it again. Here the first try reports
+ * "nothing yet" without an exception (the *_now functions return None),
+ * and the wait is a native watch whose owner, a small op object, retries
+ * the syscall and resolves the future. The done-callback is kept for what
+ * it is for (a cancelled future must stop watching the fd at once: no
+ * data is taken, nothing more is sent after the cancel) and removed again
+ * when the op resolves the future itself, so a completed operation
+ * schedules only the waiting task's wake-up.
  *
- * The op holds the socket, as asyncio's reader Handle does, and receives
- * only while the socket still owns fd: a program may close the socket
- * during the wait, and the next socket made gets the same number (an
- * event can still arrive for it: a dup of the closed socket keeps its
- * registration alive). asyncio's sock.recv then fails with EBADF; so does
- * this, instead of taking the new owner's data. */
+ * The op holds the socket, as asyncio's Handle does, and makes its
+ * syscall only while the socket still owns fd: a program may close the
+ * socket during the wait, and the next socket made gets the same number
+ * (an event can still arrive for it: a dup of the closed socket keeps its
+ * registration alive). asyncio's sock.recv (send, getsockopt, ...) then
+ * fails with EBADF; so does this, instead of reaching the new owner.
+ *
+ * Reads (recv, recv_into, recvfrom, recvfrom_into, accept) wait through
+ * io.c's parked, edge-triggered read interest: each of them tries its
+ * syscall before waiting. Writes (sendall, sendto, connect) wait on a
+ * plain level-triggered writer, as asyncio's do.
+ *
+ * What the *_now functions cannot do exactly as socket's methods (a
+ * family sockaddr.c does not build addresses for, a send buffer that
+ * is not plain bytes) they answer with NotImplemented before any
+ * syscall, and loop.py takes asyncio's own path. */
 #include "goloop.h"
 #include <errno.h>
+
+enum {
+    OP_RECV,
+    OP_RECV_INTO,
+    OP_RECVFROM,
+    OP_RECVFROM_INTO,
+    OP_ACCEPT,
+    OP_SENDALL, /* the first writer kind */
+    OP_SENDTO,
+    OP_CONNECT,
+};
+#define OP_WRITES(kind) ((kind) >= OP_SENDALL)
 
 typedef struct {
     PyObject_HEAD
@@ -27,38 +53,56 @@ typedef struct {
     PyObject *fut;
     PyObject *sock;    /* an exact socket.socket */
     PyObject *sockref; /* weakref to the socket, for parking (io.c) */
-    PyObject *into;    /* sock_recv_into's buffer, NULL for sock_recv */
+    PyObject *obj;     /* recv_into's buffer, sendall/sendto's data */
+    PyObject *addr;    /* sendto's and connect's address */
+    Py_buffer view;    /* sendall's data, while has_view */
+    int has_view;
+    int kind;
     int fd;
-    Py_ssize_t n;
-} gl_recvop;
+    Py_ssize_t n; /* bytes to receive; sendall's position */
+} gl_sockop;
 
 static PyObject *str_done, *str_add_done_callback, *str_remove_done_callback,
-    *str_set_result, *str_set_exception;
+    *str_set_result, *str_set_exception, *str_sendto, *str_ensure_fd_no_transport;
 
-static int recvop_traverse(gl_recvop *self, visitproc visit, void *arg)
+static void release_view(gl_sockop *self)
+{
+    if (self->has_view) {
+        self->has_view = 0;
+        PyBuffer_Release(&self->view);
+    }
+}
+
+static int sockop_traverse(gl_sockop *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->loop);
     Py_VISIT(self->fut);
     Py_VISIT(self->sock);
     Py_VISIT(self->sockref);
-    Py_VISIT(self->into);
+    Py_VISIT(self->obj);
+    Py_VISIT(self->addr);
+    if (self->has_view) {
+        Py_VISIT(self->view.obj);
+    }
     return 0;
 }
 
-static int recvop_clear(gl_recvop *self)
+static int sockop_clear(gl_sockop *self)
 {
+    release_view(self);
     Py_CLEAR(self->loop);
     Py_CLEAR(self->fut);
     Py_CLEAR(self->sock);
     Py_CLEAR(self->sockref);
-    Py_CLEAR(self->into);
+    Py_CLEAR(self->obj);
+    Py_CLEAR(self->addr);
     return 0;
 }
 
-static void recvop_dealloc(gl_recvop *self)
+static void sockop_dealloc(gl_sockop *self)
 {
     PyObject_GC_UnTrack(self);
-    recvop_clear(self);
+    sockop_clear(self);
     PyObject_GC_Del(self);
 }
 
@@ -69,15 +113,240 @@ static int call1(PyObject *obj, PyObject *name, PyObject *arg)
     return r == NULL ? -1 : 0;
 }
 
-static int stop_watching(gl_recvop *op)
+/* The op is finished (done, cancelled, failed): stop watching fd, and let
+ * go of sendall's data (asyncio's Handle and its memoryview go with
+ * remove_writer). */
+static int stop_watching(gl_sockop *op)
 {
-    return gl_io_unwatch_owner((gl_loop *)op->loop, op->fd, 0, (PyObject *)op) < 0 ? -1 : 0;
+    release_view(op);
+    int w = OP_WRITES(op->kind);
+    return gl_io_unwatch_owner((gl_loop *)op->loop, op->fd, w, (PyObject *)op) < 0 ? -1 : 0;
 }
 
-/* The fd is readable: _sock_recv(fut, sock, n). */
-static int recvop_ready(PyObject *owner, int write)
+/* ---- the syscalls, as socket's methods make them ---- */
+
+/* recvfrom(fd, n) into a new bytes object: (data, address) as
+ * socket.recvfrom returns it; NULL with *again set when nothing is there. */
+static PyObject *recvfrom_bytes(int fd, Py_ssize_t n, int *again)
 {
-    gl_recvop *op = (gl_recvop *)owner;
+    *again = 0;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative buffersize in recvfrom");
+        return NULL;
+    }
+    struct sockaddr_storage sa;
+    socklen_t salen = 0;
+    PyObject *data = NULL;
+    Py_ssize_t got;
+    if (n <= GL_SCRATCH_SIZE) {
+        got = gl_recv_retry(fd, gl_scratch, n, &sa, &salen);
+        if (got >= 0) {
+            data = PyBytes_FromStringAndSize(gl_scratch, got);
+        }
+    } else {
+        data = PyBytes_FromStringAndSize(NULL, n);
+        if (data == NULL) {
+            return NULL;
+        }
+        got = gl_recv_retry(fd, PyBytes_AS_STRING(data), n, &sa, &salen);
+        if (got < 0) {
+            Py_CLEAR(data);
+        } else if (got < n && _PyBytes_Resize(&data, got) < 0) {
+            return NULL;
+        }
+    }
+    if (got < 0) {
+        *again = got == -1;
+        return NULL;
+    }
+    PyObject *addr = data ? gl_sockaddr_to_py(&sa, salen) : NULL;
+    if (addr == NULL) {
+        Py_XDECREF(data);
+        return NULL;
+    }
+    PyObject *r = PyTuple_Pack(2, data, addr);
+    Py_DECREF(data);
+    Py_DECREF(addr);
+    return r;
+}
+
+/* socket.recvfrom_into(buf, nbytes): (count, address). */
+static PyObject *recvfrom_into(int fd, PyObject *buf, Py_ssize_t nbytes, int *again)
+{
+    *again = 0;
+    Py_buffer view;
+    if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError,
+                     "recvfrom_into() argument 1 must be read-write bytes-like object, "
+                     "not %.200s",
+                     Py_TYPE(buf)->tp_name);
+        return NULL;
+    }
+    if (nbytes < 0 || nbytes > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, nbytes < 0
+                                              ? "negative buffersize in recvfrom_into"
+                                              : "nbytes is greater than the length of the buffer");
+        return NULL;
+    }
+    struct sockaddr_storage sa;
+    socklen_t salen = 0;
+    Py_ssize_t got = gl_recv_retry(fd, view.buf, nbytes ? nbytes : view.len, &sa, &salen);
+    PyBuffer_Release(&view);
+    if (got < 0) {
+        *again = got == -1;
+        return NULL;
+    }
+    PyObject *addr = gl_sockaddr_to_py(&sa, salen);
+    return addr ? Py_BuildValue("(nN)", got, addr) : NULL;
+}
+
+/* send(2) with PEP 475's EINTR retry: bytes sent, 0 on EAGAIN, -1 with an
+ * exception. MSG_NOSIGNAL: Python ignores SIGPIPE, so socket.send's EPIPE
+ * is the same, and a program that restored SIGPIPE is not killed here. */
+static Py_ssize_t send_retry(int fd, const char *p, Py_ssize_t len)
+{
+    for (;;) {
+        ssize_t n = send(fd, p, (size_t)len, MSG_NOSIGNAL);
+        if (n >= 0) {
+            return n;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        }
+        if (errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+    }
+}
+
+/* sock.accept() + conn.setblocking(False): (conn, address). */
+static PyObject *accept_conn(PyObject *sock, int fd, int *again)
+{
+    *again = 0;
+    long fam = gl_socket_int(gl_raw_family, sock);
+    long type = fam == -1 ? -1 : gl_socket_int(gl_raw_type, sock);
+    if (type == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *family = PyLong_FromLong(fam);
+    /* the type tells the new socket object it is non-blocking (accept.c) */
+    PyObject *nbtype = family ? PyLong_FromLong(type | SOCK_NONBLOCK) : NULL;
+    PyObject *proto =
+        nbtype ? Py_TYPE(gl_raw_proto)->tp_descr_get(gl_raw_proto, sock, NULL) : NULL;
+    struct sockaddr_storage sa;
+    socklen_t salen = 0;
+    PyObject *r = NULL;
+    int err = 0;
+    PyObject *conn = proto ? gl_accept_one(fd, family, nbtype, proto, &sa, &salen, &err) : NULL;
+    if (conn != NULL) {
+        PyObject *peer = gl_sockaddr_to_py(&sa, salen);
+        r = peer ? PyTuple_Pack(2, conn, peer) : NULL;
+        Py_DECREF(conn);
+        Py_XDECREF(peer);
+    } else if (err == EAGAIN || err == EWOULDBLOCK) {
+        *again = 1;
+    } else if (err != 0) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_XDECREF(family);
+    Py_XDECREF(nbtype);
+    Py_XDECREF(proto);
+    return r;
+}
+
+/* sock.sendto(data, 0, address) (socket's own address parsing), with
+ * BlockingIOError and InterruptedError as "again". */
+static PyObject *sendto_call(gl_sockop *op, int *again)
+{
+    *again = 0;
+    PyObject *flags = PyLong_FromLong(0);
+    if (flags == NULL) {
+        return NULL;
+    }
+    PyObject *args[4] = {op->sock, op->obj, flags, op->addr};
+    PyObject *r = PyObject_VectorcallMethod(str_sendto, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                            NULL);
+    Py_DECREF(flags);
+    if (r == NULL && (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+                      PyErr_ExceptionMatches(PyExc_InterruptedError))) {
+        PyErr_Clear();
+        *again = 1;
+    }
+    return r;
+}
+
+/* _sock_connect_cb: SO_ERROR, raised as OSError(err, 'Connect call failed
+ * {address}') (an OSError subclass by errno, as OSError(...) picks). */
+static PyObject *connect_result(gl_sockop *op, int *again)
+{
+    *again = 0;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(op->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            *again = 1;
+            return NULL;
+        }
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (err == 0) {
+        Py_RETURN_NONE;
+    }
+    PyObject *msg = PyUnicode_FromFormat("Connect call failed %S", op->addr);
+    PyObject *exc = msg ? PyObject_CallFunction(PyExc_OSError, "iN", err, msg) : NULL;
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* One try of op's syscall: the future's result, or NULL with *again set
+ * (keep waiting) or an exception. sendall sets *again until all is sent. */
+static PyObject *attempt(gl_sockop *op, int *again)
+{
+    switch (op->kind) {
+    case OP_RECV:
+        return gl_recv_bytes(op->fd, op->n, again);
+    case OP_RECV_INTO:
+        return gl_recv_into(op->fd, op->obj, again);
+    case OP_RECVFROM:
+        return recvfrom_bytes(op->fd, op->n, again);
+    case OP_RECVFROM_INTO:
+        return recvfrom_into(op->fd, op->obj, op->n, again);
+    case OP_ACCEPT:
+        return accept_conn(op->sock, op->fd, again);
+    case OP_SENDALL: {
+        Py_ssize_t sent = send_retry(op->fd, (char *)op->view.buf + op->n, op->view.len - op->n);
+        *again = 0;
+        if (sent < 0) {
+            return NULL;
+        }
+        op->n += sent;
+        if (op->n < op->view.len) {
+            *again = 1;
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    case OP_SENDTO:
+        return sendto_call(op, again);
+    default:
+        return connect_result(op, again);
+    }
+}
+
+/* The fd is ready: asyncio's _sock_recv(fut, sock, n) & co. */
+static int sockop_ready(PyObject *owner, int write)
+{
+    gl_sockop *op = (gl_sockop *)owner;
     PyObject *done = PyObject_CallMethodNoArgs(op->fut, str_done);
     if (done == NULL) {
         return -1;
@@ -89,40 +358,44 @@ static int recvop_ready(PyObject *owner, int write)
     }
     int again = 0;
     int owned = gl_socket_fd(op->sock) == op->fd;
-    PyObject *data = NULL;
+    PyObject *result = NULL;
     if (!owned) {
         if (!PyErr_Occurred()) {
-            errno = EBADF; /* what sock.recv says once sock is closed */
+            errno = EBADF; /* what sock.recv & co. say once sock is closed */
             PyErr_SetFromErrno(PyExc_OSError);
         }
     } else {
-        data = op->into ? gl_recv_into(op->fd, op->into, &again)
-                        : gl_recv_bytes(op->fd, op->n, &again);
+        result = attempt(op, &again);
     }
-    if (data == NULL && again) {
+    if (result == NULL && again) {
         return 0; /* try again next time */
     }
-    if (data == NULL && gl_exiting_exception()) {
+    if (result == NULL && gl_exiting_exception()) {
         return -1;
     }
-    PyObject *exc = data == NULL ? gl_take_exception() : NULL;
-    /* a closed socket's registration is not parked for its fd's next owner */
-    PyObject *park = owned ? op->sockref : NULL;
-    int r = gl_io_park_reader((gl_loop *)op->loop, op->fd, owner, park) < 0 ? -1 : 0;
+    PyObject *exc = result == NULL ? gl_take_exception() : NULL;
+    int r;
+    if (OP_WRITES(op->kind)) {
+        r = stop_watching(op);
+    } else {
+        /* a closed socket's registration is not parked for its fd's next owner */
+        PyObject *park = owned ? op->sockref : NULL;
+        r = gl_io_park_reader((gl_loop *)op->loop, op->fd, owner, park) < 0 ? -1 : 0;
+    }
     if (r == 0) {
         r = call1(op->fut, str_remove_done_callback, owner);
     }
     if (r == 0) {
-        r = data != NULL ? call1(op->fut, str_set_result, data)
-                         : call1(op->fut, str_set_exception, exc);
+        r = result != NULL ? call1(op->fut, str_set_result, result)
+                           : call1(op->fut, str_set_exception, exc);
     }
-    Py_XDECREF(data);
+    Py_XDECREF(result);
     Py_XDECREF(exc);
     return r;
 }
 
-/* The future's done-callback: _sock_read_done. */
-static PyObject *recvop_call(gl_recvop *self, PyObject *args, PyObject *kw)
+/* The future's done-callback: _sock_read_done / _sock_write_done. */
+static PyObject *sockop_call(gl_sockop *self, PyObject *args, PyObject *kw)
 {
     if (stop_watching(self) < 0) {
         return NULL;
@@ -130,16 +403,28 @@ static PyObject *recvop_call(gl_recvop *self, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
-static PyTypeObject gl_RecvOpType = {
+static PyTypeObject gl_SockOpType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "goloop._goloop.SockRecvOp",
-    .tp_basicsize = sizeof(gl_recvop),
+    .tp_name = "goloop._goloop.SockOp",
+    .tp_doc = "A loop.sock_* call waiting on its fd (see pybridge/sockops.c).",
+    .tp_basicsize = sizeof(gl_sockop),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_traverse = (traverseproc)recvop_traverse,
-    .tp_clear = (inquiry)recvop_clear,
-    .tp_dealloc = (destructor)recvop_dealloc,
-    .tp_call = (ternaryfunc)recvop_call,
+    .tp_traverse = (traverseproc)sockop_traverse,
+    .tp_clear = (inquiry)sockop_clear,
+    .tp_dealloc = (destructor)sockop_dealloc,
+    .tp_call = (ternaryfunc)sockop_call,
 };
+
+/* ---- argument helpers ---- */
+
+static int check_nargs(Py_ssize_t nargs, Py_ssize_t want, const char *sig)
+{
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "expected %s", sig);
+        return -1;
+    }
+    return 0;
+}
 
 static int parse_fd(PyObject *arg, int *fd)
 {
@@ -151,42 +436,69 @@ static int parse_fd(PyObject *arg, int *fd)
     return 0;
 }
 
-static int parse_fd_n(PyObject *const *args, Py_ssize_t nargs, int *fd, Py_ssize_t *n)
+static int parse_size(PyObject *arg, Py_ssize_t *n)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "expected (fd, nbytes)");
-        return -1;
-    }
-    if (parse_fd(args[0], fd) < 0) {
-        return -1;
-    }
-    *n = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    *n = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
     return (*n == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* _sock_recv_now(fd, n): sock.recv(n), or None instead of BlockingIOError. */
-PyObject *gl_loop_sock_recv_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+/* Whether sockaddr.c builds this socket's addresses as socket does. */
+static int family_supported(PyObject *sock, int *ok)
 {
-    int fd;
-    Py_ssize_t n;
-    if (parse_fd_n(args, nargs, &fd, &n) < 0) {
-        return NULL;
+    long fam = gl_socket_int(gl_raw_family, sock);
+    if (fam == -1 && PyErr_Occurred()) {
+        return -1;
     }
-    int again;
-    PyObject *data = gl_recv_bytes(fd, n, &again);
-    if (data == NULL && again) {
-        Py_RETURN_NONE;
-    }
-    return data;
+    *ok = gl_sockaddr_supported((int)fam);
+    return 0;
 }
 
-static PyObject *start_wait(gl_loop *loop, PyObject *sock, int fd, Py_ssize_t n, PyObject *into)
+/* A result, or None for "nothing yet" (again) or NULL with an exception. */
+static PyObject *now_result(PyObject *r, int again)
 {
+    if (r == NULL && again) {
+        Py_RETURN_NONE;
+    }
+    return r;
+}
+
+/* sendall's data as socket.send and asyncio's memoryview(data) see it
+ * alike: bytes, bytearray, or a one-dimensional byte memoryview (len()
+ * counts bytes). 0 when it is something else. */
+static int plain_bytes(PyObject *data)
+{
+    if (PyBytes_CheckExact(data) || PyByteArray_CheckExact(data)) {
+        return 1;
+    }
+    if (!PyMemoryView_Check(data)) {
+        return 0;
+    }
+    Py_buffer *v = PyMemoryView_GET_BUFFER(data);
+    return v->itemsize == 1 && v->ndim == 1 && PyBuffer_IsContiguous(v, 'C');
+}
+
+/* ---- starting a wait ---- */
+
+/* loop._ensure_fd_no_transport(fd), as asyncio calls it before a wait. */
+static int ensure_no_transport(gl_loop *loop, int fd)
+{
+    PyObject *fdobj = PyLong_FromLong(fd);
+    int r = fdobj ? call1((PyObject *)loop, str_ensure_fd_no_transport, fdobj) : -1;
+    Py_XDECREF(fdobj);
+    return r;
+}
+
+static PyObject *start_wait(gl_loop *loop, int kind, PyObject *sock, int fd, Py_ssize_t n,
+                            PyObject *obj, PyObject *addr)
+{
+    if (ensure_no_transport(loop, fd) < 0) {
+        return NULL;
+    }
     PyObject *fut = gl_loop_create_future(loop, NULL);
     if (fut == NULL) {
         return NULL;
     }
-    gl_recvop *op = PyObject_GC_New(gl_recvop, &gl_RecvOpType);
+    gl_sockop *op = PyObject_GC_New(gl_sockop, &gl_SockOpType);
     if (op == NULL) {
         Py_DECREF(fut);
         return NULL;
@@ -195,19 +507,35 @@ static PyObject *start_wait(gl_loop *loop, PyObject *sock, int fd, Py_ssize_t n,
     op->fut = Py_NewRef(fut);
     op->sock = Py_NewRef(sock);
     op->sockref = NULL;
-    op->into = Py_XNewRef(into);
+    op->obj = Py_XNewRef(obj);
+    op->addr = Py_XNewRef(addr);
+    op->has_view = 0;
+    op->kind = kind;
     op->fd = fd;
     op->n = n;
     PyObject_GC_Track(op);
-    int r = gl_io_watch_reader_of(loop, fd, sock, (PyObject *)op, recvop_ready, &op->sockref);
-    if (r == 0 && call1(fut, str_add_done_callback, (PyObject *)op) < 0) {
-        PyObject *type, *value, *tb; /* keep it across the removal */
-        PyErr_Fetch(&type, &value, &tb);
-        if (stop_watching(op) < 0) {
-            PyErr_Clear();
+    int r = 0;
+    if (kind == OP_SENDALL) {
+        /* asyncio's memoryview(data): data is exported (a bytearray cannot
+         * be resized) until the send ends or is cancelled */
+        r = PyObject_GetBuffer(obj, &op->view, PyBUF_SIMPLE);
+        op->has_view = r == 0;
+    }
+    if (r == 0) {
+        r = OP_WRITES(kind) ? gl_io_watch(loop, fd, 1, (PyObject *)op, sockop_ready, 0)
+                            : gl_io_watch_reader_of(loop, fd, sock, (PyObject *)op, sockop_ready,
+                                                    &op->sockref);
+        if (r == 0 && call1(fut, str_add_done_callback, (PyObject *)op) < 0) {
+            PyObject *exc = gl_take_exception(); /* keep it across the removal */
+            if (stop_watching(op) < 0) {
+                PyErr_Clear();
+            }
+            gl_restore_exception(exc);
+            r = -1;
         }
-        PyErr_Restore(type, value, tb);
-        r = -1;
+    }
+    if (r < 0) {
+        release_view(op);
     }
     Py_DECREF(op);
     if (r < 0) {
@@ -217,67 +545,233 @@ static PyObject *start_wait(gl_loop *loop, PyObject *sock, int fd, Py_ssize_t n,
     return fut;
 }
 
-/* _sock_recv_wait(sock, fd, n): a future resolved by the next
- * successful recv on fd (sock.fileno()). */
-PyObject *gl_loop_sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+/* ---- the loop's methods (loop.py calls them; see GL_SOCKOPS_METHODS) ---- */
+
+/* _sock_recv_now(fd, n): sock.recv(n), or None instead of BlockingIOError. */
+static PyObject *sock_recv_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, again;
+    Py_ssize_t n;
+    if (check_nargs(nargs, 2, "(fd, nbytes)") < 0 || parse_fd(args[0], &fd) < 0 ||
+        parse_size(args[1], &n) < 0) {
+        return NULL;
+    }
+    PyObject *r = gl_recv_bytes(fd, n, &again);
+    return now_result(r, again);
+}
+
+/* _sock_recv_wait(sock, fd, n): a future resolved by the next successful
+ * recv on fd (sock.fileno()). */
+static PyObject *sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
     Py_ssize_t n;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "expected (sock, fd, nbytes)");
+    if (check_nargs(nargs, 3, "(sock, fd, nbytes)") < 0 || parse_fd(args[1], &fd) < 0 ||
+        parse_size(args[2], &n) < 0) {
         return NULL;
     }
-    if (parse_fd_n(args + 1, 2, &fd, &n) < 0) {
-        return NULL;
-    }
-    return start_wait(loop, args[0], fd, n, NULL);
+    return start_wait(loop, OP_RECV, args[0], fd, n, NULL, NULL);
 }
 
-/* _sock_recv_into_now(fd, buf): sock.recv_into(buf), or None instead of
- * BlockingIOError. */
-PyObject *gl_loop_sock_recv_into_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+/* _sock_recv_into_now(fd, buf): sock.recv_into(buf), or None. */
+static PyObject *sock_recv_into_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, again;
+    if (check_nargs(nargs, 2, "(fd, buffer)") < 0 || parse_fd(args[0], &fd) < 0) {
+        return NULL;
+    }
+    PyObject *r = gl_recv_into(fd, args[1], &again);
+    return now_result(r, again);
+}
+
+/* _sock_recv_into_wait(sock, fd, buf): the byte count of the next
+ * successful recv_into. */
+static PyObject *sock_recv_into_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "expected (fd, buffer)");
+    if (check_nargs(nargs, 3, "(sock, fd, buffer)") < 0 || parse_fd(args[1], &fd) < 0) {
         return NULL;
     }
-    if (parse_fd(args[0], &fd) < 0) {
+    return start_wait(loop, OP_RECV_INTO, args[0], fd, 0, args[2], NULL);
+}
+
+/* _sock_recvfrom_now(sock, fd, n): sock.recvfrom(n), None, or
+ * NotImplemented (a family whose addresses sockaddr.c does not build). */
+static PyObject *sock_recvfrom_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, ok, again;
+    Py_ssize_t n;
+    if (check_nargs(nargs, 3, "(sock, fd, nbytes)") < 0 || family_supported(args[0], &ok) < 0 ||
+        parse_fd(args[1], &fd) < 0 || parse_size(args[2], &n) < 0) {
         return NULL;
     }
-    int again;
-    PyObject *n = gl_recv_into(fd, args[1], &again);
-    if (n == NULL && again) {
+    if (!ok) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    PyObject *r = recvfrom_bytes(fd, n, &again);
+    return now_result(r, again);
+}
+
+static PyObject *sock_recvfrom_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    Py_ssize_t n;
+    if (check_nargs(nargs, 3, "(sock, fd, nbytes)") < 0 || parse_fd(args[1], &fd) < 0 ||
+        parse_size(args[2], &n) < 0) {
+        return NULL;
+    }
+    return start_wait(loop, OP_RECVFROM, args[0], fd, n, NULL, NULL);
+}
+
+/* _sock_recvfrom_into_now(sock, fd, buf, nbytes): sock.recvfrom_into(buf,
+ * nbytes), None, or NotImplemented (as above). */
+static PyObject *sock_recvfrom_into_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, ok, again;
+    Py_ssize_t n;
+    if (check_nargs(nargs, 4, "(sock, fd, buffer, nbytes)") < 0 ||
+        family_supported(args[0], &ok) < 0 || parse_fd(args[1], &fd) < 0 ||
+        parse_size(args[3], &n) < 0) {
+        return NULL;
+    }
+    if (!ok) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    PyObject *r = recvfrom_into(fd, args[2], n, &again);
+    return now_result(r, again);
+}
+
+static PyObject *sock_recvfrom_into_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    Py_ssize_t n;
+    if (check_nargs(nargs, 4, "(sock, fd, buffer, nbytes)") < 0 || parse_fd(args[1], &fd) < 0 ||
+        parse_size(args[3], &n) < 0) {
+        return NULL;
+    }
+    return start_wait(loop, OP_RECVFROM_INTO, args[0], fd, n, args[2], NULL);
+}
+
+/* _sock_sendall_native(sock, fd, data): sock.send(data) and, if that did not
+ * send it all, a future for the rest (asyncio's _sock_sendall from the
+ * position reached); None when all was sent; NotImplemented, before any
+ * syscall, for data that is not plain bytes (see plain_bytes). */
+static PyObject *sock_sendall(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    if (check_nargs(nargs, 3, "(sock, fd, data)") < 0 || parse_fd(args[1], &fd) < 0) {
+        return NULL;
+    }
+    PyObject *data = args[2];
+    if (!plain_bytes(data)) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    Py_ssize_t sent = send_retry(fd, view.buf, view.len);
+    Py_ssize_t len = view.len;
+    PyBuffer_Release(&view);
+    if (sent < 0) {
+        return NULL;
+    }
+    if (sent == len) {
         Py_RETURN_NONE;
     }
-    return n;
+    return start_wait(loop, OP_SENDALL, args[0], fd, sent, data, NULL);
 }
 
-/* _sock_recv_into_wait(sock, fd, buf): a future resolved with the byte
- * count of the next successful recv_into. */
-PyObject *gl_loop_sock_recv_into_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+/* _sock_sendto_wait(sock, fd, data, address): a future for
+ * sock.sendto(data, 0, address) once fd is writable. */
+static PyObject *sock_sendto_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "expected (sock, fd, buffer)");
+    if (check_nargs(nargs, 4, "(sock, fd, data, address)") < 0 || parse_fd(args[1], &fd) < 0) {
         return NULL;
     }
-    if (parse_fd(args[1], &fd) < 0) {
+    return start_wait(loop, OP_SENDTO, args[0], fd, 0, args[2], args[3]);
+}
+
+/* _sock_connect_wait(sock, fd, address): a future for the connection in
+ * progress on fd (None, or its SO_ERROR as asyncio raises it). */
+static PyObject *sock_connect_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    if (check_nargs(nargs, 3, "(sock, fd, address)") < 0 || parse_fd(args[1], &fd) < 0) {
         return NULL;
     }
-    return start_wait(loop, args[0], fd, 0, args[2]);
+    return start_wait(loop, OP_CONNECT, args[0], fd, 0, NULL, args[2]);
+}
+
+/* _sock_accept_now(sock, fd): (conn, address) as sock.accept() +
+ * conn.setblocking(False) leave them, None, or NotImplemented (as
+ * recvfrom). */
+static PyObject *sock_accept_now(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, ok, again;
+    if (check_nargs(nargs, 2, "(sock, fd)") < 0 || family_supported(args[0], &ok) < 0 ||
+        parse_fd(args[1], &fd) < 0) {
+        return NULL;
+    }
+    if (!ok) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    PyObject *r = accept_conn(args[0], fd, &again);
+    return now_result(r, again);
+}
+
+static PyObject *sock_accept_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    if (check_nargs(nargs, 2, "(sock, fd)") < 0 || parse_fd(args[1], &fd) < 0) {
+        return NULL;
+    }
+    return start_wait(loop, OP_ACCEPT, args[0], fd, 0, NULL, NULL);
+}
+
+#define FASTCALL(name, fn) {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, NULL}
+static PyMethodDef sockops_methods[] = {
+    FASTCALL("_sock_recv_now", sock_recv_now),
+    FASTCALL("_sock_recv_wait", sock_recv_wait),
+    FASTCALL("_sock_recv_into_now", sock_recv_into_now),
+    FASTCALL("_sock_recv_into_wait", sock_recv_into_wait),
+    FASTCALL("_sock_recvfrom_now", sock_recvfrom_now),
+    FASTCALL("_sock_recvfrom_wait", sock_recvfrom_wait),
+    FASTCALL("_sock_recvfrom_into_now", sock_recvfrom_into_now),
+    FASTCALL("_sock_recvfrom_into_wait", sock_recvfrom_into_wait),
+    FASTCALL("_sock_sendall_native", sock_sendall),
+    FASTCALL("_sock_sendto_wait", sock_sendto_wait),
+    FASTCALL("_sock_connect_wait", sock_connect_wait),
+    FASTCALL("_sock_accept_now", sock_accept_now),
+    FASTCALL("_sock_accept_wait", sock_accept_wait),
+    {NULL},
+};
+
+/* Add the methods above to LoopCore (after PyType_Ready: they live here,
+ * with the op type, rather than in loop.c's table). */
+int gl_sockops_add_methods(PyTypeObject *type)
+{
+    for (PyMethodDef *def = sockops_methods; def->ml_name != NULL; def++) {
+        PyObject *descr = PyDescr_NewMethod(type, def);
+        int r = descr ? PyDict_SetItemString(type->tp_dict, def->ml_name, descr) : -1;
+        Py_XDECREF(descr);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    PyType_Modified(type);
+    return 0;
 }
 
 int gl_sockops_init(void)
 {
-    str_done = PyUnicode_InternFromString("done");
-    str_add_done_callback = PyUnicode_InternFromString("add_done_callback");
-    str_remove_done_callback = PyUnicode_InternFromString("remove_done_callback");
-    str_set_result = PyUnicode_InternFromString("set_result");
-    str_set_exception = PyUnicode_InternFromString("set_exception");
-    if (!str_done || !str_add_done_callback || !str_remove_done_callback || !str_set_result ||
-        !str_set_exception) {
+    if (!(GL_INTERN(str_done, "done") && GL_INTERN(str_add_done_callback, "add_done_callback") &&
+          GL_INTERN(str_remove_done_callback, "remove_done_callback") &&
+          GL_INTERN(str_set_result, "set_result") &&
+          GL_INTERN(str_set_exception, "set_exception") && GL_INTERN(str_sendto, "sendto") &&
+          GL_INTERN(str_ensure_fd_no_transport, "_ensure_fd_no_transport"))) {
         return -1;
     }
-    return PyType_Ready(&gl_RecvOpType);
+    return PyType_Ready(&gl_SockOpType);
 }

@@ -75,6 +75,7 @@ static int stream_traverse(gl_stream *self, visitproc visit, void *arg)
     Py_VISIT(self->server);
     Py_VISIT(self->empty_waiter);
     Py_VISIT(self->dict);
+    Py_VISIT(self->names.sock);
     return 0;
 }
 
@@ -86,6 +87,7 @@ static int stream_clear(gl_stream *self)
     Py_CLEAR(self->server);
     Py_CLEAR(self->empty_waiter);
     Py_CLEAR(self->dict);
+    Py_CLEAR(self->names.sock);
     return 0;
 }
 
@@ -811,8 +813,35 @@ static int obj_set(PyObject *self, PyObject *value, void *closure)
     return 0;
 }
 
+/* `_extra`: built on first read where the constructor left it pending
+ * (stream_conn.c, the lazy extra); setting or deleting it drops what was
+ * pending, as it replaces asyncio's dict. */
+static PyObject *extra_get(PyObject *self, void *closure)
+{
+    gl_stream *t = (gl_stream *)self;
+    if (gl_stream_extra_ready(t) < 0 || gl_stream_missing(t, t->extra, "_extra")) {
+        return NULL;
+    }
+    return Py_NewRef(t->extra);
+}
+
+static int extra_set(PyObject *self, PyObject *value, void *closure)
+{
+    gl_stream *t = (gl_stream *)self;
+    if (value == NULL && gl_stream_extra_ready(t) < 0) {
+        return -1;
+    }
+    if (value == NULL && gl_stream_missing(t, t->extra, "_extra")) {
+        return -1;
+    }
+    Py_CLEAR(t->names.sock);
+    Py_XSETREF(t->extra, Py_XNewRef(value));
+    return 0;
+}
+
 static PyGetSetDef stream_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {"_extra", extra_get, extra_set, NULL, NULL},
     {"_sock", obj_get, obj_set, NULL, &attr_sock},
     {"_protocol", obj_get, obj_set, NULL, &attr_protocol},
     {"_server", obj_get, obj_set, NULL, &attr_server},

@@ -4,6 +4,25 @@
 #ifndef GOLOOP_STREAM_H
 #define GOLOOP_STREAM_H
 #include "goloop.h"
+#include <netinet/in.h>
+
+/* A TCP socket's address (AF_INET or AF_INET6), as get{sock,peer}name or
+ * accept4 give it. */
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+} gl_inet_addr;
+
+/* The transport's `_extra` before anyone has read it (stream_conn.c: the
+ * lazy extra): the names asyncio's constructor stores, still as addresses.
+ * Pending while sock is set. */
+typedef struct {
+    PyObject *sock; /* for extra['socket'] (a TransportSocket around it) */
+    gl_inet_addr local, peer;
+    unsigned char local_len, peer_len; /* 0: the call failed, the name is None */
+    char peer_first; /* accepted: asyncio's extra starts as {'peername': addr} */
+} gl_lazy_names;
 
 typedef struct {
     PyObject_HEAD
@@ -24,10 +43,12 @@ typedef struct {
     /* instance attributes and patches (mock.patch.object(transport,
      * "write")), as asyncio's transports allow; created on first use */
     PyObject *dict;
+    gl_lazy_names names;
 } gl_stream;
 
 int gl_stream_missing(gl_stream *self, PyObject *v, const char *name); /* AttributeError */
 PyObject *gl_stream_protocol(gl_stream *self); /* self._protocol, new ref or NULL + error */
+int gl_stream_extra_ready(gl_stream *self); /* build a pending `_extra`; -1 + exception */
 int gl_stream_setup(gl_stream *self, PyObject *loop, PyObject *sock, PyObject *protocol,
                     PyObject *waiter, PyObject *extra, PyObject *server);
 int gl_stream_tp_init(PyObject *self, PyObject *args, PyObject *kw);

@@ -18,6 +18,10 @@ from loop_support import FACTORIES, LOOP_DEBUG, stock_factory
 
 LOOP_NAMES = ("asyncio", "goloop")
 
+# The integration tier (make integration) needs packages the main suite's
+# venvs do not have, and runs from its own rootdir (tests/integration/pytest.ini).
+collect_ignore = ["integration"]
+
 
 def pytest_report_header(config):
     return f"loops' debug mode: {'on' if LOOP_DEBUG else 'off'} (PYTHONASYNCIODEBUG)"

@@ -283,9 +283,198 @@ def sock_tcp(repeat):
 
 
 @workload
+def sock_waits(repeat):
+    """The sock_* waits of sockops.c: sendall that waits, is cancelled or
+    fails; accept and sendto that wait; a socket closed during its wait
+    (EBADF); argument errors."""
+
+    def fill(sock):
+        while True:
+            try:
+                sock.send(b"f" * 65536)
+            except BlockingIOError:
+                return
+
+    def drain(sock):
+        while True:
+            try:
+                if not sock.recv(1 << 20):
+                    return
+            except BlockingIOError:
+                return
+
+    async def once():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            b.setblocking(False)
+            fill(a)
+            sending = loop.create_task(loop.sock_sendall(a, bytearray(100_000)))
+            await asyncio.sleep(0)
+            drain(b)
+            while not sending.done():
+                await asyncio.sleep(0)
+                drain(b)
+            await sending
+            fill(a)
+            sending = loop.create_task(loop.sock_sendall(a, b"c" * 100_000))
+            await asyncio.sleep(0)
+            sending.cancel()
+            try:
+                await sending
+            except asyncio.CancelledError:
+                pass
+            for bad in ("text", memoryview(b"abcd")[::2]):
+                try:
+                    await loop.sock_sendall(a, bad)
+                except (TypeError, BufferError):
+                    pass
+            try:
+                await loop.sock_recvfrom_into(b, b"read-only")
+            except TypeError:
+                pass
+            # closed while waiting, the fd number reused: EBADF
+            waiting = loop.create_task(loop.sock_recv(b, 10))
+            await asyncio.sleep(0)
+            keep = b.dup()
+            b.close()
+            c, d = socket.socketpair()
+            drain(keep)
+            a.send(b"x")
+            try:
+                await waiting
+            except OSError:
+                pass
+            for s in (keep, c, d):
+                s.close()
+        with socket.socket() as lsock:
+            lsock.bind((LOCALHOST, 0))
+            lsock.listen()
+            lsock.setblocking(False)
+            accepting = loop.create_task(loop.sock_accept(lsock))
+            await asyncio.sleep(0)
+            with socket.socket() as csock:
+                csock.setblocking(False)
+                await loop.sock_connect(csock, lsock.getsockname())
+                conn, _ = await accepting
+                conn.close()
+            accepting = loop.create_task(loop.sock_accept(lsock))
+            await asyncio.sleep(0)
+            accepting.cancel()
+            try:
+                await accepting
+            except asyncio.CancelledError:
+                pass
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "r.sock")
+            r = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            w = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            with r, w:
+                r.bind(path)
+                r.setblocking(False)
+                w.setblocking(False)
+                queued = 0
+                while True:
+                    try:
+                        w.sendto(b"q", path)
+                        queued += 1
+                    except BlockingIOError:
+                        break
+                sending = loop.create_task(loop.sock_sendto(w, b"last", path))
+                await asyncio.sleep(0)
+                for _ in range(queued + 1):
+                    await loop.sock_recv(r, 10)
+                await sending
+
+    run(once, repeat)
+
+
+@workload
+def client_connections(repeat):
+    """create_connection's inlined path (goloop.connect): connected,
+    refused (one and two addresses), local_addr, a Unix connection, and a
+    connect cancelled while it waits."""
+
+    async def once():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(asyncio.Protocol, LOCALHOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol, LOCALHOST, port)
+        transport.close()
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol, LOCALHOST, port, local_addr=(LOCALHOST, 0)
+        )
+        transport.close()
+        with socket.socket() as probe:
+            probe.bind((LOCALHOST, 0))
+            closed_port = probe.getsockname()[1]
+        try:
+            await loop.create_connection(asyncio.Protocol, LOCALHOST, closed_port)
+        except ConnectionRefusedError:
+            pass
+        real = loop.getaddrinfo
+
+        async def two(host, port_, **kw):
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", closed_port)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", (LOCALHOST, closed_port)),
+            ]
+
+        loop.getaddrinfo = two
+        try:
+            for delay in (None, 0.01):  # one after the other, then happy eyeballs
+                try:
+                    await loop.create_connection(
+                        asyncio.Protocol, "two.test", closed_port, happy_eyeballs_delay=delay
+                    )
+                except OSError:
+                    pass
+        finally:
+            loop.getaddrinfo = real
+            del loop.getaddrinfo
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol, LOCALHOST, port, happy_eyeballs_delay=0.01
+        )
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "c.sock")
+            userver = await loop.create_unix_server(asyncio.Protocol, path)
+            transport, _ = await loop.create_unix_connection(asyncio.Protocol, path)
+            transport.close()
+            userver.close()
+            await userver.wait_closed()
+        with socket.socket() as full:
+            full.bind((LOCALHOST, 0))
+            full.listen(0)
+            fillers = []
+            for _ in range(4):
+                f = socket.socket()
+                f.setblocking(False)
+                f.connect_ex(full.getsockname())
+                fillers.append(f)
+            pending = loop.create_task(
+                loop.create_connection(asyncio.Protocol, *full.getsockname())
+            )
+            await asyncio.sleep(0.01)
+            pending.cancel()
+            try:
+                await pending
+            except (asyncio.CancelledError, OSError):
+                pass
+            for f in fillers:
+                f.close()
+
+    run(once, repeat)
+
+
+@workload
 def resolve(repeat):
-    """Lookups on goroutines (resolve.c): answers, errors, a cancelled one
-    (dropped with the loop if it is still in Go when the loop closes)."""
+    """Lookups on goroutines (resolve.c): answers (inline and from Go), the
+    argument encodings, errors, a cancelled one (dropped with the loop if
+    it is still in Go, or not started yet, when the loop closes)."""
 
     async def once():
         loop = asyncio.get_running_loop()
@@ -296,9 +485,47 @@ def resolve(repeat):
             await loop.getaddrinfo("localhost", 80, family=12345)
         except socket.gaierror:
             pass
+        await loop.getaddrinfo(b"localhost", "80", type=socket.SOCK_STREAM)
+        await loop.getaddrinfo(LOCALHOST, b"80", flags=socket.AI_CANONNAME)
+        try:
+            await loop.getaddrinfo("\udcff", 80)  # the IDNA codec's error, from C
+        except UnicodeError:
+            pass
         cancelled = loop.create_task(loop.getaddrinfo("localhost", 81))
         await asyncio.sleep(0)
         cancelled.cancel()
+
+    run(once, repeat)
+
+
+@workload
+def processes(repeat):
+    """Children started in Go and reaped through their pidfd (process.c,
+    process.py): pipes, an exit code, a kill, a spawn error (asyncio's path
+    raises it), close_fds' scan with an inheritable fd open."""
+
+    async def once():
+        proc = await asyncio.create_subprocess_exec(
+            "cat", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        await proc.communicate(b"x" * 1000)
+        proc = await asyncio.create_subprocess_shell("exit 3")
+        await proc.wait()
+        proc = await asyncio.create_subprocess_exec("sleep", "10")
+        proc.kill()
+        await proc.wait()
+        try:
+            await asyncio.create_subprocess_exec("/nonexistent/program")
+        except FileNotFoundError:
+            pass
+        r, w = os.pipe()
+        os.set_inheritable(r, True)
+        try:
+            proc = await asyncio.create_subprocess_exec("true", pass_fds=[w])
+            await proc.wait()
+        finally:
+            os.close(r)
+            os.close(w)
 
     run(once, repeat)
 

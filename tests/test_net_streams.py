@@ -1107,6 +1107,61 @@ def test_accepted_transport_extra_info_abstract_client_like_stock(loop, tmp_path
     assert scenario(loop) == expected
 
 
+def _names_read_late_scenario(kind, tmp_path):
+    def scenario(lp):
+        async def main():
+            factory = Accepting()
+            server, addr = await serve(lp, kind, tmp_path, factory)
+            try:
+                ctr, _ = await connect(lp, kind, addr, asyncio.Protocol)
+                sproto = await factory.next()
+                str_ = sproto.transport
+                client_name = ctr.get_extra_info("socket").getsockname()
+                # both ends gone before anyone reads a name
+                ctr.close()
+                str_.close()
+                await asyncio.sleep(0.01)
+                views = []
+                for tr in (ctr, str_):
+                    extra = tr._extra
+                    views.append(
+                        {
+                            "keys": list(extra),
+                            "same_dict": tr._extra is extra,
+                            "same_socket": tr.get_extra_info("socket")
+                            is tr.get_extra_info("socket"),
+                            "peer_is_none": tr.get_extra_info("peername") is None,
+                            "name_types": [
+                                type(tr.get_extra_info(k)).__name__
+                                for k in ("peername", "sockname")
+                            ],
+                        }
+                    )
+                views.append(str_.get_extra_info("peername") == client_name)
+                views.append(ctr.get_extra_info("sockname") == client_name)
+                str_._extra = {"mine": 1}
+                views.append((str_.get_extra_info("mine"), str_.get_extra_info("peername")))
+                return views
+            finally:
+                await close_server(server)
+
+        return run_bounded(lp, main())
+
+    return scenario
+
+
+def test_transport_names_read_after_close_like_stock(loop, kind, tmp_path):
+    """The names asyncio's constructor stores in ``_extra`` are the ones taken
+    when the connection was made, even when first read after both ends have
+    closed (goloop builds ``_extra`` on first read for TCP: the addresses
+    are kept from accept/getsockname time); key order, identity of the dict
+    and of the TransportSocket, and replacing ``_extra`` as on stock."""
+    scenario = _names_read_late_scenario(kind, tmp_path)
+    expected = with_loop(stock_factory, scenario)
+    assert expected[2] is True and expected[3] is True
+    assert scenario(loop) == expected
+
+
 def test_accept_uses_overridden_transport_factory(loop_name, kind, tmp_path):
     """A loop subclass overriding _make_socket_transport sees every
     accepted connection, as with stock."""

@@ -14,6 +14,11 @@ import time
 import pytest
 from loop_support import HANG_TIMEOUT, check_child, ipv6_available, outcome, run_bounded, run_python
 
+
+class _Host(str):
+    """A str subclass: socket encodes it like any str."""
+
+
 HOSTS_NAMES = []
 with open("/etc/hosts") as hosts:
     for line in hosts:
@@ -57,6 +62,14 @@ ADDRINFO_CASES = [
     ("localhost", 80, {"flags": 1 << 40}),
     ("x" * 300, 80),
     ("\udcff", 80),
+    # embedded NULs: libc sees the string up to the first one (and 3.13's
+    # socket rejects a str port with one); a str subclass is not cached
+    ("localhost", "80\x00x"),
+    (b"127.0.0.1\x00junk", 80),
+    ("127.0.0.1\x00", "80"),
+    (_Host("localhost"), 80),
+    (_Host("127.0.0.1"), b"80"),
+    ("localhost", "８０"),  # not ASCII digits: a service name to libc
 ] + [(name, 80) for name in HOSTS_NAMES]
 if ipv6_available():
     ADDRINFO_CASES += [("::1", 80), ("::1", 80, {"family": socket.AF_INET6}), ("fe80::1%lo", 80)]
@@ -215,6 +228,23 @@ def test_loop_closed_with_lookups_in_flight(loop_factory):
         )
     finally:
         loop.close()
+
+
+def test_lookup_begun_as_the_loop_stops_completes_on_the_next_run(loop):
+    """A lookup a callback begins in the loop's last iteration before it
+    stops (goloop starts an iteration's lookups before its next wait)
+    still completes, once the loop runs again."""
+    lookups = []
+
+    async def begin():
+        lookups.append(asyncio.ensure_future(loop.getaddrinfo("localhost", 80)))
+        lookups.append(asyncio.ensure_future(loop.getaddrinfo(b"127.0.0.1", "80")))
+
+    loop.run_until_complete(begin())  # the lookups' tasks run as the loop stops
+    got = run_bounded(loop, asyncio.gather(*lookups))
+    assert repr(got) == repr(
+        [socket.getaddrinfo("localhost", 80), socket.getaddrinfo(b"127.0.0.1", "80")]
+    )
 
 
 FORKED_CHILD = """

@@ -255,6 +255,10 @@ def _wait_for_line(proc, timeout):
     return proc.stdout.readline()
 
 
+def _sigint_default():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("scenario", ["sleep", "future", "busy", "handler_removed", "run_forever"])
 def test_ctrl_c_interrupts_running_loop(loop_name, scenario):
     proc = subprocess.Popen(
@@ -263,6 +267,10 @@ def test_ctrl_c_interrupts_running_loop(loop_name, scenario):
         stderr=subprocess.PIPE,
         text=True,
         env=child_env(),
+        # SIGINT at its default, as in a terminal: a suite started in the
+        # background by a non-interactive shell inherits SIGINT ignored,
+        # and Python then installs no KeyboardInterrupt handler at all.
+        preexec_fn=_sigint_default,
     )
     try:
         line = _wait_for_line(proc, HANG_TIMEOUT)

@@ -9,6 +9,7 @@ friends lands on the C core, so asyncio's own transports run on the Go
 poller unchanged, with the stock validation and messages.
 """
 
+import os
 import signal
 import socket
 import sys
@@ -23,7 +24,7 @@ from asyncio import (
     unix_events,
 )
 
-from . import _goloop, resolve
+from . import _goloop, connect, process, resolve
 from ._selector import EngineSelector
 from .datagram import FAMILIES as _DATAGRAM_FAMILIES
 from .datagram import DatagramTransport
@@ -352,11 +353,18 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         return ssl_protocol._app_transport
 
     def _native_sock_io(self, sock):
-        """Whether goloop's C receive path may serve sock: a plain
-        non-blocking socket outside debug mode. Others (SSL sockets,
-        subclasses, blocking sockets, debug mode) take asyncio's own
-        sock_* code, with its checks and messages."""
+        """Whether goloop's C sock_* paths (pybridge/sockops.c) may serve
+        sock: a plain non-blocking socket outside debug mode. Others (SSL
+        sockets, subclasses, blocking sockets, debug mode) take asyncio's
+        own sock_* code, with its checks and messages."""
         return not self._debug and type(sock) is socket.socket and sock.gettimeout() == 0
+
+    # Each of these is asyncio's method step for step: try the syscall, and
+    # if there is nothing to do yet, wait on the fd. The try reports
+    # "nothing yet" as None instead of raising BlockingIOError, the wait is
+    # a native watch resolving the future (no Handle, bound method or
+    # partial), and NotImplemented from C (something socket's own method
+    # would treat differently) sends the call to asyncio's code.
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from a non-blocking socket."""
@@ -366,7 +374,6 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         data = self._sock_recv_now(fd, n)
         if data is not None:
             return data
-        self._ensure_fd_no_transport(fd)
         return await self._sock_recv_wait(sock, fd, n)
 
     async def sock_recv_into(self, sock, buf):
@@ -377,8 +384,270 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         nbytes = self._sock_recv_into_now(fd, buf)
         if nbytes is not None:
             return nbytes
-        self._ensure_fd_no_transport(fd)
         return await self._sock_recv_into_wait(sock, fd, buf)
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram of up to bufsize bytes: (data, address)."""
+        if not self._native_sock_io(sock):
+            return await super().sock_recvfrom(sock, bufsize)
+        fd = sock.fileno()
+        result = self._sock_recvfrom_now(sock, fd, bufsize)
+        if result is NotImplemented:
+            return await super().sock_recvfrom(sock, bufsize)
+        if result is not None:
+            return result
+        return await self._sock_recvfrom_wait(sock, fd, bufsize)
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into buf: (byte count, address)."""
+        if not self._native_sock_io(sock):
+            return await super().sock_recvfrom_into(sock, buf, nbytes)
+        size = nbytes or len(buf)  # asyncio: `if not nbytes: nbytes = len(buf)`
+        fd = sock.fileno()
+        result = self._sock_recvfrom_into_now(sock, fd, buf, size)
+        if result is NotImplemented:
+            return await super().sock_recvfrom_into(sock, buf, nbytes)
+        if result is not None:
+            return result
+        return await self._sock_recvfrom_into_wait(sock, fd, buf, size)
+
+    async def sock_sendall(self, sock, data):
+        """Send all of data on a connected non-blocking socket."""
+        if not self._native_sock_io(sock):
+            return await super().sock_sendall(sock, data)
+        fut = self._sock_sendall_native(sock, sock.fileno(), data)
+        if fut is NotImplemented:
+            return await super().sock_sendall(sock, data)
+        if fut is not None:
+            return await fut
+        return None
+
+    async def sock_sendto(self, sock, data, address):
+        """Send a datagram to address; the byte count sent."""
+        if not self._native_sock_io(sock):
+            return await super().sock_sendto(sock, data, address)
+        try:
+            return sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_sendto_wait(sock, sock.fileno(), data, address)
+
+    async def sock_connect(self, sock, address):
+        """Connect a non-blocking socket to address."""
+        if not self._native_sock_io(sock):
+            return await super().sock_connect(sock, address)
+        if sock.family == socket.AF_INET or (
+            base_events._HAS_IPv6 and sock.family == socket.AF_INET6
+        ):
+            resolved = await self._ensure_resolved(
+                address, family=sock.family, type=sock.type, proto=sock.proto, loop=self
+            )
+            _, _, _, _, address = resolved[0]
+        fd = sock.fileno()
+        # sock.connect(address) without raising BlockingIOError: connect_ex
+        # returns what connect would raise (its address errors still raise).
+        err = sock.connect_ex(address)
+        if err == 0:
+            return None
+        if err not in connect.CONNECT_PENDING:
+            raise OSError(err, os.strerror(err))
+        fut = self._sock_connect_wait(sock, fd, address)
+        try:
+            return await fut
+        finally:
+            fut = None  # as asyncio: no cycle through the exception
+
+    async def sock_accept(self, sock):
+        """Accept a connection: (conn, address), conn non-blocking."""
+        if not self._native_sock_io(sock):
+            return await super().sock_accept(sock)
+        fd = sock.fileno()
+        result = self._sock_accept_now(sock, fd)
+        if result is NotImplemented:
+            return await super().sock_accept(sock)
+        if result is not None:
+            return result
+        return await self._sock_accept_wait(sock, fd)
+
+    # -- client connections (goloop.connect) ----------------------------------
+
+    def _native_connect(self):
+        """Whether goloop.connect may inline create_connection's steps:
+        none of them replaced by a subclass or on the instance."""
+        cls, base = type(self), base_events.BaseEventLoop
+        own = (
+            cls._ensure_resolved is base._ensure_resolved
+            and cls._connect_sock is base._connect_sock
+            and cls.sock_connect is Loop.sock_connect
+            and cls._create_connection_transport is Loop._create_connection_transport
+            and cls.create_future is Loop.create_future
+            and cls._make_socket_transport is Loop._make_socket_transport
+            and cls._socket_transport is Loop._socket_transport
+        )
+        return connect.native_ok(self, own)
+
+    async def _create_connection(
+        self,
+        protocol_factory,
+        host,
+        port,
+        ssl,
+        family,
+        proto,
+        flags,
+        sock,
+        local_addr,
+        server_hostname,
+        ssl_handshake_timeout,
+        ssl_shutdown_timeout,
+        happy_eyeballs_delay,
+        interleave,
+        all_errors,
+    ):
+        if (
+            ssl
+            or sock is not None
+            or server_hostname is not None
+            or ssl_handshake_timeout is not None
+            or ssl_shutdown_timeout is not None
+            or (host is None and port is None)
+            or not self._native_connect()
+        ):
+            kw = {"all_errors": all_errors} if sys.version_info >= (3, 12) else {}
+            return await super().create_connection(
+                protocol_factory,
+                host,
+                port,
+                ssl=ssl,
+                family=family,
+                proto=proto,
+                flags=flags,
+                sock=sock,
+                local_addr=local_addr,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+                happy_eyeballs_delay=happy_eyeballs_delay,
+                interleave=interleave,
+                **kw,
+            )
+        return await connect.create_connection(
+            self,
+            protocol_factory,
+            host,
+            port,
+            family,
+            proto,
+            flags,
+            local_addr,
+            interleave,
+            all_errors,
+            happy_eyeballs_delay,
+        )
+
+    if sys.version_info >= (3, 12):
+
+        async def create_connection(
+            self,
+            protocol_factory,
+            host=None,
+            port=None,
+            *,
+            ssl=None,
+            family=0,
+            proto=0,
+            flags=0,
+            sock=None,
+            local_addr=None,
+            server_hostname=None,
+            ssl_handshake_timeout=None,
+            ssl_shutdown_timeout=None,
+            happy_eyeballs_delay=None,
+            interleave=None,
+            all_errors=False,
+        ):
+            """Connect to a TCP server: (transport, protocol)."""
+            return await self._create_connection(
+                protocol_factory,
+                host,
+                port,
+                ssl,
+                family,
+                proto,
+                flags,
+                sock,
+                local_addr,
+                server_hostname,
+                ssl_handshake_timeout,
+                ssl_shutdown_timeout,
+                happy_eyeballs_delay,
+                interleave,
+                all_errors,
+            )
+
+    else:
+
+        async def create_connection(
+            self,
+            protocol_factory,
+            host=None,
+            port=None,
+            *,
+            ssl=None,
+            family=0,
+            proto=0,
+            flags=0,
+            sock=None,
+            local_addr=None,
+            server_hostname=None,
+            ssl_handshake_timeout=None,
+            ssl_shutdown_timeout=None,
+            happy_eyeballs_delay=None,
+            interleave=None,
+        ):
+            """Connect to a TCP server: (transport, protocol)."""
+            return await self._create_connection(
+                protocol_factory,
+                host,
+                port,
+                ssl,
+                family,
+                proto,
+                flags,
+                sock,
+                local_addr,
+                server_hostname,
+                ssl_handshake_timeout,
+                ssl_shutdown_timeout,
+                happy_eyeballs_delay,
+                interleave,
+                False,
+            )
+
+    async def _create_connection_transport(
+        self,
+        sock,
+        protocol_factory,
+        ssl,
+        server_hostname,
+        server_side=False,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
+        # asyncio's, minus the waiter future for a plain socket (see
+        # goloop.connect.plain_transport); create_unix_connection and a
+        # create_connection(sock=...) come here.
+        if ssl or not self._native_connect():
+            return await super()._create_connection_transport(
+                sock,
+                protocol_factory,
+                ssl,
+                server_hostname,
+                server_side,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
+        return await connect.plain_transport(self, sock, protocol_factory)
 
     # -- name resolution --------------------------------------------------------
 
@@ -388,21 +657,15 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         libc needs no lookup (an IP address and a numeric port). Debug
         mode, the fork-safe C engine, a socket.getaddrinfo replaced by the
         program and arguments socket.getaddrinfo would reject take
-        asyncio's path."""
-        args = None
-        if not self._debug and resolve.own_getaddrinfo():
-            args = resolve.encode_args(host, port, family, type, proto, flags)
-        if args is not None:
-            node, service = args
-            if resolve.is_numeric(node, service, flags):
-                return socket.getaddrinfo(host, port, family, type, proto, flags)
-            sys.audit("socket.getaddrinfo", host, port, family, type, proto)
-            fut = self.create_future()
-            if self._getaddrinfo_start(fut, node, service, family, type, proto, flags):
-                return resolve.addrinfo_list(await fut)
-        return await super().getaddrinfo(
-            host, port, family=family, type=type, proto=proto, flags=flags
-        )
+        asyncio's path (pybridge/resolve.c decides)."""
+        answer = self._getaddrinfo(host, port, family, type, proto, flags)
+        if answer is None:
+            return await super().getaddrinfo(
+                host, port, family=family, type=type, proto=proto, flags=flags
+            )
+        if answer.__class__ is list:
+            return answer
+        return await answer
 
     async def getnameinfo(self, sockaddr, flags=0):
         """socket.getnameinfo's answer, the lookup on a goroutine of the Go
@@ -413,6 +676,26 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             if self._getnameinfo_start(fut, sockaddr, flags):
                 return await fut
         return await super().getnameinfo(sockaddr, flags)
+
+    # -- subprocesses -----------------------------------------------------------
+
+    async def _make_subprocess_transport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+    ):
+        # Started by the Go engine and reaped through a pidfd on this loop
+        # (goloop.process); asyncio's own path where that cannot be exact.
+        transport = await process.make_subprocess_transport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, kwargs
+        )
+        if transport is not None:
+            return transport
+        return await super()._make_subprocess_transport(
+            protocol, args, shell, stdin, stdout, stderr, bufsize, extra=extra, **kwargs
+        )
+
+    def close(self):
+        super().close()
+        process.orphan_children(self)  # reaped by the Go engine from now on
 
     # -- signals ----------------------------------------------------------------
 
