@@ -26,8 +26,9 @@ def _is_goloop(lp):
 
 
 def _assert_native_wait(lp, fd, write):
-    """On goloop, fd's reader/writer is sockops.c's op, not a Handle."""
-    if not _is_goloop(lp):
+    """On goloop, fd's reader/writer is sockops.c's op, not a Handle (in
+    debug mode goloop takes asyncio's own sock_* code, as stock)."""
+    if not _is_goloop(lp) or lp.get_debug():
         return
     _, _, reader, writer, _ = lp._fd_registration(fd)
     entry = writer if write else reader
