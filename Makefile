@@ -266,9 +266,9 @@ bench-micro: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/resolve.py | tee benchmarks/results/resolve.md
 	$(PY) benchmarks/processes.py | tee benchmarks/results/processes.md
 
-# Echo (Go load generator), HTTP and uvicorn (wrk) and idle-connection
-# memory, side by side; results in
-# benchmarks/results/{net,http,uvicorn,idle,unix_dgram}.md.
+# Echo (Go load generator), HTTP and uvicorn (wrk), idle-connection
+# memory and a burst of new connections, side by side; results in
+# benchmarks/results/{net,http,uvicorn,idle,conn_burst,unix_dgram}.md.
 # The servers import goloop from python/ (netcommon.python_env), so the
 # extension is built in place there too.
 bench-net: $(VENV)/.built $(VENV)/.bench
@@ -278,6 +278,7 @@ bench-net: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/net/run_http.py
 	$(PY) benchmarks/net/run_uvicorn.py
 	$(PY) benchmarks/net/idle_conns.py
+	$(PY) benchmarks/net/conn_burst.py
 	$(PY) benchmarks/net/unix_dgram.py
 
 # The integration tier's deployments (uvicorn --workers 2, gunicorn with

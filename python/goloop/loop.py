@@ -9,6 +9,7 @@ friends lands on the C core, so asyncio's own transports run on the Go
 poller unchanged, with the stock validation and messages.
 """
 
+import inspect
 import os
 import signal
 import socket
@@ -60,6 +61,28 @@ def _native_io(sock, names):
     return all(
         getattr(cls, name, None) is getattr(socket.socket, name) and name not in own
         for name in names
+    )
+
+
+# listen()'s backlog for create_server and create_unix_server when the
+# caller passes none (stock: 100); the kernel caps it at
+# net.core.somaxconn. A burst of 10,000 connects from one client
+# (benchmarks/net/conn_burst.py, 2-CPU VM under load) overflowed a
+# 100-connection queue on every loop, whatever their accept batch: 5k-18k
+# dropped SYNs and 2.3-3.5 s to hold them all (retransmits after 1 s);
+# with 4096, 0-36 drops and 0.6 s. Accepting until EAGAIN instead of 100
+# per wake-up changed nothing measurable at either backlog.
+LISTEN_BACKLOG = socket.SOMAXCONN
+
+
+def _backlog_signature(stock):
+    """stock's signature with LISTEN_BACKLOG as backlog's default."""
+    sig = inspect.signature(stock)
+    return sig.replace(
+        parameters=[
+            p.replace(default=LISTEN_BACKLOG) if p.name == "backlog" else p
+            for p in sig.parameters.values()
+        ]
     )
 
 
@@ -262,6 +285,21 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         # asyncio's, but it loses no data on write() + close() from
         # resume_writing() (goloop.pipes, a README-listed difference).
         return WritePipeTransport(self, pipe, protocol, waiter, extra)
+
+    # backlog is keyword-only in asyncio's create_server and
+    # create_unix_server on every version: the rest passes through as is.
+    async def create_server(self, *args, backlog=LISTEN_BACKLOG, **kwargs):
+        return await super().create_server(*args, backlog=backlog, **kwargs)
+
+    async def create_unix_server(self, *args, backlog=LISTEN_BACKLOG, **kwargs):
+        return await super().create_unix_server(*args, backlog=backlog, **kwargs)
+
+    create_server.__signature__ = _backlog_signature(base_events.BaseEventLoop.create_server)
+    create_server.__doc__ = base_events.BaseEventLoop.create_server.__doc__
+    create_unix_server.__signature__ = _backlog_signature(
+        unix_events._UnixSelectorEventLoop.create_unix_server
+    )
+    create_unix_server.__doc__ = unix_events._UnixSelectorEventLoop.create_unix_server.__doc__
 
     def _accept_connection(
         self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *timeouts
