@@ -267,8 +267,9 @@ bench-micro: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/processes.py | tee benchmarks/results/processes.md
 
 # Echo (Go load generator), HTTP and uvicorn (wrk), idle-connection
-# memory and a burst of new connections, side by side; results in
-# benchmarks/results/{net,http,uvicorn,idle,conn_burst,unix_dgram}.md.
+# memory, a burst of new connections and RSS/fds over a million
+# connections (goloop and uvloop, ~15 min each), side by side; results in
+# benchmarks/results/{net,http,uvicorn,idle,conn_burst,churn,unix_dgram}.md.
 # The servers import goloop from python/ (netcommon.python_env), so the
 # extension is built in place there too.
 bench-net: $(VENV)/.built $(VENV)/.bench
@@ -279,6 +280,7 @@ bench-net: $(VENV)/.built $(VENV)/.bench
 	$(PY) benchmarks/net/run_uvicorn.py
 	$(PY) benchmarks/net/idle_conns.py
 	$(PY) benchmarks/net/conn_burst.py
+	$(PY) benchmarks/net/churn.py
 	$(PY) benchmarks/net/unix_dgram.py
 
 # The integration tier's deployments (uvicorn --workers 2, gunicorn with

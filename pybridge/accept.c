@@ -12,9 +12,9 @@
  * batch without an exception.
  *
  * Errors other than "no more connections" leave the loop at once and
- * return False: the caller then runs asyncio's own _accept_connection,
- * whose accept() meets the same error and handles it as stock does
- * (EMFILE: log, pause accepting, retry later). */
+ * return False: the caller's Python loop (loop.py) then meets the same
+ * error in its accept() and handles it as asyncio does (EMFILE: report,
+ * pause accepting, retry later; others raised). */
 #include "stream.h"
 #include <errno.h>
 #include <string.h>
@@ -107,8 +107,8 @@ static int make_transport(PyObject *loop, PyObject *conn, struct sockaddr_storag
 
 /* Accept up to backlog connections on lfd: Py_True when the queue is
  * drained, backlog were taken or a callback closed the listener, Py_False
- * when asyncio should take over (an accept error), NULL with an
- * exception. */
+ * when loop.py's Python loop should take over (an accept error), NULL
+ * with an exception. */
 static PyObject *accept_batch(PyObject *const *args, int lfd, Py_ssize_t backlog,
                               PyObject *family, PyObject *nbtype, PyObject *proto)
 {
@@ -154,8 +154,8 @@ static PyObject *accept_batch(PyObject *const *args, int lfd, Py_ssize_t backlog
 /* _accept_stream(loop, listener, protocol_factory, server, backlog,
  * transport_type): True when the accept queue is drained or backlog
  * connections were taken or the listener was closed meanwhile, False
- * when asyncio's own _accept_connection should handle the listener (an
- * accept error, a family this file does not build addresses for). */
+ * when loop.py's Python loop should handle the listener (an accept
+ * error, a family this file does not build addresses for). */
 PyObject *gl_accept_stream(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 6 || !PyType_Check(args[5]) || !gl_is_stream_type((PyTypeObject *)args[5])) {
