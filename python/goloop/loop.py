@@ -308,7 +308,14 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
     create_unix_server.__doc__ = unix_events._UnixSelectorEventLoop.create_unix_server.__doc__
 
     def _accept_connection(
-        self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *timeouts
+        self,
+        protocol_factory,
+        sock,
+        sslcontext=None,
+        server=None,
+        backlog=100,
+        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
     ):
         """asyncio's accept loop, minus a Task per plain connection.
 
@@ -323,7 +330,13 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         """
         if sslcontext is not None or self._debug:
             return super()._accept_connection(
-                protocol_factory, sock, sslcontext, server, backlog, *timeouts
+                protocol_factory,
+                sock,
+                sslcontext,
+                server,
+                backlog,
+                ssl_handshake_timeout,
+                ssl_shutdown_timeout,
             )
         if type(sock) is socket.socket and self._plain_transport_factory():
             # The same loop in C (pybridge/accept.c); False: an accept
@@ -343,7 +356,14 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
                 if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
                     raise  # the loop logs it and goes on, as asyncio's
                 self._pause_accepting(
-                    exc, protocol_factory, sock, sslcontext, server, backlog, *timeouts
+                    exc,
+                    protocol_factory,
+                    sock,
+                    sslcontext,
+                    server,
+                    backlog,
+                    ssl_handshake_timeout,
+                    ssl_shutdown_timeout,
                 )
                 return None
             try:
