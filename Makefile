@@ -286,9 +286,9 @@ bench-net: $(VENV)/.built $(VENV)/.bench
 # The integration tier's deployments (uvicorn --workers 2, gunicorn with
 # uvicorn's worker, plain and --preload, aiohttp's run_app) under wrk and
 # its clients (asyncpg, psycopg, redis-py, httpx, aiohttp) against a real
-# PostgreSQL and redis-server: asyncio, uvloop and goloop side by side;
+# PostgreSQL and redis-server: asyncio, uvloop, rloop and goloop side by side;
 # results in benchmarks/results/integration.md.
-bench-integration: $(VENV)/.built $(VENV)/.integration integration-packages
+bench-integration: $(VENV)/.built $(VENV)/.bench $(VENV)/.integration integration-packages
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) benchmarks/integration.py
 

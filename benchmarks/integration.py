@@ -1,5 +1,5 @@
 """The integration tier's deployments and clients side by side: stock
-asyncio, uvloop and goloop, requests (or operations) per second and CPU
+asyncio, uvloop, rloop and goloop, requests (or operations) per second and CPU
 per request of the process(es) running the loop, with ratios to uvloop.
 
 Servers (wrk -t1 on CPU 1, --conns connections, GET / of the apps in
@@ -30,7 +30,7 @@ order shuffled per repetition; medians, ± half the range relative to the
 median.
 
     python benchmarks/integration.py [--quick] [--reps 3] [--duration 3]
-        [--loops asyncio,uvloop,goloop] [--rows uvicorn-workers,...]
+        [--loops asyncio,uvloop,rloop,goloop] [--rows uvicorn-workers,...]
 
 Needs wrk (Debian) and tests/integration/requirements.txt. Writes
 benchmarks/results/integration.md (and .json).
@@ -57,9 +57,19 @@ sys.path[:0] = [str(HERE / "net"), str(INTEG)]
 import netcommon as nc  # noqa: E402
 import services  # noqa: E402
 
-LOOPS = ("asyncio", "uvloop", "goloop")
-LOOP_OPTION = {"asyncio": "asyncio", "uvloop": "uvloop", "goloop": "goloop:new_event_loop"}
-WORKER = {"asyncio": "AsyncioWorker", "uvloop": "UvloopWorker", "goloop": "GoloopWorker"}
+LOOPS = ("asyncio", "uvloop", "rloop", "goloop")
+LOOP_OPTION = {
+    "asyncio": "asyncio",
+    "uvloop": "uvloop",
+    "rloop": "rloop:new_event_loop",
+    "goloop": "goloop:new_event_loop",
+}
+WORKER = {
+    "asyncio": "AsyncioWorker",
+    "uvloop": "UvloopWorker",
+    "rloop": "RloopWorker",
+    "goloop": "GoloopWorker",
+}
 SERVER_ROWS = {
     "uvicorn-workers": "uvicorn --workers 2",
     "gunicorn": "gunicorn -w 2, uvicorn worker",
@@ -193,6 +203,9 @@ if loop_name == "goloop":
 elif loop_name == "uvloop":
     import uvloop
     factory = uvloop.new_event_loop
+elif loop_name == "rloop":
+    import rloop
+    factory = rloop.new_event_loop
 else:
     factory = asyncio.SelectorEventLoop
 
@@ -300,7 +313,7 @@ def render(args, results, meta):
 def main(argv=None):
     args = parse_args(argv)
     packages = {}
-    for name in ("goloop", "uvloop", "uvicorn", "gunicorn", "aiohttp", "asyncpg", "psycopg",
+    for name in ("goloop", "uvloop", "rloop", "uvicorn", "gunicorn", "aiohttp", "asyncpg", "psycopg",
                  "redis", "httpx"):  # fmt: skip
         try:
             packages[name] = metadata.version(name)

@@ -134,6 +134,10 @@ def main():
         import uvloop
 
         loop = uvloop.new_event_loop()
+    elif loop_name == "rloop":
+        import rloop
+
+        loop = rloop.new_event_loop()
     else:
         loop = asyncio.SelectorEventLoop()
     app = make_app()

@@ -16,6 +16,10 @@ class UvloopWorker(UvicornWorker):
     CONFIG_KWARGS = {"loop": "uvloop", "http": "httptools"}
 
 
+class RloopWorker(UvicornWorker):
+    CONFIG_KWARGS = {"loop": "rloop:new_event_loop", "http": "httptools"}
+
+
 class GoloopWorker(UvicornWorker):
     CONFIG_KWARGS = {"loop": "goloop:new_event_loop", "http": "httptools"}
 
