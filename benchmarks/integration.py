@@ -313,8 +313,8 @@ def render(args, results, meta):
 def main(argv=None):
     args = parse_args(argv)
     packages = {}
-    for name in ("goloop", "uvloop", "rloop", "uvicorn", "gunicorn", "aiohttp", "asyncpg", "psycopg",
-                 "redis", "httpx"):  # fmt: skip
+    for name in ("goloop", "uvloop", "rloop", "uvicorn", "gunicorn", "aiohttp", "asyncpg",
+                 "psycopg", "redis", "httpx"):  # fmt: skip
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
