@@ -35,7 +35,7 @@ static PyObject *str_state, *str_incoming, *str_outgoing, *str_ssl_buffer, *str_
     *str_control_app_writing, *str_control_ssl_reading, *str_do_handshake, *str_do_flush,
     *str_do_shutdown, *str_do_read__buffered, *str_app_protocol, *str_data_received,
     *str_call_eof_received, *str_start_shutdown, *str_fatal_error, *str_write, *str_read,
-    *str_pending;
+    *str_pending, *str_append, *str_join;
 
 static int init_names(void)
 {
@@ -76,6 +76,8 @@ static int init_names(void)
     NAME(str_write, "write")
     NAME(str_read, "read")
     NAME(str_pending, "pending")
+    NAME(str_append, "append")
+    NAME(str_join, "join")
 #undef NAME
     S.fatal_message = PyUnicode_InternFromString("Fatal error on SSL protocol");
     S.empty = PyBytes_FromStringAndSize(NULL, 0);
@@ -374,7 +376,7 @@ static int read_copied(PyObject *self)
     Py_XDECREF(max_size);
     PyObject *data = NULL;
     if (!failed && chunks != NULL) {
-        data = PyObject_CallMethod(S.empty, "join", "O", chunks);
+        data = PyObject_CallMethodOneArg(S.empty, str_join, chunks);
         failed = data == NULL;
     } else if (!failed && first != NULL) {
         data = Py_NewRef(first);
@@ -562,7 +564,7 @@ static PyObject *m_write_appdata(PyObject *self, PyObject *list_of_data)
     while (!failed && (data = PyIter_Next(it)) != NULL) {
         /* self._write_backlog.append(data); self._write_buffer_size += len(data) */
         Py_ssize_t len = -1;
-        PyObject *r = PyObject_CallMethod(backlog, "append", "O", data);
+        PyObject *r = PyObject_CallMethodOneArg(backlog, str_append, data);
         if (r != NULL) {
             Py_DECREF(r);
             len = PyObject_Length(data);

@@ -15,7 +15,7 @@ import ssl
 import subprocess
 
 import pytest
-from loop_support import run_bounded, unix_path
+from loop_support import outcome, run_bounded, unix_path
 
 CHUNK = 256 * 1024
 
@@ -425,3 +425,33 @@ def test_writes_after_close_like_stock(loop, stock_loop, tmp_path, certs, caplog
         return got, [r.getMessage() for r in caplog.records]
 
     assert scenario(loop) == scenario(stock_loop)
+
+
+def test_writelines_bad_item_like_stock(loop, stock_loop, tmp_path, certs, caplog):
+    """A tuple among writelines' items is queued as the item it is, and the
+    TLS write fails as a fatal error, as asyncio's SSLProtocol does."""
+
+    def scenario(lp):
+        async def main():
+            server, where = await _start("tcp", tmp_path, _echo, server_context(certs))
+            reader, writer = await _open("tcp", where, client_context(certs))
+            got = [outcome(writer.transport.writelines, [b"ok", (b"x",)])]
+            got.append(writer.transport.is_closing())
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except Exception as exc:  # the outcome under test
+                got.append(type(exc).__name__)
+            server.close()
+            await server.wait_closed()
+            return got
+
+        caplog.clear()
+        got = run_bounded(lp, main())
+        # The first line: the rest names the protocol object (class, address).
+        return got, [r.getMessage().splitlines()[0] for r in caplog.records]
+
+    got = scenario(loop)
+    assert got[0] == [("ok", None), False, "TypeError"]
+    assert got[1][0] == "Fatal error on SSL protocol"
+    assert got == scenario(stock_loop)
