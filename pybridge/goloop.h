@@ -19,7 +19,7 @@ typedef struct {
 } gl_ring;
 
 int gl_ring_push(gl_ring *r, PyObject *item); /* steals item, even on failure */
-int gl_ring_reserve(gl_ring *r);              /* room for one more push, or -1 */
+int gl_ring_reserve(gl_ring *r, Py_ssize_t n); /* room for n more pushes, or -1 */
 PyObject *gl_ring_pop(gl_ring *r);            /* new reference, NULL if empty */
 /* The item k places behind the head (borrowed), or NULL. */
 static inline PyObject *gl_ring_peek(const gl_ring *r, Py_ssize_t k)
@@ -60,6 +60,11 @@ typedef struct {
     int32_t slot;
 } gl_theap_entry;
 
+typedef struct {
+    double when;
+    PyObject *timer; /* borrowed: tfired holds it */
+} gl_tdue_entry;
+
 /* ---- the loop core object (loop.c) ---- */
 typedef struct gl_loop_s {
     PyObject_HEAD
@@ -92,8 +97,14 @@ typedef struct gl_loop_s {
     gl_theap_entry *theap;
     int32_t theap_len, theap_cap;
     uint64_t theap_seq;
-    gl_tlog_entry *tscratch; /* 2 * tscratch_cap entries, for sorting */
+    gl_tdue_entry *tscratch; /* 2 * tscratch_cap entries, for sorting */
     int32_t tscratch_cap;
+    /* the timers the last expiry fired, in the order taken (the log's in
+     * the order scheduled), a reference each, released in that order once
+     * they have run (timers.c: gl_timers_release_fired) */
+    PyObject **tfired;
+    int32_t ntfired, tfired_cap;
+    uint32_t tfired_gen; /* counts releases of tfired */
     double clock_resolution; /* _clock_resolution: added to "now" for due timers */
     /* time() not the C core's (loop.c: time_overridden): timers fall due
      * by what it returns, as in BaseEventLoop._run_once */
@@ -163,6 +174,8 @@ int gl_handle_is_cancelled(PyObject *handle);
 void gl_handle_untrack(PyObject *handle);
 void gl_handle_untrack_args(PyObject *handle); /* its fresh argument tuple, if ours alone */
 void gl_handle_release(PyObject *handle); /* DECREF, re-tracking if still shared */
+int gl_handle_weakly_referenced(PyObject *handle);
+void gl_handle_drop_refs(PyObject *handle); /* callback, args, context: of one only we hold */
 /* How long burst leftovers (recycled handles, a grown ready ring) may sit
  * unused before an idle loop gives them back (handles.c, loop.c). */
 #define GL_IDLE_TRIM_PERIOD 1.0 /* seconds */
@@ -202,8 +215,8 @@ int gl_watch_run(gl_loop *loop, PyObject *watch);
 int gl_timer_schedule(gl_loop *loop, PyObject *timer, double when);
 int gl_timer_cancelled(gl_loop *loop, PyObject *timer);
 int gl_timer_expire(gl_loop *loop, double end, uint32_t cutoff);
-void gl_timer_fired(PyObject *timer);
-void gl_timer_ran(gl_loop *loop, PyObject *timer);
+void gl_timer_release_run(PyObject *timer);
+void gl_timers_release_fired(gl_loop *loop);
 double gl_timer_earliest(gl_loop *loop);
 int gl_timer_pending_work(gl_loop *loop);
 void gl_timers_clear(gl_loop *loop);

@@ -238,14 +238,17 @@ static int handle_freelist_cap = GL_HANDLE_FREELIST_FLOOR; /* current limit */
 static int handle_freelist_low;       /* fewest kept since the period began */
 static double handle_freelist_period; /* when it began */
 
+int gl_handle_weakly_referenced(PyObject *handle)
+{
+    Py_ssize_t wl = Py_TYPE(handle)->tp_weaklistoffset;
+    return wl > 0 && *(PyObject **)((char *)handle + wl) != NULL;
+}
+
 static int recyclable(PyObject *handle)
 {
-    if (Py_REFCNT(handle) != 1 || !Py_IS_TYPE(handle, gl_HandleType) ||
-        PyObject_GC_IsTracked(handle) || handle_freelist_len >= handle_freelist_cap) {
-        return 0;
-    }
-    Py_ssize_t wl = gl_HandleType->tp_weaklistoffset;
-    return wl <= 0 || *(PyObject **)((char *)handle + wl) == NULL;
+    return Py_REFCNT(handle) == 1 && Py_IS_TYPE(handle, gl_HandleType) &&
+           !PyObject_GC_IsTracked(handle) && handle_freelist_len < handle_freelist_cap &&
+           !gl_handle_weakly_referenced(handle);
 }
 
 static void empty_handle(PyObject *handle)
@@ -282,25 +285,82 @@ PyObject *gl_handle_new_queued(gl_loop *loop, PyObject *callback, PyObject *args
     return h;
 }
 
+/* What the loop untracked goes back under the GC before the loop lets go:
+ * the context (it must be tracked before it can die: Context's dealloc
+ * untracks unconditionally), and an argument tuple someone else took
+ * (handle._args), or that of a handle that outlives the loop's hold
+ * (shared). */
+static void retrack_context(PyObject *handle)
+{
+    PyObject *ctx = GL_SLOT(handle, gl_off.context);
+    if (ctx != NULL && PyContext_CheckExact(ctx) && !PyObject_GC_IsTracked(ctx)) {
+        PyObject_GC_Track(ctx);
+    }
+}
+
+static void retrack_args(PyObject *handle, int shared)
+{
+    PyObject *args = GL_SLOT(handle, gl_off.args);
+    if (args != NULL && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) > 0 &&
+        (Py_REFCNT(args) > 1 || shared) && !PyObject_GC_IsTracked(args)) {
+        PyObject_GC_Track(args);
+    }
+}
+
+/* PyContext's fields (Include/internal/pycore_context.h, the same in
+ * 3.11-3.13), read to tell whether a context's death would free anything
+ * but itself. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *ctx_prev;
+    PyObject *ctx_vars;
+    PyObject *ctx_weakreflist;
+    int ctx_entered;
+} gl_context_fields;
+
+/* Whether freeing ctx later instead of now is invisible: only the handle
+ * holds it, nothing refers to it weakly, and its variables are held
+ * elsewhere too (as those of a context copied for a handle are, by the
+ * context it was copied from, until that one sets a variable). */
+static int context_dies_alone(PyObject *ctx)
+{
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000
+    const gl_context_fields *c = (const gl_context_fields *)ctx;
+    return PyContext_CheckExact(ctx) && Py_REFCNT(ctx) == 1 && c->ctx_weakreflist == NULL &&
+           !c->ctx_entered && c->ctx_vars != NULL && Py_REFCNT(c->ctx_vars) > 1;
+#else
+    (void)ctx;
+    return 0;
+#endif
+}
+
+/* A fired timer's handle nobody else holds (nor refers to weakly) has
+ * run: it lets go of its callback and arguments now, as stock drops the
+ * handle before the next callback runs, and the loop keeps the rest
+ * (timers.c frees the shell later, in the order the timers were
+ * scheduled). So does its context when freeing it later is invisible
+ * (context_dies_alone): freeing a burst's contexts in deadline order
+ * missed the cache on each one's pymalloc pool header. */
+void gl_handle_drop_refs(PyObject *handle)
+{
+    retrack_args(handle, 0);
+    Py_CLEAR(GL_SLOT(handle, gl_off.callback));
+    Py_CLEAR(GL_SLOT(handle, gl_off.args));
+    PyObject *ctx = GL_SLOT(handle, gl_off.context);
+    if (ctx != NULL && !context_dies_alone(ctx)) {
+        retrack_context(handle);
+        Py_CLEAR(GL_SLOT(handle, gl_off.context));
+    }
+}
+
 void gl_handle_release(PyObject *handle)
 {
     if (GL_IS_WATCH(handle)) {
         Py_DECREF(handle);
         return;
     }
-    /* The context must be tracked again before it can die: Context's
-     * dealloc untracks unconditionally. */
-    PyObject *ctx = GL_SLOT(handle, gl_off.context);
-    if (ctx != NULL && PyContext_CheckExact(ctx) && !PyObject_GC_IsTracked(ctx)) {
-        PyObject_GC_Track(ctx);
-    }
-    /* An argument tuple someone else took (handle._args) goes back under
-     * the GC, as does that of a handle that outlives the loop's hold. */
-    PyObject *args = GL_SLOT(handle, gl_off.args);
-    if (args != NULL && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) > 0 &&
-        (Py_REFCNT(args) > 1 || Py_REFCNT(handle) > 1) && !PyObject_GC_IsTracked(args)) {
-        PyObject_GC_Track(args);
-    }
+    retrack_context(handle);
+    retrack_args(handle, Py_REFCNT(handle) > 1);
     if (recyclable(handle)) {
         empty_handle(handle); /* may run finalizers, which may call call_soon */
         if (handle_freelist_len < handle_freelist_cap) {
@@ -380,15 +440,16 @@ void gl_handle_prefetch_refs(PyObject *h)
     PyObject *ctx = GL_SLOT(h, gl_off.context);
     if (ctx != NULL) {
         __builtin_prefetch((char *)ctx - 16, 1);
-        __builtin_prefetch(GL_POOL_OF(ctx), 1, 2);
+        __builtin_prefetch((char *)ctx + 16, 1); /* PyContext_Enter's fields */
     }
-    __builtin_prefetch(GL_POOL_OF(h), 1, 2);
-    if (Py_IS_TYPE(h, gl_TimerHandleType)) {
-        PyObject *when = GL_SLOT(h, gl_off.when);
-        if (when != NULL) {
-            __builtin_prefetch(when, 1);
-            __builtin_prefetch(GL_POOL_OF(when), 1, 2);
+    /* A fired timer and (mostly) its context are freed later, in the
+     * order they were scheduled (timers.c): nothing of theirs is freed as
+     * they run. */
+    if (!Py_IS_TYPE(h, gl_TimerHandleType)) {
+        if (ctx != NULL) {
+            __builtin_prefetch(GL_POOL_OF(ctx), 1, 2);
         }
+        __builtin_prefetch(GL_POOL_OF(h), 1, 2);
     }
 }
 

@@ -48,6 +48,9 @@ static int loop_traverse(gl_loop *self, visitproc visit, void *arg)
     for (int32_t i = 0; i < self->ntslots; i++) {
         Py_VISIT(self->tslots[i]);
     }
+    for (int32_t i = 0; i < self->ntfired; i++) {
+        Py_VISIT(self->tfired[i]);
+    }
     for (int fd = 0; fd < self->fdcap; fd++) {
         Py_VISIT(self->readers[fd]);
         Py_VISIT(self->writers[fd]);
@@ -571,9 +574,6 @@ static int timers_due(gl_loop *self, double now, double *end)
  * per-callback path. */
 static inline int run_handle(gl_loop *self, PyObject *handle)
 {
-    if (Py_IS_TYPE(handle, gl_TimerHandleType)) {
-        gl_timer_ran(self, handle);
-    }
     if (gl_handle_is_cancelled(handle)) {
         return 0;
     }
@@ -617,47 +617,54 @@ static int run_handle_timed(gl_loop *self, PyObject *handle)
 /* How far ahead run_ready prefetches handles (gl_handle_prefetch). */
 #define GL_PREFETCH_AHEAD 8
 
-/* Run the first ntodo handles of ring; fired: it is the tready ring. */
+/* Let go of a handle run_ring has run (or skipped). batch: it is one of
+ * the timers tfired holds (timers.c), freed later in the order taken. */
+static inline void release_ran(PyObject *handle, int batch)
+{
+    if (batch) {
+        gl_timer_release_run(handle);
+    } else {
+        gl_handle_release(handle);
+    }
+}
+
+/* Run the first ntodo handles of ring; fired: it is the tready ring. While
+ * the batch the last expiry took is still held (and no nested _run_once
+ * has let it go), every handle on tready is one of it; once run, the
+ * batch is let go. */
 static int run_ring(gl_loop *self, gl_ring *ring, Py_ssize_t ntodo, int fired)
 {
+    uint32_t gen = self->tfired_gen;
+    int r = 0;
     /* Looked at once per iteration (switching tracking from a callback
      * takes effect with the next one), and the loop written out twice:
      * gcc -O2 does not unswitch loops, and the test per callback cost the
      * call_soon row 4 instructions per op (benchmarks/instructions.py). */
     if (self->stats.slow_threshold > 0) {
-        for (Py_ssize_t i = 0; i < ntodo; i++) {
+        for (Py_ssize_t i = 0; i < ntodo && r == 0; i++) {
             PyObject *handle = gl_ring_pop(ring);
             if (handle == NULL) {
                 break;
             }
-            if (fired) {
-                gl_timer_fired(handle);
+            r = run_handle_timed(self, handle);
+            release_ran(handle, fired && self->ntfired > 0 && self->tfired_gen == gen);
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < ntodo && r == 0; i++) {
+            PyObject *handle = gl_ring_pop(ring);
+            if (handle == NULL) {
+                break;
             }
-            int r = run_handle_timed(self, handle);
-            gl_handle_release(handle);
-            if (r < 0) {
-                return -1;
-            }
-        }
-        return 0;
-    }
-    for (Py_ssize_t i = 0; i < ntodo; i++) {
-        PyObject *handle = gl_ring_pop(ring);
-        if (handle == NULL) {
-            break;
-        }
-        gl_handle_prefetch(gl_ring_peek(ring, GL_PREFETCH_AHEAD));
-        gl_handle_prefetch_refs(gl_ring_peek(ring, GL_PREFETCH_AHEAD / 2));
-        if (fired) {
-            gl_timer_fired(handle);
-        }
-        int r = run_handle(self, handle);
-        gl_handle_release(handle);
-        if (r < 0) {
-            return -1;
+            gl_handle_prefetch(gl_ring_peek(ring, GL_PREFETCH_AHEAD));
+            gl_handle_prefetch_refs(gl_ring_peek(ring, GL_PREFETCH_AHEAD / 2));
+            r = run_handle(self, handle);
+            release_ran(handle, fired && self->ntfired > 0 && self->tfired_gen == gen);
         }
     }
-    return 0;
+    if (fired) {
+        gl_timers_release_fired(self);
+    }
+    return r;
 }
 
 /* Run what was ready when the iteration began: due timers an earlier

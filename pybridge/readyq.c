@@ -6,9 +6,12 @@
  * call_soon together). */
 #include "goloop.h"
 
-static int ring_grow(gl_ring *r)
+static int ring_grow(gl_ring *r, Py_ssize_t need)
 {
     Py_ssize_t ncap = r->cap ? r->cap * 2 : 64;
+    while (ncap < need) {
+        ncap *= 2;
+    }
     PyObject **nbuf = PyMem_Malloc(ncap * sizeof(PyObject *));
     if (nbuf == NULL) {
         PyErr_NoMemory();
@@ -24,14 +27,14 @@ static int ring_grow(gl_ring *r)
     return 0;
 }
 
-int gl_ring_reserve(gl_ring *r)
+int gl_ring_reserve(gl_ring *r, Py_ssize_t n)
 {
-    return r->len == r->cap ? ring_grow(r) : 0;
+    return r->len + n > r->cap ? ring_grow(r, r->len + n) : 0;
 }
 
 int gl_ring_push(gl_ring *r, PyObject *item)
 {
-    if (r->len == r->cap && ring_grow(r) < 0) {
+    if (r->len == r->cap && ring_grow(r, r->len + 1) < 0) {
         Py_DECREF(item);
         return -1;
     }

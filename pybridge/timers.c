@@ -292,10 +292,10 @@ static inline uint64_t when_key(double when)
     return (u >> 63) ? ~u : u | 0x8000000000000000ull;
 }
 
-static void insertion_sort(gl_tlog_entry *a, int32_t n)
+static void insertion_sort(gl_tdue_entry *a, int32_t n)
 {
     for (int32_t i = 1; i < n; i++) {
-        gl_tlog_entry e = a[i];
+        gl_tdue_entry e = a[i];
         int32_t j = i;
         while (j > 0 && a[j - 1].when > e.when) {
             a[j] = a[j - 1];
@@ -308,7 +308,7 @@ static void insertion_sort(gl_tlog_entry *a, int32_t n)
 /* LSD radix sort, 8 bits a pass, skipping the bytes every key shares (the
  * deadlines of a burst share their sign, exponent and high mantissa).
  * tmp holds n entries. Returns the sorted array: a or tmp. */
-static gl_tlog_entry *radix_sort(gl_tlog_entry *a, gl_tlog_entry *tmp, int32_t n)
+static gl_tdue_entry *radix_sort(gl_tdue_entry *a, gl_tdue_entry *tmp, int32_t n)
 {
     static uint32_t counts[8][256];
     memset(counts, 0, sizeof(counts));
@@ -333,7 +333,7 @@ static gl_tlog_entry *radix_sort(gl_tlog_entry *a, gl_tlog_entry *tmp, int32_t n
             uint32_t d = (uint32_t)(when_key(a[i].when) >> (8 * b)) & 0xff;
             tmp[counts[b][d]++] = a[i];
         }
-        gl_tlog_entry *t = a;
+        gl_tdue_entry *t = a;
         a = tmp;
         tmp = t;
     }
@@ -351,7 +351,7 @@ static int ensure_scratch(gl_loop *loop, int32_t n)
     }
     /* two halves: the due entries and the radix sort's other buffer */
     PyMem_Free(loop->tscratch);
-    loop->tscratch = PyMem_Malloc((size_t)ncap * 2 * sizeof(gl_tlog_entry));
+    loop->tscratch = PyMem_Malloc((size_t)ncap * 2 * sizeof(gl_tdue_entry));
     if (loop->tscratch == NULL) {
         loop->tscratch_cap = 0;
         PyErr_NoMemory();
@@ -370,24 +370,73 @@ static inline int log_due(const gl_tlog_entry *e, double end, uint32_t cutoff)
     return e->slot >= 0 && e->when < end && (int32_t)(e->seq - cutoff) < 0;
 }
 
-/* Take the live entries due before end out of the log (compacting what
- * stays) into the scratch buffer, sorted; returns their count, or -1. */
-static int32_t take_due_from_log(gl_loop *loop, double end, uint32_t cutoff,
-                                 gl_tlog_entry **out)
+/* How many log entries are due before end and scheduled before cutoff. */
+static int32_t count_due_in_log(gl_loop *loop, double end, uint32_t cutoff)
 {
     int32_t ndue = 0;
     for (int32_t i = loop->tlog_head; i < loop->tlog_len; i++) {
         ndue += log_due(&loop->tlog[i], end, cutoff);
     }
-    if (ndue == 0) {
-        log_compact(loop); /* the minimum was stale: make it exact */
-        *out = NULL;
+    return ndue;
+}
+
+/* How many heap entries are due before end (the heap holds no timer
+ * scheduled since the iteration began): a walk down the subtrees whose
+ * roots are due. */
+static int32_t count_due_in_heap(gl_loop *loop, int32_t i, double end)
+{
+    if (i >= loop->theap_len || !(loop->theap[i].when < end)) {
         return 0;
     }
-    if (ensure_scratch(loop, ndue) < 0) {
+    int32_t n = 1;
+    for (int32_t c = i * HEAP_ARITY + 1; c <= i * HEAP_ARITY + HEAP_ARITY; c++) {
+        n += count_due_in_heap(loop, c, end);
+    }
+    return n;
+}
+
+static int ensure_fired(gl_loop *loop, int32_t n)
+{
+    int32_t need = loop->ntfired + n;
+    if (need <= loop->tfired_cap) {
+        return 0;
+    }
+    int32_t ncap = loop->tfired_cap ? loop->tfired_cap : 256;
+    while (ncap < need) {
+        ncap *= 2;
+    }
+    if (grow_array((void **)&loop->tfired, sizeof(PyObject *), ncap) < 0) {
         return -1;
     }
-    gl_tlog_entry *due = loop->tscratch;
+    loop->tfired_cap = ncap;
+    return 0;
+}
+
+/* The timer in slot leaves the timers for the tready ring (which takes
+ * the slot's reference; room reserved): it is marked unscheduled at once,
+ * as asyncio marks each due timer it moves to its ready queue before any
+ * of them runs, and tfired takes a reference too (room reserved), so that
+ * the timer is freed in the order it was taken, not the order it runs. */
+static PyObject *take_slot(gl_loop *loop, int32_t slot)
+{
+    PyObject *timer = loop->tslots[slot];
+    slot_release(loop, slot);
+    GL_TIMER_SLOT(timer) = 0;
+    gl_handle_set_scheduled(timer, 0);
+    loop->tfired[loop->ntfired++] = Py_NewRef(timer);
+    return timer;
+}
+
+/* Take the ndue live entries due before end out of the log (compacting
+ * what stays) into the scratch buffer (room reserved), sorted, their
+ * timers taken (take_slot) in the order they were scheduled: the order
+ * their handles, contexts and deadline floats were allocated in, so this
+ * pass walks memory forward instead of jumping around it in deadline
+ * order. */
+static gl_tdue_entry *take_due_from_log(gl_loop *loop, double end, uint32_t cutoff,
+                                        int32_t ndue)
+{
+    gl_tdue_entry *due = loop->tscratch;
     int32_t k = 0, w = 0;
     double min = INFINITY;
     int sorted = 1;
@@ -398,8 +447,7 @@ static int32_t take_due_from_log(gl_loop *loop, double end, uint32_t cutoff,
         }
         if (log_due(&e, end, cutoff)) {
             sorted &= k == 0 || due[k - 1].when <= e.when;
-            due[k++] = e;
-            loop->twhere[e.slot] = 0;
+            due[k++] = (gl_tdue_entry){.when = e.when, .timer = take_slot(loop, e.slot)};
         } else {
             loop->tlog[w] = e;
             loop->twhere[e.slot] = -(w + 1);
@@ -420,96 +468,43 @@ static int32_t take_due_from_log(gl_loop *loop, double end, uint32_t cutoff,
             due = radix_sort(due, loop->tscratch + loop->tscratch_cap, ndue);
         }
     }
-    *out = due;
-    return ndue;
-}
-
-/* Queue the timer in slot, its entry already out of the log or about to
- * leave the heap; on failure (no memory for the ready ring) nothing has
- * changed. No Python code runs here (no reference is dropped), so nothing
- * can cancel or schedule a timer while a batch is being moved. A cancelled
- * timer is never here: cancel() takes its entry out.
- *
- * The handle itself is not touched: a burst's handles are spread over
- * memory in deadline order, and touching each here and again when it runs
- * cost a cache miss twice (the first pass alone ~1/3 of firing a 100k
- * burst). Its slot number stays behind, stale (every reader checks the
- * slot table still holds the handle), and gl_timer_fired clears _scheduled
- * just before it runs. */
-static int fire_slot(gl_loop *loop, int32_t slot)
-{
-    if (gl_ring_reserve(&loop->tready) < 0) {
-        return -1;
-    }
-    PyObject *timer = loop->tslots[slot];
-    slot_release(loop, slot);
-    gl_ring_push(&loop->tready, timer);
-    return 0;
-}
-
-/* A fired timer (from the loop's tready ring) about to run: _scheduled is
- * False once it has left the timers, as asyncio sets it when it moves a
- * due timer to its ready queue. */
-void gl_timer_fired(PyObject *timer)
-{
-    GL_TIMER_SLOT(timer) = 0;
-    gl_handle_set_scheduled(timer, 0);
-}
-
-/* A TimerHandle the ready queue is about to run: one still marked
- * scheduled that the timers no longer hold was fired and is settled as
- * gl_timer_fired would; one they still hold was queued by _add_callback. */
-void gl_timer_ran(gl_loop *loop, PyObject *timer)
-{
-    if (GL_SLOT(timer, gl_off.scheduled) != Py_True) {
-        return;
-    }
-    Py_ssize_t slot1 = GL_TIMER_SLOT(timer);
-    if (slot1 > 0 && slot1 <= loop->ntslots && loop->tslots[slot1 - 1] == timer) {
-        return;
-    }
-    gl_timer_fired(timer);
+    return due;
 }
 
 /* Move the timers due before end and scheduled before cutoff onto the
  * loop's tready ring, earliest first (equal deadlines in the order
  * scheduled), then move up to GL_TIMER_MIGRATE log entries into the heap
- * (only the log holds timers scheduled since the iteration began). */
+ * (only the log holds timers scheduled since the iteration began). Room
+ * for every due timer is made first, so on failure (no memory) nothing
+ * has changed. */
 int gl_timer_expire(gl_loop *loop, double end, uint32_t cutoff)
 {
-    gl_tlog_entry *due = NULL;
-    int32_t ndue = 0;
+    /* A batch still held (a callback ran the loop's _run_once while its
+     * batch ran) is let go before the next is taken. */
+    gl_timers_release_fired(loop);
+    int32_t nlog = 0;
     if (loop->tlog_min < end) {
-        ndue = take_due_from_log(loop, end, cutoff, &due);
-        if (ndue < 0) {
-            return -1;
+        nlog = count_due_in_log(loop, end, cutoff);
+        if (nlog == 0) {
+            log_compact(loop); /* the minimum was stale: make it exact */
         }
     }
+    int32_t nheap = count_due_in_heap(loop, 0, end);
+    if (nlog + nheap > 0 &&
+        (ensure_scratch(loop, nlog) < 0 || ensure_fired(loop, nlog + nheap) < 0 ||
+         gl_ring_reserve(&loop->tready, nlog + nheap) < 0)) {
+        return -1;
+    }
+    gl_tdue_entry *due = nlog > 0 ? take_due_from_log(loop, end, cutoff, nlog) : NULL;
     int32_t i = 0;
     for (;;) {
         int heap_due = loop->theap_len > 0 && loop->theap[0].when < end;
-        if (heap_due && (i == ndue || loop->theap[0].when <= due[i].when)) {
-            if (fire_slot(loop, loop->theap[0].slot) < 0) {
-                return -1; /* the entry stays in the heap */
-            }
+        if (heap_due && (i == nlog || loop->theap[0].when <= due[i].when)) {
+            int32_t slot = loop->theap[0].slot;
             heap_remove_at(loop, 0);
-        } else if (i < ndue) {
-            /* The due entries are in deadline order, their slots
-             * anywhere in the table: fetch ahead. */
-            if (i + 16 < ndue) {
-                __builtin_prefetch(&loop->tslots[due[i + 16].slot]);
-            }
-            if (fire_slot(loop, due[i].slot) < 0) {
-                /* Back into the log, which has room: they came out of it. */
-                for (; i < ndue; i++) {
-                    int32_t k = loop->tlog_len++;
-                    loop->tlog[k] = due[i];
-                    loop->twhere[due[i].slot] = -(k + 1);
-                    loop->tlog_min = fmin(loop->tlog_min, due[i].when);
-                }
-                return -1;
-            }
-            i++;
+            gl_ring_push(&loop->tready, take_slot(loop, slot));
+        } else if (i < nlog) {
+            gl_ring_push(&loop->tready, due[i++].timer);
         } else {
             break;
         }
@@ -535,6 +530,50 @@ int gl_timer_expire(gl_loop *loop, double end, uint32_t cutoff)
     return 0;
 }
 
+/* A fired timer from the batch tfired holds has run, or was skipped as
+ * cancelled. One nobody else holds (the loop's two references, no weak
+ * reference) lets go of its callback, arguments and context now, as
+ * stock drops the handle before the next callback runs, and its shell
+ * waits for gl_timers_release_fired. */
+void gl_timer_release_run(PyObject *timer)
+{
+    if (Py_REFCNT(timer) == 2 && !gl_handle_weakly_referenced(timer)) {
+        gl_handle_drop_refs(timer);
+    }
+    Py_DECREF(timer); /* tfired still holds it */
+}
+
+/* Let go of the batch's references in the order the timers were taken:
+ * freeing 100k handles, their deadline floats and the pymalloc pool
+ * headers in deadline order (random in memory) was ~20% of firing a
+ * burst; walked in scheduling order, memory is walked forward. */
+void gl_timers_release_fired(gl_loop *loop)
+{
+    int32_t n = loop->ntfired;
+    if (n == 0) {
+        return;
+    }
+    /* Releasing runs finalizers, which may run the loop's _run_once and so
+     * fire another batch: the array is taken out while it is walked. */
+    PyObject **fired = loop->tfired;
+    int32_t cap = loop->tfired_cap;
+    loop->tfired = NULL;
+    loop->ntfired = loop->tfired_cap = 0;
+    loop->tfired_gen++;
+    for (int32_t k = 0; k < n; k++) {
+        if (k + 8 < n) {
+            gl_handle_prefetch(fired[k + 8]);
+        }
+        gl_handle_release(fired[k]);
+    }
+    if (loop->tfired == NULL) {
+        loop->tfired = fired;
+        loop->tfired_cap = cap;
+    } else {
+        PyMem_Free(fired);
+    }
+}
+
 int gl_timer_pending_work(gl_loop *loop)
 {
     return loop->tlog_len > loop->tlog_head;
@@ -542,6 +581,7 @@ int gl_timer_pending_work(gl_loop *loop)
 
 void gl_timers_clear(gl_loop *loop)
 {
+    gl_timers_release_fired(loop);
     for (int32_t i = 0; i < loop->ntslots; i++) {
         PyObject *timer = loop->tslots[i];
         if (timer != NULL) {
@@ -576,6 +616,11 @@ void gl_timers_trim(gl_loop *loop)
         loop->theap = NULL;
         loop->theap_cap = 0;
     }
+    if (loop->ntfired == 0) {
+        PyMem_Free(loop->tfired);
+        loop->tfired = NULL;
+        loop->tfired_cap = 0;
+    }
     gl_ring_shrink(&loop->tready);
 }
 
@@ -603,6 +648,7 @@ void gl_timers_free(gl_loop *loop)
     PyMem_Free(loop->tlog);
     PyMem_Free(loop->theap);
     PyMem_Free(loop->tscratch);
+    PyMem_Free(loop->tfired);
     PyMem_Free(loop->tready.buf);
     loop->tready.buf = NULL;
     loop->tready.cap = 0;
@@ -612,5 +658,7 @@ void gl_timers_free(gl_loop *loop)
     loop->tlog = NULL;
     loop->theap = NULL;
     loop->tscratch = NULL;
+    loop->tfired = NULL;
     loop->tslots_cap = loop->tlog_cap = loop->theap_cap = loop->tscratch_cap = 0;
+    loop->tfired_cap = 0;
 }

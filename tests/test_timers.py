@@ -10,6 +10,7 @@ behind a burst. Every scenario runs on both loops; where the expected
 result is not obvious it is computed on the stock loop.
 """
 
+import contextvars
 import gc
 import json
 import random
@@ -285,6 +286,83 @@ def test_fired_timer_is_no_longer_scheduled(loop):
     assert h not in loop._scheduled
     h.cancel()  # after it ran: harmless
     assert h.cancelled()
+
+
+def test_due_timers_are_unscheduled_before_any_runs(loop):
+    """Stock marks every timer due in an iteration unscheduled as it
+    moves them to its ready queue, before the first of them runs."""
+    seen = []
+    when = loop.time() - 1
+    later = []
+    first = loop.call_at(when, lambda: seen.append([h._scheduled for h in later]))
+    later.extend(loop.call_at(when + i * 1e-6, lambda: None) for i in range(1, 40))
+    run_briefly(loop)
+    assert seen == [[False] * 39]
+    assert first._scheduled is False
+
+
+def _released_between_timers(lp):
+    """Whether what a fired timer alone held is gone before the next due
+    timer runs (stock drops the handle before running the next), for its
+    arguments, its callback and its context's variables."""
+
+    class Obj:
+        def __call__(self, *args):
+            pass
+
+    var = contextvars.ContextVar("v")
+    seen = []
+    refs = {}
+
+    def schedule(kind, when):
+        obj = Obj()
+        refs[kind] = weakref.ref(obj)
+        if kind == "args":
+            lp.call_at(when, lambda o: None, obj)
+        elif kind == "callback":
+            lp.call_at(when, obj)
+        else:
+            ctx = contextvars.copy_context()
+            ctx.run(var.set, obj)  # held by ctx's variables alone
+            lp.call_at(when, lambda: None, context=ctx)
+
+    def check(kind):
+        gc.collect()  # the handle may be GC-tracked on the stock loop
+        seen.append((kind, refs[kind]() is None))
+
+    base = lp.time() - 10
+    for i, kind in enumerate(("args", "callback", "context")):
+        schedule(kind, base + i)
+        lp.call_at(base + i + 0.5, check, kind)
+    run_briefly(lp)
+    return seen
+
+
+def test_fired_timer_releases_its_references_before_the_next_runs(loop):
+    got = _released_between_timers(loop)
+    assert got == on_stock(_released_between_timers)
+    assert got == [("args", True), ("callback", True), ("context", True)]
+
+
+def test_fired_timer_held_elsewhere_keeps_its_state(loop):
+    """A fired timer someone else holds keeps its callback, arguments and
+    context after it ran, as stock's does; the loop lets go of its own
+    references (no cycle through the loop keeps it alive)."""
+    ran = []
+    ctx = contextvars.copy_context()
+    handles = [
+        loop.call_at(loop.time() - 1, ran.append, i, context=ctx if i == 1 else None)
+        for i in range(3)
+    ]
+    weak = weakref.ref(loop.call_at(loop.time() - 1, ran.append, 3))
+    run_briefly(loop)
+    assert ran == [0, 1, 2, 3]
+    assert [h._args for h in handles] == [(0,), (1,), (2,)]
+    assert all(h._callback == ran.append for h in handles)
+    assert handles[1]._context is ctx
+    assert isinstance(handles[0]._context, contextvars.Context)
+    assert [h._scheduled for h in handles] == [False] * 3
+    assert weak() is None
 
 
 def test_argument_tuple_cycle_is_collected(loop):
