@@ -370,8 +370,15 @@ static int write_ready(gl_wpipe *self)
         gl_wbuf_consume(&self->wb, self->wb.len);
         self->conn_lost++;
         /* asyncio removes the writer here: _fatal_error's _close does not,
-         * the buffer being empty by then */
+         * the buffer being empty by then. When the pipe no longer holds
+         * the fd, the number may be another file's, whose interest change
+         * fails (ENOENT; the loop's tables then forget the fd, as
+         * selectors' modify does): not this transport's error. */
         int r = watch_writes(self, 0);
+        if (r < 0 && PyErr_ExceptionMatches(PyExc_OSError) && pipe_holds(self->pipe, self->fd) == 0) {
+            PyErr_Clear();
+            r = 0;
+        }
         if (r == 0) {
             gl_restore_exception(exc);
             return fatal((PyObject *)self, "Fatal write error on pipe transport");

@@ -28,7 +28,7 @@ from . import _goloop, connect, process, resolve
 from ._selector import EngineSelector
 from .datagram import FAMILIES as _DATAGRAM_FAMILIES
 from .datagram import DatagramTransport
-from .pipes import DebugWritePipeTransport, ReadPipeTransport, WritePipeTransport
+from .pipes import ReadPipeTransport, WritePipeTransport
 from .stream import SocketTransport, raw_family, raw_proto, raw_type, set_tcp_nodelay
 
 
@@ -259,18 +259,12 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        # goloop.pipes (reads in C); asyncio's own in debug mode, for its
-        # debug logging and Handles.
-        if self._debug:
-            return super()._make_read_pipe_transport(pipe, protocol, waiter, extra)
         return ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        # goloop.pipes (writes and the buffer in C; asyncio's class in debug
-        # mode): neither loses data on write() + close() from
-        # resume_writing() (a README-listed difference).
-        cls = DebugWritePipeTransport if self._debug else WritePipeTransport
-        return cls(self, pipe, protocol, waiter, extra)
+        # It loses no data on write() + close() from resume_writing()
+        # (goloop.pipes, a README-listed difference).
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)
 
     def _accept_connection(
         self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *timeouts

@@ -20,8 +20,8 @@ buffer more and close) and then, seeing the transport closing, closes the
 pipe with the new data still buffered: 983,040 of 1,048,576 bytes arrive
 on 3.11.7, 3.12.1 and 3.13.0 with 64 KiB writes to a 64 KiB pipe. uvloop
 delivers every byte; so does goloop, which closes only once the buffer is
-empty. In debug mode the loop makes asyncio's own classes (their debug
-logging), the write one with that change (``DebugWritePipeTransport``).
+empty. Debug mode uses these classes too (the C paths log what asyncio's
+log there), so that no mode writes to an fd its pipe no longer holds.
 """
 
 import os
@@ -32,7 +32,7 @@ from asyncio.log import logger
 
 from . import _goloop
 
-__all__ = ("ReadPipeTransport", "WritePipeTransport", "DebugWritePipeTransport")
+__all__ = ("ReadPipeTransport", "WritePipeTransport")
 
 _StockRead = unix_events._UnixReadPipeTransport
 _StockWrite = unix_events._UnixWritePipeTransport
@@ -170,41 +170,3 @@ class WritePipeTransport(_goloop.WritePipeTransportCore):
         self._clear_write_buffer()
         self._loop._remove_reader(self._fileno)
         self._loop.call_soon(self._call_connection_lost, exc)
-
-
-class DebugWritePipeTransport(_StockWrite):
-    """asyncio's write-pipe transport (debug mode), closing only when
-    nothing is buffered."""
-
-    def _write_ready(self):
-        # asyncio's _write_ready (the same on 3.11.2 through 3.13), but for
-        # the `not self._buffer` below.
-        assert self._buffer, "Data should not be empty"
-
-        try:
-            n = os.write(self._fileno, self._buffer)
-        except (BlockingIOError, InterruptedError):
-            pass
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._buffer.clear()
-            self._conn_lost += 1
-            # Remove writer here, _fatal_error() doesn't it
-            # because _buffer is empty.
-            self._loop._remove_writer(self._fileno)
-            self._fatal_error(exc, "Fatal write error on pipe transport")
-        else:
-            if n == len(self._buffer):
-                self._buffer.clear()
-                self._loop._remove_writer(self._fileno)
-                self._maybe_resume_protocol()  # May append to buffer.
-                # Stock closes here even when resume_writing() buffered more
-                # and then closed; that data would be lost. write() re-armed
-                # the writer, whose next call closes once it is all written.
-                if self._closing and not self._buffer:
-                    self._loop._remove_reader(self._fileno)
-                    self._call_connection_lost(None)
-                return
-            elif n > 0:
-                del self._buffer[:n]
