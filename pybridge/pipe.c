@@ -175,10 +175,22 @@ static int on_ready(PyObject *owner, int write);
 
 /* ==== the read side ==== */
 
-/* os.read(fd, max_size) into the scratch buffer, or into a bytes object
- * of its own when max_size is larger than the buffer: the data as a new
- * bytes object; NULL with *again set when nothing is there, NULL with an
- * exception on error. */
+/* A read of at least this much suggests a writer streaming data: read
+ * again at once, as more has likely arrived meanwhile (a child writing
+ * 4 KiB pieces fills the pipe while the loop wakes up). Smaller reads
+ * (a line, a message) end the event after one read, as stock's do. */
+#define GL_PIPE_READ_AGAIN (4 * 1024)
+
+/* What one os.read(fd, max_size) could return: reads into the scratch
+ * buffer while a streaming writer keeps adding (GL_PIPE_READ_AGAIN), up to
+ * max_size in all, delivered as one bytes object. Reading from a
+ * 4 KiB-at-a-time writer (`head -c 64M /dev/zero`) took 14.8k reads and
+ * 11.3k epoll_waits and made 6.3k 256 KiB StreamReader reads; rloop, which
+ * reads on until EAGAIN, 2.5k waits and 2.5k reads (strace). A max_size
+ * above the buffer gets a bytes object of its own and one read. NULL with
+ * *again set when nothing is there, NULL with an exception on error;
+ * EOF or an error after some data ends the batch with that data (the
+ * pipe reports them again at the next event). */
 static PyObject *read_bytes(gl_rpipe *self, int *again)
 {
     *again = 0;
@@ -190,25 +202,36 @@ static PyObject *read_bytes(gl_rpipe *self, int *again)
         PyErr_SetString(PyExc_ValueError, "negative length");
         return NULL;
     }
-    if (cap <= GL_SCRATCH_SIZE) {
-        Py_ssize_t n = io_retry(0, self->fd, gl_scratch, cap);
-        *again = n == -1;
-        return n < 0 ? NULL : PyBytes_FromStringAndSize(gl_scratch, n);
+    if (cap > GL_SCRATCH_SIZE) {
+        PyObject *data = PyBytes_FromStringAndSize(NULL, cap);
+        if (data == NULL) {
+            return NULL;
+        }
+        Py_ssize_t n = io_retry(0, self->fd, PyBytes_AS_STRING(data), cap);
+        if (n < 0) {
+            *again = n == -1;
+            Py_DECREF(data);
+            return NULL;
+        }
+        if (n < cap) {
+            (void)_PyBytes_Resize(&data, n);
+        }
+        return data;
     }
-    PyObject *data = PyBytes_FromStringAndSize(NULL, cap);
-    if (data == NULL) {
-        return NULL;
-    }
-    Py_ssize_t n = io_retry(0, self->fd, PyBytes_AS_STRING(data), cap);
+    Py_ssize_t n = io_retry(0, self->fd, gl_scratch, cap);
     if (n < 0) {
         *again = n == -1;
-        Py_DECREF(data);
         return NULL;
     }
-    if (n < cap) {
-        (void)_PyBytes_Resize(&data, n);
+    Py_ssize_t got = n;
+    /* the reads after the first give up at any error (EAGAIN, EINTR: the
+     * loop handles the signal; others come back at the next event) */
+    while (n >= GL_PIPE_READ_AGAIN && got < cap) {
+        ssize_t more = read(self->fd, gl_scratch + got, (size_t)(cap - got));
+        n = more > 0 ? more : 0;
+        got += n;
     }
-    return data;
+    return PyBytes_FromStringAndSize(gl_scratch, got);
 }
 
 /* The peer closed its end: stop reading, then eof_received() and
