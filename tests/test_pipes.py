@@ -361,9 +361,9 @@ def test_pause_reading_in_connection_made(loop):
         await asyncio.wait_for(protocol.lost, HANG_TIMEOUT)
         return before, bytes(protocol.data)
 
-    if sys.version_info < (3, 11, 3):
-        pytest.skip("asyncio before 3.11.3 starts reading even when paused")
-    assert loop.run_until_complete(main()) == (b"", b"x")
+    # asyncio before 3.11.3 (Debian's 3.11.2) starts reading even when paused
+    before = b"x" if sys.version_info < (3, 11, 3) else b""
+    assert loop.run_until_complete(main()) == (before, b"x")
 
 
 def test_write_eof_and_abort(loop):
