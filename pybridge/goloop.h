@@ -292,13 +292,6 @@ int gl_flow_control_traverse(gl_flow_control *self, visitproc visit, void *arg);
 /* recv() target shared by the transports (stream.c), GIL-protected. */
 #define GL_SCRATCH_SIZE (256 * 1024)
 extern char gl_scratch[GL_SCRATCH_SIZE];
-/* After a read of at least GL_DIRECT_READ_MIN (a bulk transfer) the
- * transports read straight into a bytes object of GL_DIRECT_READ_CAP (no
- * copy out of the scratch buffer), below glibc's default mmap threshold
- * so that the allocation and its shrink to the size read stay in the
- * heap, without mmap/munmap (stream.c, pipe.c). */
-#define GL_DIRECT_READ_MIN (32 * 1024)
-#define GL_DIRECT_READ_CAP (127 * 1024)
 Py_ssize_t gl_recv_retry(int fd, char *buf, Py_ssize_t len, struct sockaddr_storage *sa,
                          socklen_t *salen); /* stream.c; -1 EAGAIN, -2 exception */
 PyObject *gl_recv_bytes(int fd, Py_ssize_t n, int *again);

@@ -36,7 +36,6 @@ typedef struct {
     int fd;
     char closing, paused;
     Py_ssize_t max_size;
-    Py_ssize_t last_read; /* bytes the previous event brought */
     PyObject *dict; /* instance attributes, created on first use */
 } gl_rpipe;
 
@@ -182,38 +181,16 @@ static int on_ready(PyObject *owner, int write);
  * (a line, a message) end the event after one read, as stock's do. */
 #define GL_PIPE_READ_AGAIN (4 * 1024)
 
-/* Reads into buf[0:cap] while a streaming writer keeps adding
- * (GL_PIPE_READ_AGAIN): the byte count, -1 when nothing is there, -2
- * with an exception. The reads after the first give up at any error
- * (EAGAIN; EINTR, whose signal the loop then handles; others come back
- * at the next event, as does EOF) and return what they have. */
-static Py_ssize_t read_batch(int fd, char *buf, Py_ssize_t cap)
-{
-    Py_ssize_t n = io_retry(0, fd, buf, cap);
-    if (n < 0) {
-        return n;
-    }
-    Py_ssize_t got = n;
-    while (n >= GL_PIPE_READ_AGAIN && got < cap) {
-        ssize_t more = read(fd, buf + got, (size_t)(cap - got));
-        n = more > 0 ? more : 0;
-        got += n;
-    }
-    return got;
-}
-
-/* What one os.read(fd, max_size) could return: read_batch's data as one
- * bytes object, up to max_size. Reading from a 4 KiB-at-a-time writer
- * (`head -c 64M /dev/zero`) one read per event took 14.8k reads and 11.3k
- * epoll_waits, and the StreamReader made 6.3k 256 KiB reads of it; read on
- * this way, 4.4k waits and 4.2k (rloop, which reads until EAGAIN: 3.0k
- * and 3.3k; strace). Once an event brought GL_DIRECT_READ_MIN or more,
- * the next reads go into a bytes object of their own (goloop.h): the
- * copy out of the scratch buffer was a third of the memmove time perf
- * showed reading a child's 64 MiB, StreamReader's copies the rest; a
- * pipe holds 64 KiB unless resized, so the cap rarely splits what one
- * event brings. NULL with *again set when nothing is there, NULL with
- * an exception on error. */
+/* What one os.read(fd, max_size) could return: reads into the scratch
+ * buffer while a streaming writer keeps adding (GL_PIPE_READ_AGAIN), up to
+ * max_size in all, delivered as one bytes object. Reading from a
+ * 4 KiB-at-a-time writer (`head -c 64M /dev/zero`) took 14.8k reads and
+ * 11.3k epoll_waits and made 6.3k 256 KiB StreamReader reads; rloop, which
+ * reads on until EAGAIN, 2.5k waits and 2.5k reads (strace). A max_size
+ * above the buffer gets a bytes object of its own and one read. NULL with
+ * *again set when nothing is there, NULL with an exception on error;
+ * EOF or an error after some data ends the batch with that data (the
+ * pipe reports them again at the next event). */
 static PyObject *read_bytes(gl_rpipe *self, int *again)
 {
     *again = 0;
@@ -225,29 +202,36 @@ static PyObject *read_bytes(gl_rpipe *self, int *again)
         PyErr_SetString(PyExc_ValueError, "negative length");
         return NULL;
     }
-    Py_ssize_t n;
-    PyObject *data = NULL;
-    if (cap > GL_SCRATCH_SIZE || (self->last_read >= GL_DIRECT_READ_MIN && cap > GL_DIRECT_READ_CAP)) {
-        Py_ssize_t size = cap > GL_SCRATCH_SIZE ? cap : GL_DIRECT_READ_CAP;
-        data = PyBytes_FromStringAndSize(NULL, size);
+    if (cap > GL_SCRATCH_SIZE) {
+        PyObject *data = PyBytes_FromStringAndSize(NULL, cap);
         if (data == NULL) {
             return NULL;
         }
-        n = read_batch(self->fd, PyBytes_AS_STRING(data), size);
-        if (n >= 0 && n < size && _PyBytes_Resize(&data, n) < 0) {
+        Py_ssize_t n = io_retry(0, self->fd, PyBytes_AS_STRING(data), cap);
+        if (n < 0) {
+            *again = n == -1;
+            Py_DECREF(data);
             return NULL;
         }
-    } else {
-        n = read_batch(self->fd, gl_scratch, cap);
-        data = n >= 0 ? PyBytes_FromStringAndSize(gl_scratch, n) : NULL;
+        if (n < cap) {
+            (void)_PyBytes_Resize(&data, n);
+        }
+        return data;
     }
-    self->last_read = n > 0 ? n : 0;
+    Py_ssize_t n = io_retry(0, self->fd, gl_scratch, cap);
     if (n < 0) {
         *again = n == -1;
-        Py_XDECREF(data);
         return NULL;
     }
-    return data;
+    Py_ssize_t got = n;
+    /* the reads after the first give up at any error (EAGAIN, EINTR: the
+     * loop handles the signal; others come back at the next event) */
+    while (n >= GL_PIPE_READ_AGAIN && got < cap) {
+        ssize_t more = read(self->fd, gl_scratch + got, (size_t)(cap - got));
+        n = more > 0 ? more : 0;
+        got += n;
+    }
+    return PyBytes_FromStringAndSize(gl_scratch, got);
 }
 
 /* The peer closed its end: stop reading, then eof_received() and
