@@ -8,8 +8,11 @@ of --reps fresh processes (loops interleaved). CPU is the loop process's
 own (time.process_time: every thread of the process that runs the loop,
 so asyncio's watcher threads count, and not the children's CPU, which is
 the same programs for every loop), per operation, in microseconds; a loop
-that cannot run a row (rloop has no subprocess support) shows n/a. Every
-child's exit status and every byte are checked.
+that cannot run a row shows n/a. Every child's exit status and every byte
+are checked. The "pipe" row has no child: connect_write_pipe and
+connect_read_pipe on the two ends of one os.pipe(), on the same loop, 64 KiB
+writes with the writer's flow control engaged (a plain Protocol each side,
+so the transports' own cost shows, not a StreamReader's).
 """
 
 import argparse
@@ -24,12 +27,13 @@ ROWS = {
     "par": ("spawn + wait of /bin/true, 50 at a time", 500),
     "read": ("read 64 MiB from a child's stdout", 3),
     "write": ("write 64 MiB to a child's stdin", 3),
+    "pipe": ("64 MiB through os.pipe(): connect_write_pipe to connect_read_pipe", 3),
 }
 MIB64 = 64 * 1024 * 1024
 CHUNK = 256 * 1024
 
 CHILD = """
-import asyncio, json, sys, time
+import asyncio, json, os, sys, time
 row, kind, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 loop = asyncio.new_event_loop() if kind == "asyncio" else __import__(kind).new_event_loop()
 asyncio.set_event_loop(loop)
@@ -72,7 +76,41 @@ async def write(count):
         if await proc.wait() != 0 or int(out) != MIB64:
             raise SystemExit("short write")
 
-body = {"seq": seq, "par": par, "read": read, "write": write}[row]
+class PipeReader(asyncio.Protocol):
+    def __init__(self):
+        self.got, self.lost = 0, loop.create_future()
+    def data_received(self, data):
+        self.got += len(data)
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+class PipeWriter(asyncio.Protocol):
+    def __init__(self):
+        self.resumed, self.lost = None, loop.create_future()
+    def pause_writing(self):
+        self.resumed = loop.create_future()
+    def resume_writing(self):
+        self.resumed.set_result(None)
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+async def pipe(count):
+    block = b"x" * (64 * 1024)
+    for _ in range(count):
+        r, w = os.pipe()
+        rt, rp = await loop.connect_read_pipe(PipeReader, open(r, "rb", 0))
+        wt, wp = await loop.connect_write_pipe(PipeWriter, open(w, "wb", 0))
+        for _ in range(MIB64 // len(block)):
+            wt.write(block)
+            if wp.resumed is not None and not wp.resumed.done():
+                await wp.resumed
+        wt.close()
+        await wp.lost
+        await rp.lost
+        if rp.got != MIB64:
+            raise SystemExit("short pipe")
+
+body = {"seq": seq, "par": par, "read": read, "write": write, "pipe": pipe}[row]
 loop.run_until_complete(body(max(1, n // 10) if row in ("seq", "par") else 1))  # warm-up
 wall, cpu = time.perf_counter(), time.process_time()
 loop.run_until_complete(body(n))

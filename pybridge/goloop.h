@@ -261,6 +261,7 @@ PyObject *gl_accept_one(int lfd, PyObject *family, PyObject *type, PyObject *pro
                         struct sockaddr_storage *sa, socklen_t *len, int *err); /* accept.c */
 PyObject *gl_accept_stream(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 int gl_datagram_init(PyObject *module);
+int gl_pipe_init(PyObject *module); /* pipe.c */
 int gl_sslproto_init(PyObject *module); /* sslproto.c: SSLProtocolCore, _ssl_setup */
 int gl_loop_only_this_fd_next(gl_loop *loop, int fd); /* loop.c */
 int gl_call_soon(gl_loop *loop, PyObject *callback, PyObject *const *args, Py_ssize_t nargs);
@@ -286,6 +287,19 @@ typedef struct {
     GL_FLOW_CONTROL_SLOTS
 } gl_flow_control;
 PyObject *gl_flow_control_base(void); /* new reference, NULL + exception */
+/* Whether asyncio's _maybe_pause_protocol / _maybe_resume_protocol has
+ * something to do with `size` bytes buffered (wbuf.c). */
+int gl_flow_over_high(gl_flow_control *fc, Py_ssize_t size);
+int gl_flow_under_low(gl_flow_control *fc, Py_ssize_t size);
+
+/* A transport's unsent bytes, buf[start : start + len] (wbuf.c). */
+typedef struct {
+    char *buf;
+    Py_ssize_t start, len, cap;
+} gl_wbuf;
+int gl_wbuf_append(gl_wbuf *b, const char *p, Py_ssize_t n); /* -1 + MemoryError */
+void gl_wbuf_consume(gl_wbuf *b, Py_ssize_t n);
+void gl_wbuf_free(gl_wbuf *b);
 void gl_flow_control_clear(gl_flow_control *self);
 int gl_flow_control_traverse(gl_flow_control *self, visitproc visit, void *arg);
 

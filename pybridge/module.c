@@ -145,7 +145,7 @@ PyMODINIT_FUNC PyInit__goloop(void)
         return NULL;
     }
     if (gl_handles_init(m) < 0 || gl_stream_init(m) < 0 || gl_datagram_init(m) < 0 ||
-        gl_sslproto_init(m) < 0 || register_gc_callback(m) < 0 ||
+        gl_pipe_init(m) < 0 || gl_sslproto_init(m) < 0 || register_gc_callback(m) < 0 ||
         PyModule_AddObjectRef(m, "LoopCore", (PyObject *)&gl_LoopCoreType) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -27,8 +27,6 @@
 #include <errno.h>
 #include <sys/socket.h>
 
-#define GL_WBUF_MIN (16 * 1024)
-#define GL_WBUF_KEEP (64 * 1024)
 #define GL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5 /* asyncio.constants */
 
 
@@ -99,7 +97,7 @@ static void stream_dealloc(gl_stream *self)
         return; /* resurrected by __del__ */
     }
     stream_clear(self);
-    PyMem_Free(self->wbuf);
+    gl_wbuf_free(&self->wb);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -398,54 +396,6 @@ static int read_ready(gl_stream *self)
     return self->buffered ? read_get_buffer(self) : read_data_received(self);
 }
 
-/* ---- the write buffer ---- */
-
-static int wbuf_append(gl_stream *self, const char *p, Py_ssize_t n)
-{
-    if (self->wstart + self->wlen + n > self->wcap) {
-        if (self->wstart > 0 && self->wstart >= self->wlen) {
-            memmove(self->wbuf, self->wbuf + self->wstart, (size_t)self->wlen);
-            self->wstart = 0;
-        }
-        Py_ssize_t need = self->wstart + self->wlen + n;
-        if (need > self->wcap) {
-            Py_ssize_t ncap = self->wcap ? self->wcap : GL_WBUF_MIN;
-            while (ncap < need) {
-                ncap *= 2;
-            }
-            char *nb = PyMem_Realloc(self->wbuf, (size_t)ncap);
-            if (nb == NULL) {
-                PyErr_NoMemory();
-                return -1;
-            }
-            self->wbuf = nb;
-            self->wcap = ncap;
-        }
-    }
-    memcpy(self->wbuf + self->wstart + self->wlen, p, (size_t)n);
-    self->wlen += n;
-    return 0;
-}
-
-static void wbuf_consume(gl_stream *self, Py_ssize_t n)
-{
-    self->wstart += n;
-    self->wlen -= n;
-    if (self->wlen == 0) {
-        self->wstart = 0;
-        if (self->wcap > GL_WBUF_KEEP) { /* an idle connection keeps little */
-            PyMem_Free(self->wbuf);
-            self->wbuf = NULL;
-            self->wcap = 0;
-        }
-    }
-}
-
-static void wbuf_clear(gl_stream *self)
-{
-    wbuf_consume(self, self->wlen);
-}
-
 /* send with EINTR retry: bytes sent, 0 on EAGAIN, -1 with an exception. */
 static Py_ssize_t send_retry(gl_stream *self, const char *p, Py_ssize_t len)
 {
@@ -470,35 +420,22 @@ static Py_ssize_t send_retry(gl_stream *self, const char *p, Py_ssize_t len)
 
 static int watch_writes(gl_stream *self, int on);
 
-/* The water marks are _FlowControlMixin's Python ints; a missing or odd
- * one defers to asyncio's method, which raises what stock raises. */
-static Py_ssize_t water(PyObject *mark)
-{
-    Py_ssize_t v = mark != NULL && PyLong_CheckExact(mark) ? PyLong_AsSsize_t(mark) : -1;
-    if (v < 0) {
-        PyErr_Clear();
-    }
-    return v;
-}
-
 static int maybe_pause_protocol(gl_stream *self)
 {
-    Py_ssize_t high = water(self->high_water);
-    if ((high >= 0 && self->wlen <= high) || self->protocol_paused == Py_True) {
-        return 0;
-    }
-    return call_method0((PyObject *)self, str_maybe_pause);
+    return gl_flow_over_high((gl_flow_control *)self, self->wb.len)
+               ? call_method0((PyObject *)self, str_maybe_pause)
+               : 0;
 }
 
 /* _write_sendmsg / _write_send: flush the buffer once the fd is writable. */
 static int write_ready(gl_stream *self)
 {
-    if (self->wlen == 0 || self->conn_lost) {
+    if (self->wb.len == 0 || self->conn_lost) {
         return 0;
     }
     Py_ssize_t n = sock_gone(self, "sendmsg")
                        ? -1
-                       : send_retry(self, self->wbuf + self->wstart, self->wlen);
+                       : send_retry(self, self->wb.buf + self->wb.start, self->wb.len);
     if (n < 0) {
         if (gl_exiting_exception()) {
             return -1;
@@ -506,7 +443,7 @@ static int write_ready(gl_stream *self)
         PyObject *exc = gl_take_exception();
         int r = watch_writes(self, 0);
         if (r == 0) {
-            wbuf_clear(self);
+            gl_wbuf_consume(&self->wb, self->wb.len);
             r = call_fatal_error(self, exc, "Fatal write error on socket transport");
         }
         if (r == 0 && (r = -gl_stream_missing(self, self->empty_waiter, "_empty_waiter")) == 0 &&
@@ -518,13 +455,12 @@ static int write_ready(gl_stream *self)
         Py_XDECREF(exc);
         return r;
     }
-    wbuf_consume(self, n);
-    Py_ssize_t low = water(self->low_water);
-    if (self->protocol_paused == Py_True && (low < 0 || self->wlen <= low) &&
+    gl_wbuf_consume(&self->wb, n);
+    if (gl_flow_under_low((gl_flow_control *)self, self->wb.len) &&
         call_method0((PyObject *)self, str_maybe_resume) < 0) {
         return -1;
     }
-    if (self->wlen > 0) {
+    if (self->wb.len > 0) {
         return 0;
     }
     if (watch_writes(self, 0) < 0) {
@@ -657,7 +593,7 @@ static PyObject *stream_write(gl_stream *self, PyObject *data)
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
         /* e.g. a non-contiguous memoryview: asyncio's send() fails on it
          * inside its try block, so the error is a fatal write error */
-        if (self->wlen == 0 && !self->conn_lost) {
+        if (self->wb.len == 0 && !self->conn_lost) {
             return fatal(self, "Fatal write error on socket transport") < 0 ? NULL
                                                                             : Py_NewRef(Py_None);
         }
@@ -673,7 +609,7 @@ static PyObject *stream_write(gl_stream *self, PyObject *data)
         r = warn_lost_write(self);
         goto done;
     }
-    if (self->wlen == 0) {
+    if (self->wb.len == 0) {
         /* Optimization (as asyncio's): try to send now. */
         Py_ssize_t n = sock_gone(self, "send") ? -1 : send_retry(self, p, len);
         if (n < 0) {
@@ -690,7 +626,7 @@ static PyObject *stream_write(gl_stream *self, PyObject *data)
             goto done;
         }
     }
-    r = wbuf_append(self, p, len);
+    r = gl_wbuf_append(&self->wb, p, len);
     if (r == 0) {
         r = maybe_pause_protocol(self);
     }
@@ -727,7 +663,7 @@ static PyObject *stream_writelines_buffered(gl_stream *self, PyObject *seq)
             Py_DECREF(fast);
             return NULL;
         }
-        int r = wbuf_append(self, view.buf, view.len);
+        int r = gl_wbuf_append(&self->wb, view.buf, view.len);
         PyBuffer_Release(&view);
         if (r < 0) {
             Py_DECREF(fast);
@@ -738,7 +674,7 @@ static PyObject *stream_writelines_buffered(gl_stream *self, PyObject *seq)
     if (n == 0) {
         Py_RETURN_NONE;
     }
-    if (write_ready(self) < 0 || (self->wlen > 0 && watch_writes(self, 1) < 0)) {
+    if (write_ready(self) < 0 || (self->wb.len > 0 && watch_writes(self, 1) < 0)) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -746,12 +682,12 @@ static PyObject *stream_writelines_buffered(gl_stream *self, PyObject *seq)
 
 static PyObject *stream_get_write_buffer_size(gl_stream *self, PyObject *unused)
 {
-    return PyLong_FromSsize_t(self->wlen);
+    return PyLong_FromSsize_t(self->wb.len);
 }
 
 static PyObject *stream_clear_write_buffer(gl_stream *self, PyObject *unused)
 {
-    wbuf_clear(self);
+    gl_wbuf_consume(&self->wb, self->wb.len);
     Py_RETURN_NONE;
 }
 

@@ -38,8 +38,7 @@ typedef struct {
     char closed_by_close; /* close() was called (asyncio 3.12+ writelines errors) */
     Py_ssize_t max_size;
     Py_ssize_t last_read; /* bytes the previous recv returned */
-    char *wbuf; /* unsent bytes: wbuf[wstart : wstart + wlen] */
-    Py_ssize_t wstart, wlen, wcap;
+    gl_wbuf wb; /* unsent bytes */
     /* instance attributes and patches (mock.patch.object(transport,
      * "write")), as asyncio's transports allow; created on first use */
     PyObject *dict;

@@ -531,7 +531,7 @@ PyObject *gl_stream_close(gl_stream *self, PyObject *unused)
     /* held: a Python _remove_reader may drop the transport's reference */
     PyObject *loop = Py_NewRef(self->loop ? self->loop : Py_None);
     int r = loop_remove(loop, 0, self->fd);
-    if (r == 0 && self->wlen == 0) {
+    if (r == 0 && self->wb.len == 0) {
         self->conn_lost++;
         r = loop_remove(loop, 1, self->fd);
         PyObject *cb = r == 0 ? PyObject_GetAttr((PyObject *)self, str_call_connection_lost) : NULL;

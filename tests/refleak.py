@@ -544,6 +544,79 @@ def processes(repeat):
 
 
 @workload
+def pipes(repeat):
+    """The pipe transports (pipe.c, pipes.py): data both ways with the
+    write buffer and pause/resume engaged, EOF, write_eof with data
+    buffered, abort, the reader leaving mid-write (BrokenPipeError), late
+    writes, a rejected non-pipe fd, and a read error (EBADF: the pipe
+    closed under its transport)."""
+
+    class Sink(asyncio.Protocol):
+        def __init__(self):
+            self.got = 0
+            self.lost = asyncio.get_running_loop().create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.got += len(data)
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self.transport.resume_reading)
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def pair(loop, sink=Sink):
+        r, w = os.pipe()
+        rt, rp = await loop.connect_read_pipe(sink, open(r, "rb", 0))
+        wt, wp = await loop.connect_write_pipe(Sink, open(w, "wb", 0))
+        return rt, rp, wt, wp
+
+    async def once():
+        loop = asyncio.get_running_loop()
+        rt, rp, wt, wp = await pair(loop)
+        for _ in range(8):
+            wt.write(b"p" * 100_000)
+        wt.write_eof()
+        await rp.lost
+        await wp.lost
+        rt, rp, wt, wp = await pair(loop)
+        wt.write(b"a" * 300_000)
+        wt.abort()
+        for _ in range(7):
+            wt.write(b"late")
+        rt.close()
+        await rp.lost
+        await wp.lost
+        r, w = os.pipe()
+        wt, wp = await loop.connect_write_pipe(Sink, open(w, "wb", 0))
+        wt.write(b"b" * 300_000)
+        os.close(r)
+        await wp.lost
+        with tempfile.TemporaryFile() as f:
+            try:
+                await loop.connect_read_pipe(Sink, f)
+            except ValueError:
+                pass
+        r, w = os.pipe()
+        keep = os.dup(r)
+        rt, rp = await loop.connect_read_pipe(Sink, open(r, "rb", 0))
+        handler = loop.get_exception_handler()
+        loop.set_exception_handler(lambda lp, ctx: None)
+        try:
+            rt.get_extra_info("pipe").close()
+            os.write(w, b"x")
+            await rp.lost
+        finally:
+            loop.set_exception_handler(handler)
+            os.close(keep)
+            os.close(w)
+
+    run(once, repeat)
+
+
+@workload
 def sock_udp(repeat):
     async def once():
         loop = asyncio.get_running_loop()

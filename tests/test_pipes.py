@@ -199,3 +199,511 @@ def test_write_pipe_reader_closes_early(loop):
 
     exc = loop.run_until_complete(main())
     assert isinstance(exc, BrokenPipeError)
+
+
+# ---------------------------------------------------------------- the transports
+# Everything below is stock's behaviour, checked on both loops (goloop's
+# transports are C: pybridge/pipe.c), except where an fd is reused behind
+# a transport's back (see the fd reuse tests).
+
+
+class Reader(asyncio.Protocol):
+    """Collects what a read pipe delivers and how it ended."""
+
+    def __init__(self, pause_above=None):
+        loop = asyncio.get_running_loop()
+        self.data = bytearray()
+        self.events = []
+        self.lost = loop.create_future()
+        self.pause_above = pause_above
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+
+    def data_received(self, data):
+        self.data += data
+        if self.pause_above is not None and len(self.data) > self.pause_above:
+            self.transport.pause_reading()
+
+    def eof_received(self):
+        self.events.append("eof")
+
+    def connection_lost(self, exc):
+        self.events.append("lost")
+        self.lost.set_result(exc)
+
+
+class Writer(asyncio.Protocol):
+    """Records flow control and the end of a write pipe."""
+
+    def __init__(self):
+        loop = asyncio.get_running_loop()
+        self.events = []
+        self.lost = loop.create_future()
+        self.resumed = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def pause_writing(self):
+        self.events.append("pause")
+        self.resumed = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self):
+        self.events.append("resume")
+        self.resumed.set_result(None)
+
+    def connection_lost(self, exc):
+        self.events.append("lost")
+        self.lost.set_result(exc)
+
+
+async def _read_pipe(loop, rfd, protocol=Reader):
+    return await loop.connect_read_pipe(protocol, os.fdopen(rfd, "rb", 0))
+
+
+async def _write_pipe(loop, wfd, protocol=Writer):
+    return await loop.connect_write_pipe(protocol, os.fdopen(wfd, "wb", 0))
+
+
+def test_read_pipe_peer_closes(loop):
+    """Data, then eof_received() and connection_lost(None), and the pipe is closed."""
+
+    async def main():
+        rfd, wfd = os.pipe()
+        transport, protocol = await _read_pipe(loop, rfd)
+        pipe = transport.get_extra_info("pipe")
+        assert not transport.is_closing()
+        os.write(wfd, b"hello")
+        os.close(wfd)
+        exc = await asyncio.wait_for(protocol.lost, HANG_TIMEOUT)
+        return exc, bytes(protocol.data), protocol.events, pipe.closed, transport.is_closing()
+
+    exc, data, events, closed, closing = loop.run_until_complete(main())
+    assert (exc, data, events, closed, closing) == (
+        None,
+        b"hello",
+        ["made", "eof", "lost"],
+        True,
+        True,
+    )
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_write_pipe_peer_closes(loop, buffered):
+    """The reader closing: connection_lost(None) with nothing buffered,
+    BrokenPipeError with data waiting, as stock's reader on the write end says."""
+
+    async def main():
+        rfd, wfd = os.pipe()
+        transport, protocol = await _write_pipe(loop, wfd)
+        if buffered:
+            transport.write(b"z" * (4 * CHUNK))
+            assert transport.get_write_buffer_size() > 0
+        os.close(rfd)
+        exc = await asyncio.wait_for(protocol.lost, HANG_TIMEOUT)
+        return exc, transport.get_write_buffer_size(), transport.get_extra_info("pipe").closed
+
+    exc, size, closed = loop.run_until_complete(main())
+    assert isinstance(exc, BrokenPipeError) if buffered else exc is None
+    assert (size, closed) == (0, True)
+
+
+def test_pause_and_resume_reading(loop):
+    """No data_received while paused; everything, in order, after resuming."""
+
+    async def main():
+        rfd, wfd = os.pipe()
+        transport, protocol = await _read_pipe(loop, rfd, lambda: Reader(pause_above=0))
+        os.write(wfd, b"a" * 100)
+        while not protocol.data:
+            await asyncio.sleep(0.001)
+        os.write(wfd, b"b" * 100)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        during = bytes(protocol.data)
+        transport.pause_reading()  # again: no effect
+        protocol.pause_above = None
+        transport.resume_reading()
+        transport.resume_reading()  # again: no effect
+        os.close(wfd)
+        await asyncio.wait_for(protocol.lost, HANG_TIMEOUT)
+        transport.pause_reading()  # closed: no effect, no error
+        transport.resume_reading()
+        return during, bytes(protocol.data), protocol.events
+
+    during, data, events = loop.run_until_complete(main())
+    assert during == b"a" * 100
+    assert data == b"a" * 100 + b"b" * 100
+    assert events == ["made", "eof", "lost"]
+
+
+def test_pause_reading_in_connection_made(loop):
+    """Reading starts only if connection_made() did not pause it."""
+
+    class Paused(Reader):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            transport.pause_reading()
+
+    async def main():
+        rfd, wfd = os.pipe()
+        transport, protocol = await _read_pipe(loop, rfd, Paused)
+        os.write(wfd, b"x")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        before = bytes(protocol.data)
+        transport.resume_reading()
+        os.close(wfd)
+        await asyncio.wait_for(protocol.lost, HANG_TIMEOUT)
+        return before, bytes(protocol.data)
+
+    # asyncio before 3.11.3 (Debian's 3.11.2) starts reading even when paused
+    before = b"x" if sys.version_info < (3, 11, 3) else b""
+    assert loop.run_until_complete(main()) == (before, b"x")
+
+
+def test_write_eof_and_abort(loop):
+    """write_eof() flushes then loses the connection; abort() drops the buffer."""
+
+    async def main():
+        rfd, wfd = os.pipe()
+        transport, protocol = await _write_pipe(loop, wfd)
+        assert transport.can_write_eof()
+        transport.write(b"e" * (3 * CHUNK))
+        transport.write_eof()
+        assert transport.is_closing()
+        transport.write_eof()  # again: no effect
+        got = await asyncio.wait_for(_drain_fd(loop, rfd), HANG_TIMEOUT)
+        exc = await asyncio.wait_for(protocol.lost, HANG_TIMEOUT)
+        os.close(rfd)
+
+        rfd, wfd = os.pipe()
+        transport2, protocol2 = await _write_pipe(loop, wfd)
+        transport2.write(b"a" * (3 * CHUNK))
+        buffered = transport2.get_write_buffer_size()
+        transport2.abort()
+        exc2 = await asyncio.wait_for(protocol2.lost, HANG_TIMEOUT)
+        got2 = await asyncio.wait_for(_drain_fd(loop, rfd), HANG_TIMEOUT)
+        os.close(rfd)
+        return got, exc, buffered, exc2, got2, transport2.get_write_buffer_size()
+
+    got, exc, buffered, exc2, got2, size2 = loop.run_until_complete(main())
+    assert (got, exc) == (3 * CHUNK, None)
+    assert buffered > 0 and exc2 is None and size2 == 0
+    assert got2 == 3 * CHUNK - buffered  # what the first write put in the pipe
+
+
+def test_write_buffer_limits_and_flow_control(loop):
+    """set_write_buffer_limits/get_write_buffer_limits and pause/resume
+    at stock's thresholds."""
+
+    async def main():
+        rfd, wfd = os.pipe()
+        transport, protocol = await _write_pipe(loop, wfd)
+        limits = [transport.get_write_buffer_limits()]
+        transport.set_write_buffer_limits(high=1000)
+        limits.append(transport.get_write_buffer_limits())
+        with pytest.raises(ValueError):
+            transport.set_write_buffer_limits(high=1, low=2)
+        transport.write(b"f" * (CHUNK + 900))  # fills the pipe, 900 buffered
+        events = [list(protocol.events)]
+        transport.write(b"f" * 200)  # 1100 > 1000
+        events.append(list(protocol.events))
+        drained = asyncio.ensure_future(_drain_fd(loop, rfd))
+        await asyncio.wait_for(protocol.resumed, HANG_TIMEOUT)
+        transport.close()
+        got = await asyncio.wait_for(drained, HANG_TIMEOUT)
+        os.close(rfd)
+        return limits, events, protocol.events, got
+
+    limits, events, final, got = loop.run_until_complete(main())
+    assert limits == [(16384, 65536), (250, 1000)]
+    assert events == [[], ["pause"]]
+    assert final == ["pause", "resume", "lost"]
+    assert got == CHUNK + 1100
+
+
+def test_64_mib_each_way_with_flow_control(loop):
+    """64 MiB through a write pipe into a read pipe on the same loop, both
+    with flow control engaged (the reader pauses above 1 MiB and resumes
+    when its consumer catches up): every byte, in order."""
+    total = 64 << 20
+    block = bytes(range(256)) * 256  # 64 KiB, position-dependent content
+
+    async def main():
+        rfd, wfd = os.pipe()
+        wt, wp = await _write_pipe(loop, wfd)
+        rt, rp = await _read_pipe(loop, rfd, lambda: Reader(pause_above=1 << 20))
+        received = 0
+        mismatch = False
+
+        async def consume():
+            nonlocal received, mismatch
+            while True:
+                if rp.data:
+                    chunk = bytes(rp.data)
+                    rp.data.clear()
+                    start = received % len(block)
+                    expect = (block * (2 + len(chunk) // len(block)))[start : start + len(chunk)]
+                    mismatch = mismatch or chunk != expect
+                    received += len(chunk)
+                    rt.resume_reading()
+                if rp.lost.done():
+                    return
+                await asyncio.sleep(0)
+
+        consumer = asyncio.ensure_future(consume())
+        pauses = 0
+        for _ in range(total // len(block)):
+            wt.write(block)
+            if wp.resumed is not None and not wp.resumed.done():
+                pauses += 1
+                await wp.resumed
+        wt.close()
+        await asyncio.wait_for(wp.lost, HANG_TIMEOUT * 6)
+        await asyncio.wait_for(consumer, HANG_TIMEOUT * 6)
+        return received, mismatch, pauses, rp.events
+
+    received, mismatch, pauses, events = loop.run_until_complete(main())
+    assert received == total and not mismatch
+    assert pauses > 0
+    assert events == ["made", "eof", "lost"]
+
+
+def test_slow_reader_eagain_storm(loop):
+    """A reader that takes 4 KiB at a time: the writer meets EAGAIN over and
+    over, and every byte still arrives once, in order."""
+    total = 2 << 20
+
+    async def main():
+        rfd, wfd = os.pipe()
+        transport, protocol = await _write_pipe(loop, wfd)
+        payload = os.urandom(total)
+        for i in range(0, total, 3000):
+            transport.write(payload[i : i + 3000])
+        transport.close()
+        os.set_blocking(rfd, False)
+        got = bytearray()
+        while True:
+            ready = loop.create_future()
+            loop.add_reader(rfd, ready.set_result, None)
+            try:
+                await asyncio.wait_for(ready, HANG_TIMEOUT)
+            finally:
+                loop.remove_reader(rfd)
+            try:
+                data = os.read(rfd, 4096)
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            got += data
+            await asyncio.sleep(0)
+        os.close(rfd)
+        exc = await asyncio.wait_for(protocol.lost, HANG_TIMEOUT)
+        return bytes(got) == payload, exc
+
+    assert loop.run_until_complete(main()) == (True, None)
+
+
+@pytest.mark.parametrize("how", ["close", "peer"])
+def test_writes_after_close_warn_like_stock(loop, how, caplog):
+    """write() after close() or after the connection was lost is dropped;
+    from the fifth on, each logs stock's warning."""
+    import logging
+
+    async def main():
+        rfd, wfd = os.pipe()
+        transport, protocol = await _write_pipe(loop, wfd)
+        if how == "close":
+            transport.close()
+        else:
+            os.close(rfd)
+            await asyncio.wait_for(protocol.lost, HANG_TIMEOUT)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            for _ in range(7):
+                transport.write(b"late")
+        await asyncio.sleep(0)
+        if how == "close":
+            os.close(rfd)
+        return [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+
+    msgs = loop.run_until_complete(main())
+    assert msgs == ["pipe closed by peer or os.write(pipe, data) raised exception."] * 2
+
+
+@pytest.mark.parametrize("side", ["read", "write"])
+def test_non_pipe_fd_rejected(loop, side, tmp_path):
+    """A regular file: stock's ValueError, and the file stays open and blocking."""
+    path = tmp_path / "f"
+    path.write_bytes(b"")
+
+    async def main():
+        with open(path, "rb" if side == "read" else "wb", buffering=0) as f:
+            connect = loop.connect_read_pipe if side == "read" else loop.connect_write_pipe
+            with pytest.raises(ValueError) as info:
+                await connect(asyncio.Protocol, f)
+            return str(info.value), f.closed, os.get_blocking(f.fileno())
+
+    msg, closed, blocking = loop.run_until_complete(main())
+    expect = (
+        "Pipe transport is for pipes/sockets only."
+        if side == "read"
+        else "Pipe transport is only for pipes, sockets and character devices"
+    )
+    assert (msg, closed, blocking) == (expect, False, True)
+
+
+def test_write_type_checked_like_stock(loop):
+    async def main():
+        rfd, wfd = os.pipe()
+        transport, _ = await _write_pipe(loop, wfd)
+        try:
+            with pytest.raises(AssertionError) as info:
+                transport.write("text")
+            transport.write(b"")  # nothing to do
+            transport.write(bytearray(b"ba"))
+            transport.write(memoryview(b"mv"))
+            return str(info.value), os.read(rfd, 10)
+        finally:
+            transport.close()
+            await asyncio.sleep(0)
+            os.close(rfd)
+
+    assert loop.run_until_complete(main()) == ("'text'", b"bamv")
+
+
+def test_unclosed_pipe_transport_warns(loop):
+    """Dropped unclosed: stock's ResourceWarning, and the pipe is closed."""
+    import gc
+    import warnings
+
+    async def main():
+        rfd, wfd = os.pipe()
+        transport, protocol = await _write_pipe(loop, wfd)
+        pipe = transport.get_extra_info("pipe")
+        transport._loop._remove_reader(wfd)  # nothing else holds it now
+        return pipe, transport, protocol, rfd
+
+    pipe, transport, protocol, rfd = loop.run_until_complete(main())
+    protocol.transport = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del transport
+        gc.collect()
+    os.close(rfd)
+    msgs = [str(w.message) for w in caught if w.category is ResourceWarning]
+    assert len(msgs) == 1 and msgs[0].startswith("unclosed transport <")
+    assert pipe.closed
+
+
+# ------------------------------------------------------------------ fd reuse
+# A pipe object closed behind its transport's back gives its fd number to
+# the next file opened. Stock's transports keep calling os.read/os.write on
+# the number (its data reaches, or is taken from, the new owner); goloop's
+# check that their pipe still holds the fd and fail with EBADF instead.
+# The old pipe is kept alive by a dup so that its epoll registration, and
+# so its readiness events, survive the close (as a child's copy would).
+
+
+def test_write_pipe_fd_reused_after_close(loop, loop_name):
+    async def main():
+        rfd, wfd = os.pipe()
+        keep = os.dup(wfd)
+        transport, protocol = await _write_pipe(loop, wfd)
+        transport.write(b"o" * (2 * CHUNK))  # the pipe is full, CHUNK buffered
+        assert transport.get_write_buffer_size() == CHUNK
+        new_r, new_w = os.pipe()
+        os.set_blocking(new_w, False)  # shared with the dup: stock must not block
+        transport.get_extra_info("pipe").close()
+        os.dup2(new_w, wfd)  # the number now writes into the new pipe
+        os.close(new_w)
+        os.set_blocking(new_r, False)
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx.get("exception")))
+        got_old = await asyncio.wait_for(_drain_some(loop, rfd, 2 * CHUNK), HANG_TIMEOUT)
+        # stock's transport fails to stop watching the number (ENOENT:
+        # the new pipe was never registered) and never loses its connection
+        await asyncio.wait([protocol.lost], timeout=HANG_TIMEOUT if loop_name == "goloop" else 0.2)
+        exc = protocol.lost.result() if protocol.lost.done() else errors
+        os.close(wfd)  # the new pipe's write end, at the old number
+        try:
+            leaked = os.read(new_r, 4 * CHUNK)
+        except BlockingIOError:
+            leaked = b""
+        for fd in (rfd, keep, new_r):
+            os.close(fd)
+        return got_old, exc, len(leaked)
+
+    got_old, exc, leaked = loop.run_until_complete(main())
+    if loop_name == "asyncio":
+        assert (got_old, leaked) == (CHUNK, CHUNK)  # the tail went to the new pipe
+        assert [type(e) for e in exc] == [FileNotFoundError]
+    else:
+        assert (got_old, leaked) == (CHUNK, 0)
+        assert isinstance(exc, OSError) and exc.errno == 9  # EBADF
+
+
+def test_read_pipe_fd_reused_after_close(loop, loop_name):
+    async def main():
+        rfd, wfd = os.pipe()
+        keep = os.dup(rfd)
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx.get("exception")))
+        transport, protocol = await _read_pipe(loop, rfd)
+        new_r, new_w = os.pipe()
+        os.set_blocking(new_r, False)  # shared with the dup: stock must not block
+        transport.get_extra_info("pipe").close()
+        os.dup2(new_r, rfd)  # the number now reads the new pipe
+        os.close(new_r)
+        os.write(new_w, b"not yours")
+        os.write(wfd, b"old")  # the old pipe becomes readable
+        # stock's transport keeps reading the number (the old pipe stays
+        # readable) and never loses its connection
+        await asyncio.wait([protocol.lost], timeout=HANG_TIMEOUT if loop_name == "goloop" else 0.2)
+        exc = protocol.lost.result() if protocol.lost.done() else None
+        if transport._loop is not None:
+            transport._loop._remove_reader(rfd)
+        try:
+            left = os.read(rfd, 100)  # what the new owner still has
+        except BlockingIOError:
+            left = b""
+        for fd in (rfd, wfd, keep, new_w):
+            os.close(fd)
+        return bytes(protocol.data), left, exc, errors
+
+    data, left, exc, errors = loop.run_until_complete(main())
+    if loop_name == "asyncio":
+        assert (data, left) == (b"not yours", b"")  # it took the new owner's data
+    else:
+        assert (data, left) == (b"", b"not yours")
+        assert isinstance(exc, OSError) and exc.errno == 9  # EBADF, reported as stock reports
+        assert errors == [exc]
+
+
+async def _drain_some(loop, fd, limit):
+    """Read fd through the loop until nothing comes for a moment; the byte count."""
+    os.set_blocking(fd, False)
+    got = 0
+    while got < limit:
+        ready = loop.create_future()
+        loop.add_reader(fd, _set_once, ready)
+        try:
+            await asyncio.wait_for(ready, 0.5)
+        except TimeoutError:
+            return got
+        finally:
+            loop.remove_reader(fd)
+        try:
+            got += len(os.read(fd, limit - got))
+        except BlockingIOError:
+            pass
+    return got
+
+
+def _set_once(fut):
+    if not fut.done():
+        fut.set_result(None)

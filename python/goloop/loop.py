@@ -30,7 +30,7 @@ from . import _goloop, connect, process, resolve
 from ._selector import EngineSelector
 from .datagram import FAMILIES as _DATAGRAM_FAMILIES
 from .datagram import DatagramTransport
-from .pipes import WritePipeTransport
+from .pipes import ReadPipeTransport, WritePipeTransport
 from .sslproto import SSLProtocol
 from .stream import SocketTransport, raw_family, raw_proto, raw_type, set_tcp_nodelay
 
@@ -287,9 +287,12 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             self._ensure_fd_no_transport(sock)
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
+
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        # asyncio's, but it loses no data on write() + close() from
-        # resume_writing() (goloop.pipes, a README-listed difference).
+        # It loses no data on write() + close() from resume_writing()
+        # (goloop.pipes, a README-listed difference).
         return WritePipeTransport(self, pipe, protocol, waiter, extra)
 
     # backlog is keyword-only in asyncio's create_server and
