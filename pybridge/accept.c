@@ -20,7 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-static PyObject *empty_tuple, *str_peername, *str_ensure_fd_no_transport, *kw_fileno;
+static PyObject *empty_tuple, *str_peername, *kw_fileno;
 
 /* Accept one connection: a new socket.socket (and in *sa, *len its peer's
  * address), or NULL with *err set to accept4's errno, or NULL with an
@@ -54,14 +54,6 @@ PyObject *gl_accept_one(int lfd, PyObject *family, PyObject *type, PyObject *pro
     return conn;
 }
 
-/* loop._ensure_fd_no_transport(fd) (asyncio 3.12+ calls it here). */
-static int ensure_no_transport(PyObject *loop, PyObject *conn)
-{
-    PyObject *r = PyObject_CallMethodOneArg(loop, str_ensure_fd_no_transport, conn);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
-}
-
 /* protocol_factory(), then the transport, as Loop._make_socket_transport
  * does outside debug mode (3.12+ checks the fd has no live transport
  * first), with extra={'peername': peer}: for TCP the transport keeps the
@@ -84,7 +76,8 @@ static int make_transport(PyObject *loop, PyObject *conn, struct sockaddr_storag
     }
     PyObject *t = NULL;
     if ((inet ? protocol != NULL : extra != NULL) &&
-        (PY_VERSION_HEX < 0x030C0000 || ensure_no_transport(loop, conn) == 0)) {
+        (PY_VERSION_HEX < 0x030C0000 ||
+         gl_ensure_fd_no_transport(loop, conn, gl_socket_fd(conn)) == 0)) {
         t = transport_type->tp_new(transport_type, empty_tuple, NULL);
     }
     int r = -1;
@@ -192,7 +185,6 @@ int gl_accept_init(void)
 {
     empty_tuple = PyTuple_New(0);
     str_peername = PyUnicode_InternFromString("peername");
-    str_ensure_fd_no_transport = PyUnicode_InternFromString("_ensure_fd_no_transport");
     kw_fileno = Py_BuildValue("(s)", "fileno");
-    return (empty_tuple && str_peername && str_ensure_fd_no_transport && kw_fileno) ? 0 : -1;
+    return (empty_tuple && str_peername && kw_fileno) ? 0 : -1;
 }

@@ -32,7 +32,7 @@
  * family sockaddr.c does not build addresses for, a send buffer that
  * is not plain bytes) they answer with NotImplemented before any
  * syscall, and loop.py takes asyncio's own path. */
-#include "goloop.h"
+#include "stream.h"
 #include <errno.h>
 
 enum {
@@ -63,7 +63,7 @@ typedef struct {
 } gl_sockop;
 
 static PyObject *str_done, *str_add_done_callback, *str_remove_done_callback,
-    *str_set_result, *str_set_exception, *str_sendto, *str_ensure_fd_no_transport;
+    *str_set_result, *str_set_exception, *str_sendto;
 
 static void release_view(gl_sockop *self)
 {
@@ -483,7 +483,7 @@ static int plain_bytes(PyObject *data)
 static int ensure_no_transport(gl_loop *loop, int fd)
 {
     PyObject *fdobj = PyLong_FromLong(fd);
-    int r = fdobj ? call1((PyObject *)loop, str_ensure_fd_no_transport, fdobj) : -1;
+    int r = fdobj ? gl_ensure_fd_no_transport((PyObject *)loop, fdobj, fd) : -1;
     Py_XDECREF(fdobj);
     return r;
 }
@@ -769,8 +769,7 @@ int gl_sockops_init(void)
     if (!(GL_INTERN(str_done, "done") && GL_INTERN(str_add_done_callback, "add_done_callback") &&
           GL_INTERN(str_remove_done_callback, "remove_done_callback") &&
           GL_INTERN(str_set_result, "set_result") &&
-          GL_INTERN(str_set_exception, "set_exception") && GL_INTERN(str_sendto, "sendto") &&
-          GL_INTERN(str_ensure_fd_no_transport, "_ensure_fd_no_transport"))) {
+          GL_INTERN(str_set_exception, "set_exception") && GL_INTERN(str_sendto, "sendto"))) {
         return -1;
     }
     return PyType_Ready(&gl_SockOpType);
