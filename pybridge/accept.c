@@ -17,6 +17,7 @@
  * (EMFILE: log, pause accepting, retry later). */
 #include "stream.h"
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -98,6 +99,22 @@ static int make_transport(PyObject *loop, PyObject *conn, struct sockaddr_storag
     return r;
 }
 
+/* Whether lfd's accept queue holds a connection (or poll failed: then
+ * accept4 says what is wrong).
+ *
+ * An accept4 that finds the queue empty allocates a socket and a file and
+ * frees them again before it returns EAGAIN: 8.7 µs per call here, against
+ * 1.6 µs for a poll of the listener (both from Python, benchmarks'
+ * timing loop). A batch of one connection, the common case, paid that
+ * EAGAIN on every readiness event. POLL_FIRST: past that many connections
+ * in one batch the polls would cost more than the one failed accept4. */
+#define POLL_FIRST 4
+static int queue_nonempty(int lfd)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    return poll(&p, 1, 0) != 0;
+}
+
 /* Accept up to backlog connections on lfd: Py_True when the queue is
  * drained, backlog were taken or a callback closed the listener, Py_False
  * when asyncio should take over (an accept error), NULL with an
@@ -116,6 +133,9 @@ static PyObject *accept_batch(PyObject *const *args, int lfd, Py_ssize_t backlog
         int fd = i == 0 ? lfd : gl_socket_fd(listener);
         if (fd != lfd) {
             return PyErr_Occurred() ? NULL : Py_NewRef(Py_True);
+        }
+        if (i > 0 && i <= POLL_FIRST && !queue_nonempty(lfd)) {
+            return Py_NewRef(Py_True);
         }
         struct sockaddr_storage sa;
         socklen_t salen;
