@@ -268,13 +268,15 @@ bench-micro: $(VENV)/.built $(VENV)/.bench
 
 # Echo (Go load generator), HTTP and uvicorn (wrk) and idle-connection
 # memory, side by side; results in
-# benchmarks/results/{net,http,uvicorn,idle,unix_dgram}.md.
+# benchmarks/results/{net,tls,http,uvicorn,idle,unix_dgram}.md.
 # The servers import goloop from python/ (netcommon.python_env), so the
 # extension is built in place there too.
 bench-net: $(VENV)/.built $(VENV)/.bench
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) setup.py -q build_ext --inplace
 	$(PY) benchmarks/net/run_echo.py
+	$(PY) benchmarks/net/run_echo.py --transports tls,tlschurn --conns 10 \
+		--json benchmarks/results/tls.json --markdown benchmarks/results/tls.md
 	$(PY) benchmarks/net/run_http.py
 	$(PY) benchmarks/net/run_uvicorn.py
 	$(PY) benchmarks/net/idle_conns.py

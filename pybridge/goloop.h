@@ -248,6 +248,7 @@ PyObject *gl_accept_one(int lfd, PyObject *family, PyObject *type, PyObject *pro
                         struct sockaddr_storage *sa, socklen_t *len, int *err); /* accept.c */
 PyObject *gl_accept_stream(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 int gl_datagram_init(PyObject *module);
+int gl_sslproto_init(PyObject *module); /* sslproto.c: SSLProtocolCore, _ssl_setup */
 int gl_loop_only_this_fd_next(gl_loop *loop, int fd); /* loop.c */
 int gl_call_soon(gl_loop *loop, PyObject *callback, PyObject *const *args, Py_ssize_t nargs);
 /* The counters of a transport's loop, or NULL (no loop, or not goloop's). */

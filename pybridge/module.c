@@ -144,7 +144,8 @@ PyMODINIT_FUNC PyInit__goloop(void)
     if (m == NULL) {
         return NULL;
     }
-    if (gl_handles_init(m) < 0 || gl_stream_init(m) < 0 || gl_datagram_init(m) < 0 || register_gc_callback(m) < 0 ||
+    if (gl_handles_init(m) < 0 || gl_stream_init(m) < 0 || gl_datagram_init(m) < 0 ||
+        gl_sslproto_init(m) < 0 || register_gc_callback(m) < 0 ||
         PyModule_AddObjectRef(m, "LoopCore", (PyObject *)&gl_LoopCoreType) < 0) {
         Py_DECREF(m);
         return NULL;

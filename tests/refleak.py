@@ -7,7 +7,7 @@ Run under a debug CPython (sys.gettotalrefcount exists only with Py_DEBUG):
 Each workload creates a goloop loop, repeats one scenario (timers and a
 timer burst, tasks,
 goloop.stats and slow-callback tracking, the sock_* calls, echo over
-TCP/Unix/UDP with each protocol kind, every way a transport closes)
+TCP/Unix/UDP with each protocol kind, every way a transport closes, TLS)
 ``--repeat`` times and closes its loop. As in CPython's
 Lib/test/libregrtest/refleak.py, a workload is run ``warmups + runs`` times;
 after each run the interpreter's caches are cleared and the GC run, and the
@@ -34,7 +34,10 @@ import linecache
 import logging
 import os
 import re
+import shutil
 import socket
+import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -826,6 +829,89 @@ CLOSE_OUTCOMES = {
     ("echo", "close"): (None, None),
     ("echo", "server_close"): (None, None),
 }
+
+
+_TLS = {}
+
+
+def _tls_contexts():
+    """A server and a client SSLContext over a self-signed certificate for
+    localhost, made once by the openssl CLI (the files go once loaded)."""
+    if not _TLS:
+        tmp = tempfile.mkdtemp(prefix="goloop-refleak-tls-")
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        try:
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                 "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                 "-keyout", key, "-out", cert],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            _TLS["server"] = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            _TLS["server"].load_cert_chain(cert, key)
+            _TLS["client"] = ssl.create_default_context(cafile=cert)
+        finally:
+            shutil.rmtree(tmp)
+    return _TLS["server"], _TLS["client"]
+
+
+class TLSBufferedEcho(asyncio.BufferedProtocol):
+    """A BufferedProtocol app under TLS. A memoryview: asyncio's
+    SSLProtocol reads the rest of a record into buf[offset:], a copy for
+    a bytearray."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buf = memoryview(bytearray(1000))
+
+    def get_buffer(self, sizehint):
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        self.transport.write(bytes(self.buf[:nbytes]))
+
+
+@workload
+def tls(repeat):
+    """goloop.sslproto (sslproto.c): TLS echo to Protocol and
+    BufferedProtocol servers, writelines, writes queued behind flow
+    control, writes after close, a bad certificate, an abrupt close."""
+    server_ctx, client_ctx = _tls_contexts()
+    payload = b"tls goloop " * 20000
+
+    async def once():
+        loop = asyncio.get_running_loop()
+        for app in (Echo, TLSBufferedEcho):
+            server = await loop.create_server(app, LOCALHOST, 0, ssl=server_ctx)
+            port = server.sockets[0].getsockname()[1]
+            transport, client = await loop.create_connection(
+                lambda: Client(payload), LOCALHOST, port, ssl=client_ctx,
+                server_hostname="localhost",
+            )  # fmt: skip
+            await client.echoed
+            transport.writelines([b"a", b"b"])
+            transport.close()
+            await client.lost
+            transport.write(b"late")  # counted as lost, as asyncio does
+            transport, client = await loop.create_connection(
+                lambda: Client(b"x"), LOCALHOST, port, ssl=client_ctx,
+                server_hostname="localhost",
+            )  # fmt: skip
+            await client.echoed
+            transport.abort()
+            await client.lost
+            try:
+                await loop.create_connection(
+                    asyncio.Protocol, LOCALHOST, port, ssl=ssl.create_default_context(),
+                    server_hostname="localhost",
+                )  # fmt: skip
+            except ssl.SSLCertVerificationError:
+                pass
+            server.close()
+            await server.wait_closed()
+
+    run(once, repeat)
 
 
 @workload

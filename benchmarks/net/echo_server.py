@@ -3,6 +3,7 @@
     python benchmarks/net/echo_server.py --loop asyncio|uvloop|rloop|goloop
         --mode protocol|buffered|streams|sock
         --addr tcp:127.0.0.1:PORT|udp:127.0.0.1:PORT|unix:/path
+        [--tls CERT.pem,KEY.pem]
     python benchmarks/net/echo_server.py --probe LOOP
 
 Modes:
@@ -12,6 +13,10 @@ Modes:
             writer.write(), await writer.drain()
   sock      loop.sock_accept(), then one task per connection doing
             loop.sock_recv() + loop.sock_sendall()
+
+With ``--tls``, the protocol, buffered and streams servers are TLS servers
+(``ssl=`` an SSLContext with that certificate chain): what the loop's TLS
+protocol costs per record and per handshake.
 
 Over ``udp:`` addresses, ``protocol`` is an asyncio.DatagramProtocol on
 create_datagram_endpoint() (sendto() in datagram_received()) and ``sock``
@@ -29,6 +34,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import sys
 
 import netcommon
@@ -51,9 +57,14 @@ class EchoBufferedProtocol(asyncio.BufferedProtocol):
     def connection_made(self, transport):
         self.transport = transport
         self.buffer = bytearray(READ_SIZE)
+        # A memoryview, not the bytearray: asyncio's SSLProtocol (3.11-3.13)
+        # fills the rest of a short read through buf[offset:], which on a
+        # bytearray is a copy, so TLS records after the first would be lost
+        # (the 64 KiB TLS echo came back wrong from byte 1186 on).
+        self.view = memoryview(self.buffer)
 
     def get_buffer(self, sizehint):
-        return self.buffer
+        return self.view
 
     def buffer_updated(self, nbytes):
         # Slicing copies: the transport may keep the data past this call.
@@ -86,20 +97,26 @@ async def _datagram_server(loop, addr):
     return DatagramServer(transport)
 
 
-async def _transport_server(loop, addr, backlog, factory):
+def _ssl_kwargs(tls):
+    # Plain servers pass no ssl= at all, as before TLS rows existed.
+    return {"ssl": tls} if tls else {}
+
+
+async def _transport_server(loop, addr, backlog, tls, factory):
+    kwargs = {"backlog": backlog, **_ssl_kwargs(tls)}
     if addr[0] == "unix":
-        return await loop.create_unix_server(factory, addr[1], backlog=backlog)
-    return await loop.create_server(factory, addr[1], addr[2], backlog=backlog)
+        return await loop.create_unix_server(factory, addr[1], **kwargs)
+    return await loop.create_server(factory, addr[1], addr[2], **kwargs)
 
 
-async def serve_protocol(loop, addr, backlog):
+async def serve_protocol(loop, addr, backlog, tls):
     if addr[0] == "udp":
         return await _datagram_server(loop, addr)
-    return await _transport_server(loop, addr, backlog, EchoProtocol)
+    return await _transport_server(loop, addr, backlog, tls, EchoProtocol)
 
 
-async def serve_buffered(loop, addr, backlog):
-    return await _transport_server(loop, addr, backlog, EchoBufferedProtocol)
+async def serve_buffered(loop, addr, backlog, tls):
+    return await _transport_server(loop, addr, backlog, tls, EchoBufferedProtocol)
 
 
 async def _echo_stream(reader, writer):
@@ -113,10 +130,11 @@ async def _echo_stream(reader, writer):
         writer.close()
 
 
-async def serve_streams(loop, addr, backlog):
+async def serve_streams(loop, addr, backlog, tls):
+    kwargs = {"backlog": backlog, **_ssl_kwargs(tls)}
     if addr[0] == "unix":
-        return await asyncio.start_unix_server(_echo_stream, addr[1], backlog=backlog)
-    return await asyncio.start_server(_echo_stream, addr[1], addr[2], backlog=backlog)
+        return await asyncio.start_unix_server(_echo_stream, addr[1], **kwargs)
+    return await asyncio.start_server(_echo_stream, addr[1], addr[2], **kwargs)
 
 
 class SockServer:
@@ -184,7 +202,7 @@ def _listener(addr, backlog):
     return sock
 
 
-async def serve_sock(loop, addr, backlog):
+async def serve_sock(loop, addr, backlog, tls):
     if addr[0] == "udp":
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((addr[1], addr[2]))
@@ -217,6 +235,7 @@ def parse_args(argv=None):
         "--addr", default="tcp:127.0.0.1:0", help="tcp:HOST:PORT, udp:HOST:PORT or unix:PATH"
     )
     p.add_argument("--backlog", type=int, default=1024)
+    p.add_argument("--tls", metavar="CERT.pem,KEY.pem", help="serve TLS with this certificate")
     p.add_argument("--probe", choices=netcommon.LOOPS, help="print loop version / path, exit")
     args = p.parse_args(argv)
     try:
@@ -225,7 +244,16 @@ def parse_args(argv=None):
         p.error(str(exc))
     if args.addr[0] == "udp" and args.mode not in ("protocol", "sock"):
         p.error(f"--mode {args.mode} has no datagram form (udp: protocol or sock)")
+    if args.tls and (args.addr[0] == "udp" or args.mode == "sock"):
+        p.error("--tls needs a stream address and mode protocol, buffered or streams")
     return args
+
+
+def tls_context(cert_key):
+    certfile, _, keyfile = cert_key.partition(",")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 async def serve(loop, args):
@@ -234,7 +262,8 @@ async def serve(loop, args):
     if args.addr[0] == "unix" and os.path.exists(args.addr[1]):
         os.unlink(args.addr[1])
     try:
-        server = await MODES[args.mode](loop, args.addr, args.backlog)
+        tls = tls_context(args.tls) if args.tls else None
+        server = await MODES[args.mode](loop, args.addr, args.backlog, tls)
     except (NotImplementedError, AttributeError) as exc:
         netcommon.say("UNSUPPORTED", f"{args.mode} mode: {netcommon.describe(exc)}")
         return netcommon.EXIT_UNSUPPORTED

@@ -473,6 +473,21 @@ def build_go(package, out_dir):
     return str(out)
 
 
+def make_certificate(certfile, keyfile):
+    """A self-signed P-256 certificate for localhost and 127.0.0.1 (the
+    openssl CLI): the TLS rows' server certificate and the client's CA."""
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec"),
+            *("-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"),
+            *("-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+            *("-keyout", keyfile, "-out", certfile),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
 # ------------------------------------------------------------- metadata
 
 

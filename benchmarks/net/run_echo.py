@@ -24,6 +24,12 @@ sizes up to one datagram are run. "churn" is TCP with a new connection per
 request (connect, send, read the echo, close), at 1 KiB: the server's
 per-connection work (accept, transport, registration, teardown).
 
+"tls" is TCP with TLS (the server's ssl= an SSLContext, the load generator
+a crypto/tls client verifying a certificate made for the run), at 1 KiB
+and 64 KiB; "tlschurn" a new TLS connection per 1 KiB request (a full
+handshake each). They are not in the default --transports: make bench-net
+runs them as a run of their own (with --conns 10, results/tls.md).
+
 Writes benchmarks/results/net.json and net.md (see --json / --markdown).
 Exit status 1 when any cell FAILED (n/a for an unsupported API is not a
 failure).
@@ -41,11 +47,21 @@ import time
 import netcommon as nc
 import netreport as nr
 
-SIZES = {"1k": 1024, "10k": 10 * 1024, "100k": 100 * 1024}
-TRANSPORTS = ("tcp", "unix", "udp", "churn")
-CHURN_SIZES = ("1k",)  # a new TCP connection per request: per-connection work
+SIZES = {"1k": 1024, "10k": 10 * 1024, "64k": 64 * 1024, "100k": 100 * 1024}
+TRANSPORTS = ("tcp", "unix", "udp", "churn", "tls", "tlschurn")
+DEFAULT_TRANSPORTS = ("tcp", "unix", "udp", "churn")
+TLS_TRANSPORTS = ("tls", "tlschurn")
+# The sizes each transport runs at: churn rows measure per-connection work,
+# TLS rows one record (1 KiB) and a run of full 16 KiB records (64 KiB).
+TRANSPORT_SIZES = {
+    "churn": ("1k",),
+    "tls": ("1k", "64k"),
+    "tlschurn": ("1k",),
+}
+PLAIN_SIZES = ("1k", "10k", "100k")
 MODES = ("protocol", "buffered", "streams", "sock")
 DATAGRAM_MODES = ("protocol", "sock")  # DatagramProtocol, sock_recvfrom/sock_sendto
+TLS_MODES = ("protocol", "buffered", "streams")  # ssl= on a server
 MAX_DATAGRAM = 65507  # the largest UDP payload over IPv4
 GO = "go"
 COLUMNS = (*nc.LOOPS, GO)
@@ -66,7 +82,9 @@ def parse_args(argv=None):
     p.add_argument("--loops", type=nc.csv_choices(COLUMNS), default=list(COLUMNS))
     p.add_argument("--modes", type=nc.csv_choices(MODES), default=list(MODES))
     p.add_argument("--sizes", type=nc.csv_choices(SIZES), default=list(SIZES))
-    p.add_argument("--transports", type=nc.csv_choices(TRANSPORTS), default=list(TRANSPORTS))
+    p.add_argument(
+        "--transports", type=nc.csv_choices(TRANSPORTS), default=list(DEFAULT_TRANSPORTS)
+    )
     p.add_argument(
         "--only", type=_patterns, default=None, help="row globs, e.g. '1k-tcp-protocol,*-unix-*'"
     )
@@ -100,8 +118,10 @@ def plan_groups(args):
                 if SIZES[size] > MAX_DATAGRAM:
                     continue
                 modes = [m for m in modes if m in DATAGRAM_MODES]
-            if transport == "churn" and size not in CHURN_SIZES:
+            if size not in TRANSPORT_SIZES.get(transport, PLAIN_SIZES):
                 continue
+            if transport in TLS_TRANSPORTS:
+                modes = [m for m in modes if m in TLS_MODES]
             rows = [f"{size}-{transport}-{mode}" for mode in modes]
             if args.only:
                 rows = [r for r in rows if any(fnmatch.fnmatch(r, g) for g in args.only)]
@@ -118,25 +138,32 @@ def native_row(size, transport):
 
 
 class Tools:
-    """Go binaries built for this run, and a directory for Unix sockets."""
+    """Go binaries built for this run, a directory for Unix sockets, and a
+    self-signed certificate for "localhost" when TLS rows run."""
 
-    def __init__(self):
+    def __init__(self, tls):
         self.dir = tempfile.mkdtemp(prefix="goloop-net-")
         self.loadgen = nc.build_go(nc.HERE / "loadgen", self.dir)
         self.goecho = nc.build_go(nc.HERE / "goecho", self.dir)
+        self.cert = self.key = None
+        if tls:
+            self.cert, self.key = f"{self.dir}/cert.pem", f"{self.dir}/key.pem"
+            nc.make_certificate(self.cert, self.key)
         self.seq = 0
 
     def address(self, transport):
         self.seq += 1
         if transport == "unix":
             return f"unix:{self.dir}/echo{self.seq}.sock"
-        return f"{'tcp' if transport == 'churn' else transport}:127.0.0.1:0"
+        return f"{'udp' if transport == 'udp' else 'tcp'}:127.0.0.1:0"
 
-    def server_cmd(self, column, mode, addr):
+    def server_cmd(self, column, mode, addr, tls):
         if column == GO:
-            return [self.goecho, "-addr", addr]
+            cmd = [self.goecho, "-addr", addr]
+            return [*cmd, "-tls", f"{self.cert},{self.key}"] if tls else cmd
         cmd = [sys.executable, str(ECHO_SERVER), "--loop", column, "--mode", mode]
-        return [*cmd, "--addr", addr]
+        cmd += ["--addr", addr]
+        return [*cmd, "--tls", f"{self.cert},{self.key}"] if tls else cmd
 
     def close(self):
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -144,18 +171,22 @@ class Tools:
 
 def measure(args, tools, job):
     """One fresh server + one load generator run -> a result dict."""
-    addr = tools.address(job["transport"])
-    server = nc.Child(tools.server_cmd(job["column"], job["mode"], addr), 0, nc.python_env())
+    transport = job["transport"]
+    tls = transport in TLS_TRANSPORTS
+    addr = tools.address(transport)
+    cmd = tools.server_cmd(job["column"], job["mode"], addr, tls)
+    server = nc.Child(cmd, 0, nc.python_env())
     try:
         status, info = nc.wait_ready(server, 20)
         if status != "ok":
             return {"status": status, "error": info}
-        return drive(args, tools, server, info, SIZES[job["size"]], job["transport"] == "churn")
+        churn = transport in ("churn", "tlschurn")
+        return drive(args, tools, server, info, SIZES[job["size"]], churn, tls)
     finally:
         server.stop()
 
 
-def _loadgen_cmd(args, tools, addr, size, churn):
+def _loadgen_cmd(args, tools, addr, size, churn, tls):
     bound = args.warmup + args.duration + 30
     return [
         tools.loadgen,
@@ -163,6 +194,7 @@ def _loadgen_cmd(args, tools, addr, size, churn):
         *("-warmup", f"{args.warmup}s", "-duration", f"{args.duration}s"),
         *("-events", "-timeout", f"{bound}s"),
         *(("-churn",) if churn else ()),
+        *(("-tls", tools.cert) if tls else ()),
     ]
 
 
@@ -173,8 +205,8 @@ def _read_event(gen, timeout):
     return json.loads(line)
 
 
-def drive(args, tools, server, addr, size, churn):
-    gen = nc.Child(_loadgen_cmd(args, tools, addr, size, churn), 1)
+def drive(args, tools, server, addr, size, churn, tls):
+    gen = nc.Child(_loadgen_cmd(args, tools, addr, size, churn, tls), 1)
     try:
         marks = []
         for want, wait in (("start", args.warmup), ("stop", args.duration), ("result", 0)):
@@ -382,7 +414,7 @@ def main(argv=None):
     loop_info = probe_loops(args.loops)
     meta = nc.metadata_doc(args, loop_info)
     cells = new_cells(groups, args.loops, loop_info)
-    tools = Tools()
+    tools = Tools(any(g[1] in TLS_TRANSPORTS for g in groups))
     try:
         run_all(args, tools, cells, groups)
     finally:

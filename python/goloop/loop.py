@@ -20,7 +20,6 @@ from asyncio import (
     events,
     format_helpers,
     selector_events,
-    sslproto,
     unix_events,
 )
 
@@ -29,6 +28,7 @@ from ._selector import EngineSelector
 from .datagram import FAMILIES as _DATAGRAM_FAMILIES
 from .datagram import DatagramTransport
 from .pipes import WritePipeTransport
+from .sslproto import SSLProtocol
 from .stream import SocketTransport, raw_family, raw_proto, raw_type, set_tcp_nodelay
 
 
@@ -330,8 +330,9 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         server=None,
         **timeouts,
     ):
-        # asyncio's, with goloop's transport under the TLS protocol (a
-        # BufferedProtocol: records are received straight into its buffer).
+        # asyncio's, with goloop's TLS protocol (goloop.sslproto: its
+        # per-record path in C) over goloop's socket transport (records are
+        # received straight into the protocol's buffer).
         if self._debug:
             transport = super()._make_ssl_transport(
                 rawsock,
@@ -346,7 +347,7 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             )
             set_tcp_nodelay(rawsock)
             return transport
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
         )
         self._socket_transport(rawsock, ssl_protocol, extra=extra, server=server)

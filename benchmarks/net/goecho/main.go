@@ -2,15 +2,18 @@
 // the physical-limit row the Python event loops are compared against.
 //
 //	goecho -addr tcp:127.0.0.1:0|udp:127.0.0.1:0|unix:/path [-bufsize 262144]
+//	       [-tls CERT.pem,KEY.pem]
 //
 // One goroutine per connection echoes with a fixed buffer (a plain
 // Read/Write loop: no splice, no ReadFrom fast path); over udp, one
 // goroutine echoes every datagram with ReadFrom/WriteTo, as a Go UDP
 // server does. Once listening it prints "READY <addr>" (with the real
-// port) and exits on SIGTERM/SIGINT.
+// port) and exits on SIGTERM/SIGINT. With -tls, connections are
+// crypto/tls servers with that certificate chain and key.
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +28,7 @@ import (
 func main() {
 	addr := flag.String("addr", "tcp:127.0.0.1:0", "tcp:HOST:PORT, udp:HOST:PORT or unix:PATH")
 	bufSize := flag.Int("bufsize", 256*1024, "per-connection buffer in bytes (the loops read up to 256 KiB)")
+	certKey := flag.String("tls", "", "CERT.pem,KEY.pem: serve TLS (tcp and unix)")
 	flag.Parse()
 	if where, ok := strings.CutPrefix(*addr, "udp:"); ok {
 		serveDatagrams(where)
@@ -34,6 +38,12 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "goecho:", err)
 		os.Exit(1)
+	}
+	if *certKey != "" {
+		if ln, err = tlsListener(ln, *certKey); err != nil {
+			fmt.Fprintln(os.Stderr, "goecho:", err)
+			os.Exit(1)
+		}
 	}
 	go stopOnSignal(ln)
 	fmt.Printf("READY %s\n", describe(ln))
@@ -49,6 +59,18 @@ func listen(addr string) (net.Listener, error) {
 		_ = os.Remove(where)
 	}
 	return net.Listen(network, where)
+}
+
+func tlsListener(ln net.Listener, certKey string) (net.Listener, error) {
+	certFile, keyFile, ok := strings.Cut(certKey, ",")
+	if !ok {
+		return nil, fmt.Errorf("bad -tls %q (want CERT.pem,KEY.pem)", certKey)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}), nil
 }
 
 func describe(ln net.Listener) string {

@@ -3,6 +3,7 @@
 //
 //	loadgen -addr tcp:127.0.0.1:PORT|udp:127.0.0.1:PORT|unix:/path [-conns 8] [-size 1024]
 //	        [-warmup 300ms] [-duration 2s] [-requests 0] [-events] [-churn]
+//	        [-tls CA.pem]
 //
 // Each of -conns connections sends a -size byte message and waits for the
 // whole echo before sending the next one. Every echoed byte is checked
@@ -20,6 +21,12 @@
 // whole echo, close (the client closes first, as an HTTP/1.0 client would
 // after its response), so the server's per-connection work is measured.
 //
+// With -tls CA.pem (tcp and unix), every connection is a crypto/tls client
+// that verifies the server's certificate against CA.pem for the name
+// "localhost" and completes its handshake before its first message (with
+// -churn, inside each request: the server's handshake work is measured).
+// No session cache, so every handshake is a full one.
+//
 // Over udp: a "connection" is a connected UDP socket; a message is one
 // datagram and its echo must come back as one datagram (loopback does not
 // drop them with at most -conns in flight; a lost one shows as a stall).
@@ -34,6 +41,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -63,6 +72,7 @@ type config struct {
 	events, prime    bool
 	churn            bool
 	timeout, stall   time.Duration
+	tls              *tls.Config // nil: plain connections
 }
 
 type result struct {
@@ -115,6 +125,7 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&cfg.events, "events", false, "print start/stop lines as the window opens and closes")
 	flag.BoolVar(&cfg.prime, "prime", true, "open, use and close one connection before the run")
 	flag.BoolVar(&cfg.churn, "churn", false, "a new connection per request (tcp and unix)")
+	caFile := flag.String("tls", "", "TLS: verify the server's certificate against this CA (PEM)")
 	flag.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "hard limit for the whole run")
 	flag.DurationVar(&cfg.stall, "stall", 5*time.Second, "fail when no echo completes for this long")
 	flag.Parse()
@@ -128,11 +139,34 @@ func parseFlags() (config, error) {
 	if network == "udp" && cfg.size > maxDatagram {
 		return cfg, fmt.Errorf("-size %d is more than a UDP datagram holds (%d)", cfg.size, maxDatagram)
 	}
+	if *caFile != "" {
+		if network == "udp" {
+			return cfg, errors.New("-tls needs a connection-oriented -addr (tcp or unix)")
+		}
+		var err error
+		if cfg.tls, err = tlsConfig(*caFile); err != nil {
+			return cfg, err
+		}
+	}
 	if cfg.conns < 1 || cfg.size < 1 || cfg.duration <= 0 {
 		return cfg, errors.New("-conns, -size and -duration must be positive")
 	}
 	cfg.network, cfg.address = network, address
 	return cfg, nil
+}
+
+// tlsConfig trusts only the CA in caFile; the benchmark's certificate is
+// made for "localhost" (and 127.0.0.1).
+func tlsConfig(caFile string) (*tls.Config, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("-tls %s: no PEM certificate in it", caFile)
+	}
+	return &tls.Config{RootCAs: roots, ServerName: "localhost"}, nil
 }
 
 func emit(v any) {
@@ -227,16 +261,29 @@ func primeServer(cfg config, s *shared) error {
 	return exchange(conn, s.message(cfg.conns, 0, cfg.size), make([]byte, cfg.size), out)
 }
 
-// dial retries for a short while, in case the server is still starting.
+// dial retries for a short while, in case the server is still starting;
+// with -tls it returns the connection once its handshake is complete.
 func dial(cfg config) (net.Conn, error) {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		conn, err := net.DialTimeout(cfg.network, cfg.address, 2*time.Second)
+		if err == nil && cfg.tls != nil {
+			return handshake(conn, cfg.tls)
+		}
 		if err == nil || time.Now().After(deadline) {
 			return conn, err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func handshake(conn net.Conn, config *tls.Config) (net.Conn, error) {
+	tconn := tls.Client(conn, config)
+	if err := tconn.Handshake(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return tconn, nil
 }
 
 // waitOrFail waits for the workers to finish their last request.
