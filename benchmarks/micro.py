@@ -28,8 +28,10 @@ import importlib
 import json
 import os
 import random
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 from importlib import metadata
@@ -627,6 +629,58 @@ def bench_create_connection(loop, n):
     return run, lambda: _expect("connections", count, n), n
 
 
+def bench_open_connection(loop, n):
+    """asyncio.open_connection to a local start_server server (on the same
+    loop), then writer.close() + wait_closed(): streams on both ends."""
+    count = 0
+
+    async def handler(reader, writer):
+        writer.close()
+
+    async def main():
+        nonlocal count
+        server = await asyncio.start_server(handler, "127.0.0.1", 0, backlog=1024)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(n):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            count += 1
+        server.close()
+        await server.wait_closed()
+
+    def run():
+        loop.run_until_complete(main())
+
+    return run, lambda: _expect("connections", count, n), n
+
+
+def bench_create_unix_connection(loop, n):
+    """create_unix_connection to a local Unix server (on the same loop),
+    then close: a new connection per op."""
+    count = 0
+    tmp = tempfile.mkdtemp(prefix="goloop-bench-")
+    path = os.path.join(tmp, "s.sock")
+
+    async def main():
+        nonlocal count
+        server = await loop.create_unix_server(_Quiet, path, backlog=1024)
+        for _ in range(n):
+            transport, _ = await loop.create_unix_connection(_Quiet, path)
+            transport.close()
+            count += 1
+        server.close()
+        await server.wait_closed()
+
+    def run():
+        try:
+            loop.run_until_complete(main())
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    return run, lambda: _expect("connections", count, n), n
+
+
 # name -> (body, title, full size, quick size); sizes target ~0.2-1 s on
 # stock asyncio for the full size.
 BENCHES = {
@@ -669,6 +723,18 @@ BENCHES = {
         10_000,
         2_000,
     ),
+    "open_connection": (
+        bench_open_connection,
+        "open_connection + close",
+        10_000,
+        2_000,
+    ),
+    "create_unix_connection": (
+        bench_create_unix_connection,
+        "create_unix_connection + close",
+        10_000,
+        2_000,
+    ),
 }
 
 # What one "op" is, per benchmark (for the report legend).
@@ -697,6 +763,8 @@ OP_UNITS = {
     "sock_accept": "TCP connection connected, accepted and closed",
     "sock_udp": "round trip: a datagram each way, both ends on the loop",
     "create_connection": "client connection made and closed (server on the loop)",
+    "open_connection": "stream connection opened and closed, waited for (server on the loop)",
+    "create_unix_connection": "Unix client connection made and closed (server on the loop)",
 }
 
 

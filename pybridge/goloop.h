@@ -235,9 +235,9 @@ int gl_io_watch(gl_loop *loop, int fd, int write, PyObject *owner, gl_watch_fn f
                 int with_context);
 int gl_io_unwatch(gl_loop *loop, int fd, int write);
 int gl_io_unwatch_owner(gl_loop *loop, int fd, int write, PyObject *owner);
-int gl_io_park_reader(gl_loop *loop, int fd, PyObject *owner, PyObject *sockref);
-int gl_io_watch_reader_of(gl_loop *loop, int fd, PyObject *sock, PyObject *owner,
-                          gl_watch_fn fn, PyObject **sockref);
+int gl_io_park(gl_loop *loop, int fd, int write, PyObject *owner, PyObject *sockref);
+int gl_io_watch_of(gl_loop *loop, int fd, int write, PyObject *sock, PyObject *owner,
+                   gl_watch_fn fn, PyObject **sockref);
 int gl_io_dispatch_fd(gl_loop *loop, int fd, uint32_t mask);
 int gl_poll_io(gl_loop *loop, int timeout_ms); /* poll.c */
 void gl_io_clear(gl_loop *loop);

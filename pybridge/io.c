@@ -153,8 +153,11 @@ static uint32_t gl_fd_mask(gl_loop *loop, int fd)
  * parked (see unpark). Returns 0 or an errno. */
 static int engine_interest(gl_loop *loop, int fd, uint32_t mask)
 {
-    if (fd < loop->fdcap && loop->readers[fd] != NULL && GL_IS_WATCH(loop->readers[fd])) {
-        ((gl_watch *)loop->readers[fd])->edge = 0;
+    for (int write = 0; write < 2 && fd < loop->fdcap; write++) {
+        PyObject *entry = (write ? loop->writers : loop->readers)[fd];
+        if (entry != NULL && GL_IS_WATCH(entry)) {
+            ((gl_watch *)entry)->edge = 0;
+        }
     }
     return gl_engine_set_interest(loop, fd, mask);
 }
@@ -224,6 +227,54 @@ static void unpark(gl_loop *loop, int fd)
     (void)engine_interest(loop, fd, gl_fd_mask(loop, fd));
 }
 
+/* Whether fd's parked registration is still its socket's: the socket
+ * object is alive and still open on fd, so the number names the file the
+ * registration was made for. */
+static int parked_still_owned(gl_loop *loop, int fd)
+{
+    PyObject *ref = loop->parked[fd];
+    if (ref == NULL) {
+        return 0;
+    }
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *sock = NULL;
+    if (PyWeakref_GetRef(ref, &sock) <= 0) {
+        PyErr_Clear();
+        return 0;
+    }
+#else
+    PyObject *sock = Py_NewRef(PyWeakref_GET_OBJECT(ref));
+#endif
+    int owned = sock != Py_None && gl_socket_fd(sock) == fd;
+    Py_DECREF(sock);
+    PyErr_Clear(); /* a socket that cannot say: not owned */
+    return owned;
+}
+
+/* fd's first interest while it is parked. A completed connect (sockops.c)
+ * parks its registration so that the transport made next starts reading
+ * with one EPOLL_CTL_MOD instead of a DEL and an ADD (a syscall less per
+ * client connection). When the socket no longer holds fd, or the kernel
+ * dropped the registration anyway (fd closed behind the socket's back),
+ * fd is registered anew, as unpark + install would: nothing else holds
+ * it in the tables, so the new registration is the caller's. */
+static int interest_from_parked(gl_loop *loop, int fd, uint32_t mask)
+{
+    if (parked_still_owned(loop, fd)) {
+        Py_CLEAR(loop->parked[fd]);
+        if (gl_engine_usable(loop) < 0) {
+            return -1;
+        }
+        if (engine_interest(loop, fd, mask) == 0) {
+            return 0;
+        }
+        (void)engine_interest(loop, fd, 0);
+    } else {
+        unpark(loop, fd);
+    }
+    return set_interest(loop, fd, mask);
+}
+
 static int cancel_handle(PyObject *handle)
 {
     if (GL_IS_WATCH(handle)) {
@@ -253,11 +304,17 @@ static void set_fileobj(gl_loop *loop, int fd, PyObject *fileobj)
  * fileobj: what the program named fd by (NULL: the number). */
 static int install(gl_loop *loop, int fd, int write, PyObject *obj, PyObject *fileobj)
 {
-    unpark(loop, fd);
     uint32_t old = gl_fd_mask(loop, fd);
     uint32_t bit = write ? GL_EVENT_WRITE : GL_EVENT_READ;
-    if (!(old & bit) && set_interest(loop, fd, old | bit) < 0) {
-        return -1;
+    if (old == 0 && loop->parked[fd] != NULL) {
+        if (interest_from_parked(loop, fd, bit) < 0) {
+            return -1;
+        }
+    } else {
+        unpark(loop, fd);
+        if (!(old & bit) && set_interest(loop, fd, old | bit) < 0) {
+            return -1;
+        }
     }
     PyObject **table = write ? loop->writers : loop->readers;
     PyObject *prev = table[fd];
@@ -393,18 +450,20 @@ int gl_io_unwatch_owner(gl_loop *loop, int fd, int write, PyObject *owner)
     return owned_watch(loop, fd, write, owner) ? remove_fd(loop, fd, write) : 0;
 }
 
-/* A sock_recv op is done with fd: drop its table entry but leave the
- * read interest in epoll, parked for the same socket (see unpark). */
-int gl_io_park_reader(gl_loop *loop, int fd, PyObject *owner, PyObject *sockref)
+/* A sock_recv or connect op is done with fd: drop its table entry but
+ * leave the interest in epoll, parked for the same socket (see unpark). */
+int gl_io_park(gl_loop *loop, int fd, int write, PyObject *owner, PyObject *sockref)
 {
-    gl_watch *w = owned_watch(loop, fd, 0, owner);
+    gl_watch *w = owned_watch(loop, fd, write, owner);
     if (w == NULL) {
         return 0;
     }
-    if (sockref == NULL || loop->writers[fd] != NULL || !w->edge) {
-        return remove_fd(loop, fd, 0) < 0 ? -1 : 0;
+    PyObject **table = write ? loop->writers : loop->readers;
+    PyObject *other = write ? loop->readers[fd] : loop->writers[fd];
+    if (sockref == NULL || other != NULL || !w->edge) {
+        return remove_fd(loop, fd, write) < 0 ? -1 : 0;
     }
-    loop->readers[fd] = NULL;
+    table[fd] = NULL;
     loop->nfds--;
     Py_CLEAR(loop->fileobjs[fd]);
     Py_XSETREF(loop->parked[fd], Py_NewRef(sockref));
@@ -427,24 +486,29 @@ static int weakref_is(PyObject *ref, PyObject *obj)
 #endif
 }
 
-/* sock_recv's wait: watch fd for reading on behalf of owner. When fd's
- * read interest is parked for this very socket object (which reports fd
- * as its fileno, so it is the same open file), reuse it: no syscall.
- * *sockref gets a new reference to the socket's weakref (NULL if it has
- * none), for parking when the receive completes. */
-int gl_io_watch_reader_of(gl_loop *loop, int fd, PyObject *sock, PyObject *owner,
-                          gl_watch_fn fn, PyObject **sockref)
+/* sock_recv's wait (write 0) or a connect's (write 1): watch fd on behalf
+ * of owner, edge-triggered so that the registration can be parked when
+ * the op completes. When fd's read interest is parked for this very
+ * socket object (which reports fd as its fileno, so it is the same open
+ * file), a read reuses it: no syscall. A connect registers for reading
+ * too (its events go to the tables' entries: the connect sees only
+ * writability), so that what it parks is also a read registration for
+ * the socket's sock_recv, and the transport made next changes it in
+ * place (install). *sockref gets a new reference to the socket's weakref
+ * (NULL if it has none), for parking when the op completes. */
+int gl_io_watch_of(gl_loop *loop, int fd, int write, PyObject *sock, PyObject *owner,
+                   gl_watch_fn fn, PyObject **sockref)
 {
     *sockref = NULL;
     if (watch_target(loop, fd) < 0) {
         return -1;
     }
-    PyObject *w = gl_watch_new(loop, owner, fn, 0, 0);
+    PyObject *w = gl_watch_new(loop, owner, fn, write, 0);
     if (w == NULL) {
         return -1;
     }
     PyObject *ref = loop->parked[fd];
-    if (ref != NULL && loop->readers[fd] == NULL && loop->writers[fd] == NULL &&
+    if (!write && ref != NULL && loop->readers[fd] == NULL && loop->writers[fd] == NULL &&
         weakref_is(ref, sock)) {
         *sockref = ref; /* the parked registration and reference move to the op */
         loop->parked[fd] = NULL;
@@ -455,8 +519,8 @@ int gl_io_watch_reader_of(gl_loop *loop, int fd, PyObject *sock, PyObject *owner
             PyErr_Clear(); /* not weak-referenceable: no parking */
         }
         if (gl_fd_mask(loop, fd) != 0 || *sockref == NULL) {
-            /* other watchers on fd, or no parking: a plain level-triggered reader */
-            int r = install(loop, fd, 0, w, NULL);
+            /* other watchers on fd, or no parking: a plain level-triggered watch */
+            int r = install(loop, fd, write, w, NULL);
             Py_DECREF(w);
             if (r < 0) {
                 Py_CLEAR(*sockref);
@@ -465,7 +529,9 @@ int gl_io_watch_reader_of(gl_loop *loop, int fd, PyObject *sock, PyObject *owner
         }
         int err = gl_engine_usable(loop) < 0
                       ? -1
-                      : gl_engine_set_interest(loop, fd, GL_EVENT_READ | GL_EVENT_EDGE);
+                      : gl_engine_set_interest(loop, fd,
+                                               GL_EVENT_READ | GL_EVENT_EDGE |
+                                                   (write ? GL_EVENT_WRITE : 0));
         if (err != 0) {
             if (err > 0) {
                 errno = err;
@@ -477,7 +543,7 @@ int gl_io_watch_reader_of(gl_loop *loop, int fd, PyObject *sock, PyObject *owner
         }
     }
     ((gl_watch *)w)->edge = 1;
-    loop->readers[fd] = w; /* the table takes our reference */
+    (write ? loop->writers : loop->readers)[fd] = w; /* the table takes our reference */
     loop->nfds++;
     return 0;
 }

@@ -25,14 +25,17 @@
  *
  * Reads (recv, recv_into, recvfrom, recvfrom_into, accept) wait through
  * io.c's parked, edge-triggered read interest: each of them tries its
- * syscall before waiting. Writes (sendall, sendto, connect) wait on a
- * plain level-triggered writer, as asyncio's do.
+ * syscall before waiting. A connect, tried before it waits too, waits
+ * edge-triggered and parks its registration when done, so the transport
+ * or sock_recv that follows on the socket needs no DEL + ADD (io.c). The
+ * other writes (sendall, sendto) wait on a plain level-triggered writer,
+ * as asyncio's do.
  *
  * What the *_now functions cannot do exactly as socket's methods (a
  * family sockaddr.c does not build addresses for, a send buffer that
  * is not plain bytes) they answer with NotImplemented before any
  * syscall, and loop.py takes asyncio's own path. */
-#include "goloop.h"
+#include "stream.h"
 #include <errno.h>
 
 enum {
@@ -63,7 +66,7 @@ typedef struct {
 } gl_sockop;
 
 static PyObject *str_done, *str_add_done_callback, *str_remove_done_callback,
-    *str_set_result, *str_set_exception, *str_sendto, *str_ensure_fd_no_transport;
+    *str_set_result, *str_set_exception, *str_sendto;
 
 static void release_view(gl_sockop *self)
 {
@@ -375,12 +378,13 @@ static int sockop_ready(PyObject *owner, int write)
     }
     PyObject *exc = result == NULL ? gl_take_exception() : NULL;
     int r;
-    if (OP_WRITES(op->kind)) {
+    if (OP_WRITES(op->kind) && op->kind != OP_CONNECT) {
         r = stop_watching(op);
     } else {
         /* a closed socket's registration is not parked for its fd's next owner */
         PyObject *park = owned ? op->sockref : NULL;
-        r = gl_io_park_reader((gl_loop *)op->loop, op->fd, owner, park) < 0 ? -1 : 0;
+        r = gl_io_park((gl_loop *)op->loop, op->fd, OP_WRITES(op->kind), owner, park) < 0 ? -1
+                                                                                          : 0;
     }
     if (r == 0) {
         r = call1(op->fut, str_remove_done_callback, owner);
@@ -483,7 +487,7 @@ static int plain_bytes(PyObject *data)
 static int ensure_no_transport(gl_loop *loop, int fd)
 {
     PyObject *fdobj = PyLong_FromLong(fd);
-    int r = fdobj ? call1((PyObject *)loop, str_ensure_fd_no_transport, fdobj) : -1;
+    int r = fdobj ? gl_ensure_fd_no_transport((PyObject *)loop, fdobj, fd) : -1;
     Py_XDECREF(fdobj);
     return r;
 }
@@ -522,9 +526,10 @@ static PyObject *start_wait(gl_loop *loop, int kind, PyObject *sock, int fd, Py_
         op->has_view = r == 0;
     }
     if (r == 0) {
-        r = OP_WRITES(kind) ? gl_io_watch(loop, fd, 1, (PyObject *)op, sockop_ready, 0)
-                            : gl_io_watch_reader_of(loop, fd, sock, (PyObject *)op, sockop_ready,
-                                                    &op->sockref);
+        r = OP_WRITES(kind) && kind != OP_CONNECT
+                ? gl_io_watch(loop, fd, 1, (PyObject *)op, sockop_ready, 0)
+                : gl_io_watch_of(loop, fd, kind == OP_CONNECT, sock, (PyObject *)op, sockop_ready,
+                                 &op->sockref);
         if (r == 0 && call1(fut, str_add_done_callback, (PyObject *)op) < 0) {
             PyObject *exc = gl_take_exception(); /* keep it across the removal */
             if (stop_watching(op) < 0) {
@@ -769,8 +774,7 @@ int gl_sockops_init(void)
     if (!(GL_INTERN(str_done, "done") && GL_INTERN(str_add_done_callback, "add_done_callback") &&
           GL_INTERN(str_remove_done_callback, "remove_done_callback") &&
           GL_INTERN(str_set_result, "set_result") &&
-          GL_INTERN(str_set_exception, "set_exception") && GL_INTERN(str_sendto, "sendto") &&
-          GL_INTERN(str_ensure_fd_no_transport, "_ensure_fd_no_transport"))) {
+          GL_INTERN(str_set_exception, "set_exception") && GL_INTERN(str_sendto, "sendto"))) {
         return -1;
     }
     return PyType_Ready(&gl_SockOpType);

@@ -61,5 +61,6 @@ int gl_stream_read_eof(gl_stream *self);
 void gl_stream_finalize(PyObject *self);
 int gl_stream_conn_init(PyObject *core_type);
 int gl_is_stream_type(PyTypeObject *tp); /* SocketTransportCore or a subclass */
+int gl_ensure_fd_no_transport(PyObject *loop, PyObject *arg, int fd); /* -1 + exception */
 
 #endif

@@ -44,7 +44,8 @@ static PyObject *str_socket, *str_sockname, *str_peername, *str_getsockname,
     *str_key, *str_call_soon, *str_set_protocol, *str_remove_reader, *str_remove_writer,
     *str_close, *str_detach, *str_closed, *str_io_refs, *str_eof_received, *str_fatal_error,
     *str_on_eof_debug, *str_connection_lost, *str_set_exception, *str_call_connection_lost, *str_on_eof,
-    *str_set_limits;
+    *str_set_limits, *str_ensure_fd_no_transport;
+static PyObject *ensure_fd_no_transport_fn; /* BaseSelectorEventLoop's */
 
 /* Whether obj's method `name` is still the C one, descr (no subclass
  * overrides it), so C may do its work without the method call. */
@@ -199,6 +200,43 @@ static int weak_value_set(PyObject *map, PyObject *key, PyObject *value)
     Py_XDECREF(data);
     Py_XDECREF(remove);
     return r;
+}
+
+/* loop._ensure_fd_no_transport(arg) (arg: fd, or the socket whose fd it
+ * is, which the method's message shows), as asyncio calls it before a
+ * sock_* wait or a new transport. The call is skipped when it would find
+ * nothing: the method is asyncio's own (no subclass or instance attribute
+ * replaces it) and loop._transports, a plain WeakValueDictionary, holds no
+ * entry for fd. Each call was a Python frame plus
+ * WeakValueDictionary.__getitem__'s, and a KeyError raised and caught. */
+int gl_ensure_fd_no_transport(PyObject *loop, PyObject *arg, int fd)
+{
+    int own = method_is(loop, str_ensure_fd_no_transport, ensure_fd_no_transport_fn);
+    PyObject *dict = own ? PyObject_GenericGetDict(loop, NULL) : NULL;
+    if (dict == NULL) {
+        PyErr_Clear(); /* no instance dict: nothing shadows the method */
+    } else {
+        own = !PyDict_Contains(dict, str_ensure_fd_no_transport);
+        Py_DECREF(dict);
+    }
+    PyObject *map = own ? PyObject_GetAttr(loop, str_transports) : NULL;
+    if (map != NULL && Py_IS_TYPE(map, WeakValueDictionary)) {
+        PyObject *data = PyObject_GetAttr(map, str_data);
+        PyObject *key = data && PyDict_CheckExact(data) ? PyLong_FromLong(fd) : NULL;
+        int found = key ? PyDict_Contains(data, key) : -1;
+        Py_XDECREF(key);
+        Py_XDECREF(data);
+        Py_DECREF(map);
+        if (found == 0) {
+            return 0;
+        }
+    } else {
+        Py_XDECREF(map);
+    }
+    PyErr_Clear(); /* the method meets whatever went wrong here itself */
+    PyObject *r = PyObject_CallMethodOneArg(loop, str_ensure_fd_no_transport, arg);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
 }
 
 /* loop._transports[fd] = self */
@@ -739,7 +777,8 @@ static int init_strings(void)
             GL_INTERN(str_set_exception, "set_exception") &&
             GL_INTERN(str_call_connection_lost, "_call_connection_lost") &&
             GL_INTERN(str_on_eof, "_read_ready__on_eof") &&
-            GL_INTERN(str_set_limits, "_set_write_buffer_limits"))
+            GL_INTERN(str_set_limits, "_set_write_buffer_limits") &&
+            GL_INTERN(str_ensure_fd_no_transport, "_ensure_fd_no_transport"))
                ? 0
                : -1;
 }
@@ -782,6 +821,9 @@ int gl_stream_conn_init(PyObject *core_type)
     PyObject *raw = import_attr("_socket", "socket");
     raw_socket_close = raw ? type_descr(raw, "close") : NULL;
     Py_XDECREF(raw);
+    PyObject *sel = import_attr("asyncio.selector_events", "BaseSelectorEventLoop");
+    ensure_fd_no_transport_fn = sel ? type_descr(sel, "_ensure_fd_no_transport") : NULL;
+    Py_XDECREF(sel);
     PyObject *fc = import_attr("asyncio.transports", "_FlowControlMixin");
     set_limits_fn = fc ? PyObject_GetAttrString(fc, "_set_write_buffer_limits") : NULL;
     Py_XDECREF(fc);
@@ -794,7 +836,7 @@ int gl_stream_conn_init(PyObject *core_type)
     low_water_default = PyLong_FromLong(16 * 1024);
     return (call_soon_descr && set_protocol_descr && close_descr && remove_reader_descr && on_eof_descr &&
             remove_writer_descr && raw_socket_close && transport_del && set_limits_fn &&
-            high_water_default && low_water_default)
+            high_water_default && low_water_default && ensure_fd_no_transport_fn)
                ? 0
                : -1;
 }

@@ -479,3 +479,120 @@ def test_connect_argument_errors_like_stock(loop):
         return out
 
     assert scenario(loop) == with_loop(stock_factory, scenario)
+
+
+def _full_listener():
+    """A listener whose accept queue is full (fillers hold it), so a new
+    connect to it waits: (listener, fillers)."""
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(0)
+    fillers = []
+    for _ in range(8):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(lsn.getsockname())
+        fillers.append(f)
+    return lsn, fillers
+
+
+def test_cancelled_connect_fd_reuse_gets_only_its_own_data(loop):
+    """A connect cancelled while it waits closes its socket; the next
+    connection made (likely on the same fd number) gets its own data and
+    nothing of the cancelled one's wait (no stray callback, no error)."""
+    lsn, fillers = _full_listener()
+    good = _listener()
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+
+    async def main():
+        task = asyncio.ensure_future(loop.create_connection(_Proto, *lsn.getsockname()))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, OSError):
+            pass
+        # the old SYN's fate no longer matters: let the listener take it
+        for f in fillers:
+            f.close()
+        transport, proto = await loop.create_connection(_Proto, *good.getsockname())
+        conn, _ = good.accept()
+        with conn:
+            conn.send(b"new")
+            got = []
+            proto.data_received = got.append
+            for _ in range(50):
+                if got:
+                    break
+                await asyncio.sleep(0.01)
+            transport.close()
+            await asyncio.sleep(0)
+        return got, proto.events
+
+    try:
+        got, events = run_bounded(loop, main())
+    finally:
+        for s in fillers + [lsn, good]:
+            s.close()
+    assert (got, events, errors) == ([b"new"], ["made", "lost"], [])
+
+
+@pytest.mark.parametrize("clients", [1, 3, 9])
+def test_server_accepts_every_pending_connection_like_stock(loop, clients):
+    """Connections queued before the server's loop looks (a batch of one,
+    a small batch, one past the accept loop's polls) are all accepted and
+    made, and an empty queue ends the batch without an error."""
+
+    def scenario(lp):
+        made = []
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport):
+                made.append(transport)
+
+        async def main():
+            server = await lp.create_server(Server, "127.0.0.1", 0)
+            addr = server.sockets[0].getsockname()
+            socks = [socket.create_connection(addr) for _ in range(clients)]
+            for _ in range(100):
+                if len(made) == clients:
+                    break
+                await asyncio.sleep(0.01)
+            count = len(made)
+            for t in made:
+                t.close()
+            for s in socks:
+                s.close()
+            server.close()
+            await server.wait_closed()
+            return count
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == clients
+    assert scenario(loop) == expected
+
+
+def test_connect_refused_error_has_no_context_like_stock(loop):
+    """The refused connect's OSError (and 3.12's ExceptionGroup) is raised
+    as asyncio raises it: outside the handler that caught it, so with no
+    __context__ chained to it."""
+    port = _free_port()
+
+    def scenario(lp):
+        out = []
+        kwargs = [{}]
+        if sys.version_info >= (3, 12):
+            kwargs.append({"all_errors": True})
+        for kw in kwargs:
+            try:
+                run_bounded(lp, lp.create_connection(_Proto, "127.0.0.1", port, **kw))
+            except (OSError, Exception) as exc:  # noqa: BLE001 - compared with stock
+                out.append((type(exc), exc.__context__ is None, exc.__cause__ is None))
+        return out
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[0] == (ConnectionRefusedError, True, True)
+    assert scenario(loop) == expected

@@ -324,3 +324,99 @@ def test_datagram_transport_of_closed_socket_reads_nothing_of_the_next(loop):
     expected, got = run_both(loop, scenario)
     assert expected == ("OSError", [], [b"for b"])
     assert got == expected
+
+
+def _listening():
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(8)
+    return lsn
+
+
+@pytest.mark.parametrize("then", ["sock_recv", "sock_sendall", "transport"])
+def test_after_sock_connect_the_socket_reads_and_writes_like_stock(loop, then):
+    """What follows a completed connect on the same socket (goloop leaves
+    the connect's registration parked for it) gets its events: a
+    sock_recv, a sock_sendall, a transport made on the socket."""
+
+    def scenario(lp):
+        lsn = _listening()
+
+        async def main():
+            sock = socket.socket()
+            sock.setblocking(False)
+            await lp.sock_connect(sock, lsn.getsockname())
+            conn, _ = lsn.accept()
+            with conn, sock:
+                if then == "sock_recv":
+                    lp.call_later(0.02, conn.send, b"late")
+                    return await lp.sock_recv(sock, 100)
+                if then == "sock_sendall":
+                    await lp.sock_sendall(sock, b"out")
+                    return waiting_data(conn)
+                got = []
+                done = lp.create_future()
+
+                class Proto(asyncio.Protocol):
+                    def data_received(self, data):
+                        got.append(data)
+                        done.set_result(None)
+
+                transport, _ = await lp.create_connection(Proto, sock=sock)
+                conn.send(b"in")
+                await asyncio.wait_for(done, 5)
+                transport.close()
+                return got
+
+        try:
+            return run_bounded(lp, main())
+        finally:
+            lsn.close()
+
+    expected, got = run_both(loop, scenario)
+    assert expected == {"sock_recv": b"late", "sock_sendall": [b"out"], "transport": [b"in"]}[then]
+    assert got == expected
+
+
+def test_connected_socket_closed_then_fd_reused_by_a_transport(loop):
+    """A socket whose connect completed (its registration parked) is
+    closed, and the fd number goes to a new connection's socket: the new
+    transport reads its own data and nothing of the closed socket."""
+
+    def scenario(lp):
+        lsn = _listening()
+
+        async def main():
+            old = socket.socket()
+            old.setblocking(False)
+            await lp.sock_connect(old, lsn.getsockname())
+            old_conn, _ = lsn.accept()
+            fd = old.fileno()
+            old.close()
+            new, new_peer = pair_on_fd(fd)
+            got = []
+            done = lp.create_future()
+
+            class Proto(asyncio.Protocol):
+                def data_received(self, data):
+                    got.append(data)
+                    if not done.done():
+                        done.set_result(None)
+
+            transport, _ = await lp.create_connection(Proto, sock=new)
+            new_peer.send(b"for new")
+            await asyncio.wait_for(done, 5)
+            await asyncio.sleep(0.02)
+            transport.close()
+            new_peer.close()
+            old_conn.close()
+            return got
+
+        try:
+            return run_bounded(lp, main())
+        finally:
+            lsn.close()
+
+    expected, got = run_both(loop, scenario)
+    assert expected == [b"for new"]
+    assert got == expected

@@ -39,16 +39,14 @@ CONNECT_PENDING = frozenset(
 # Loop attributes asyncio's create_connection reaches through self; an
 # instance attribute of one of these names (mock.patch.object) means the
 # program wants its replacement called.
-_STEPS = frozenset(
-    (
-        "_ensure_resolved",
-        "_connect_sock",
-        "sock_connect",
-        "_create_connection_transport",
-        "_make_socket_transport",
-        "_socket_transport",
-        "create_future",
-    )
+_STEPS = (
+    "_ensure_resolved",
+    "_connect_sock",
+    "sock_connect",
+    "_create_connection_transport",
+    "_make_socket_transport",
+    "_socket_transport",
+    "create_future",
 )
 
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
@@ -80,12 +78,15 @@ def native_ok(loop, own_class_methods):
     """Whether loop's connect steps are goloop's and asyncio's own, so the
     inlined path does what they would. own_class_methods: the caller's
     check that its class replaces none of them."""
-    return (
-        not loop._debug
-        and own_class_methods
-        and base_events.socket is socket
-        and not (_STEPS & vars(loop).keys())
-    )
+    if loop._debug or not own_class_methods or base_events.socket is not socket:
+        return False
+    own = vars(loop)
+    # a lookup per name: intersecting with the instance dict's keys walked
+    # them all, per connection
+    for name in _STEPS:
+        if name in own:
+            return False
+    return True
 
 
 def numeric_infos(address, family, proto):
@@ -208,7 +209,7 @@ def raise_connect_errors(exceptions, all_errors):
         exceptions = None
 
 
-async def create_connection(
+def create_connection(
     loop,
     protocol_factory,
     host,
@@ -223,12 +224,51 @@ async def create_connection(
 ):
     """BaseEventLoop.create_connection for host/port without TLS (the
     caller checked its argument errors first, as asyncio does before
-    anything else). happy_eyeballs_delay: staggered attempts,
-    as asyncio.staggered.staggered_race makes them, without its Tasks."""
+    anything else): the coroutine to await. happy_eyeballs_delay:
+    staggered attempts, as asyncio.staggered.staggered_race makes them,
+    without its Tasks."""
+    info = base_events._ipaddr_info(host, port, family, socket.SOCK_STREAM, proto)
+    if info is not None and local_addr is None:
+        # One numeric address and nothing to bind: no lookup and no race
+        # (a single attempt is all staggered_race would make).
+        return _connect_numeric(loop, protocol_factory, info, all_errors)
+    return _connect_general(
+        loop,
+        protocol_factory,
+        host,
+        port,
+        family,
+        proto,
+        flags,
+        local_addr,
+        interleave,
+        all_errors,
+        happy_eyeballs_delay,
+        info,
+    )
+
+
+async def _connect_general(
+    loop,
+    protocol_factory,
+    host,
+    port,
+    family,
+    proto,
+    flags,
+    local_addr,
+    interleave,
+    all_errors,
+    happy_eyeballs_delay,
+    info,
+):
+    """create_connection's every other case: a lookup, several
+    addresses, local_addr. info: _ipaddr_info's answer for (host, port),
+    or None."""
     if happy_eyeballs_delay is not None and interleave is None:
         # If using happy eyeballs, default to interleave addresses by family
         interleave = 1
-    infos = numeric_infos((host, port), family, proto)
+    infos = None if info is None else [info]
     numeric = infos is not None
     if not numeric:
         infos = await loop._ensure_resolved(
@@ -291,6 +331,48 @@ async def create_connection(
         finally:
             exceptions = None
     return await plain_transport(loop, sock, protocol_factory, made_nonblocking=True)
+
+
+async def _connect_numeric(loop, protocol_factory, info, all_errors):
+    """create_connection for a single numeric address: _connect_sock's
+    connect (sock_connect would take the address as it is) and
+    _create_connection_transport's transport, in this one frame."""
+    address = info[4]
+    sock = None
+    failed = None
+    try:
+        sock = _new_socket(info)
+        err = sock.connect_ex(address)
+        if err != 0:
+            if err not in CONNECT_PENDING:
+                raise OSError(err, os.strerror(err))
+            fut = loop._sock_connect_wait(sock, sock.fileno(), address)
+            try:
+                await fut
+            finally:
+                fut = None  # as asyncio: no cycle through the exception
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        failed = [[exc]]
+    except:
+        if sock is not None:
+            sock.close()
+        raise
+    if failed is not None:
+        # raised outside the handler, as asyncio raises it (no __context__)
+        try:
+            raise_connect_errors(failed, all_errors)
+        finally:
+            failed = None
+    protocol = protocol_factory()
+    transport = loop._make_socket_transport(sock, protocol)
+    try:
+        await one_iteration()
+    except:
+        transport.close()
+        raise
+    return transport, protocol
 
 
 async def plain_transport(loop, sock, protocol_factory, made_nonblocking=False):
