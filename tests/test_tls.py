@@ -300,6 +300,49 @@ def test_close_notify_vs_abrupt_close_like_stock(loop, stock_loop, certs):
         assert got == _server_side(stock_loop, certs, client)
 
 
+def test_shutdown_timeout_like_stock(loop, stock_loop, certs):
+    """A server closes and the peer never answers its close_notify: after
+    ssl_shutdown_timeout the connection is aborted and the protocol sees
+    connection_lost(TimeoutError), as stock."""
+
+    def scenario(lp):
+        peers = []
+
+        class CloseAtOnce(Recording):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                transport.close()
+
+        async def main():
+            proto = []
+
+            def factory():
+                proto.append(CloseAtOnce())
+                return proto[-1]
+
+            server = await lp.create_server(
+                factory, "127.0.0.1", 0, ssl=server_context(certs), ssl_shutdown_timeout=0.2
+            )
+            port = server.sockets[0].getsockname()[1]
+            # The peer finishes the handshake and then neither reads nor
+            # closes until the server has given up.
+            peers.append(await asyncio.to_thread(_tls_client_socket, certs, port))
+            await asyncio.wait_for(proto[0].lost, 5)
+            server.close()
+            await server.wait_closed()
+            return proto[0].events
+
+        try:
+            return run_bounded(lp, main())
+        finally:
+            for peer in peers:
+                peer.close()
+
+    got = scenario(loop)
+    assert got == ["made", ("lost", "TimeoutError")]
+    assert got == scenario(stock_loop)
+
+
 def test_peer_closes_mid_record_like_stock(loop, stock_loop, certs):
     async def half_record(port):
         tls = await asyncio.to_thread(_tls_client_socket, certs, port)
