@@ -138,23 +138,12 @@ static gl_peer *known_peer(gl_dgram *self, PyObject *addr)
 
 /* ---- small helpers ---- */
 
-static int attr_is_true(PyObject *self, PyObject *name)
-{
-    PyObject *v = PyObject_GetAttr(self, name);
-    if (v == NULL) {
-        return -1;
-    }
-    int r = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return r;
-}
-
 /* 1 if any of the three attributes is true, 0 if none, -1 on error. */
 static int any_attr_true(PyObject *self, PyObject *a, PyObject *b, PyObject *c)
 {
     PyObject *names[] = {a, b, c};
     for (int i = 0; i < 3; i++) {
-        int r = attr_is_true(self, names[i]);
+        int r = gl_attr_true(self, names[i]);
         if (r != 0) {
             return r;
         }
@@ -308,7 +297,7 @@ static int may_read_on(gl_dgram *self)
 static PyObject *dgram_read_ready(gl_dgram *self, PyObject *unused)
 {
     PyObject *me = (PyObject *)self;
-    int lost = attr_is_true(me, str_conn_lost);
+    int lost = gl_attr_true(me, str_conn_lost);
     if (lost != 0) {
         return lost < 0 ? NULL : Py_NewRef(Py_None);
     }

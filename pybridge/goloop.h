@@ -352,6 +352,7 @@ void gl_fallback_close(gl_fallback *fb);
 /* ---- misc (module.c) ---- */
 extern volatile int gl_forked;  /* set in a child forked after the Go runtime started */
 int gl_check_not_forked(void);
+int gl_attr_true(PyObject *self, PyObject *name); /* self.<name>'s truth: 1, 0 or -1 */
 double gl_monotonic(void);
 extern PyObject *gl_str_cancel, *gl_str_run, *gl_str_callback_error,
     *gl_str_call_soon_slow, *gl_str_call_at_slow, *gl_str_run_handle_debug,

@@ -25,6 +25,18 @@ static void after_fork_child(void)
     gl_forked = 1;
 }
 
+/* The truth of self.<name>: 1, 0 or -1 with an exception set. */
+int gl_attr_true(PyObject *self, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(self, name);
+    if (v == NULL) {
+        return -1;
+    }
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
 int gl_check_not_forked(void)
 {
     if (gl_forked) {

@@ -101,18 +101,6 @@ static int call0(PyObject *self, PyObject *name)
     return r == NULL ? -1 : 0;
 }
 
-/* The truth of self.<name>: 1, 0 or -1. */
-static int attr_true(PyObject *self, PyObject *name)
-{
-    PyObject *v = PyObject_GetAttr(self, name);
-    if (v == NULL) {
-        return -1;
-    }
-    int r = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return r;
-}
-
 /* `except Exception as ex: self._fatal_error(ex, 'Fatal error on SSL
  * protocol')` around a step that failed; SystemExit and the like go on. */
 static int to_fatal_error(PyObject *self)
@@ -165,7 +153,7 @@ static int crosses(PyObject *size, PyObject *self, PyObject *limit_name, int op)
 static int control(PyObject *self, PyObject *size, PyObject *high, PyObject *low,
                    PyObject *paused_name, PyObject *method)
 {
-    int paused = attr_true(self, paused_name);
+    int paused = gl_attr_true(self, paused_name);
     if (paused < 0) {
         return -1;
     }
@@ -225,7 +213,7 @@ static int control_ssl_reading(PyObject *self)
 
 static int process_outgoing(PyObject *self)
 {
-    int paused = attr_true(self, str_ssl_writing_paused);
+    int paused = gl_attr_true(self, str_ssl_writing_paused);
     if (paused < 0) {
         return -1;
     }
@@ -407,12 +395,12 @@ static int read_copied(PyObject *self)
 
 static int do_read_steps(PyObject *self)
 {
-    int paused = attr_true(self, str_app_reading_paused);
+    int paused = gl_attr_true(self, str_app_reading_paused);
     if (paused < 0) {
         return -1;
     }
     if (!paused) {
-        int buffered = attr_true(self, str_app_protocol_is_buffer);
+        int buffered = gl_attr_true(self, str_app_protocol_is_buffer);
         if (buffered < 0 || (buffered ? call0(self, str_do_read__buffered) : read_copied(self)) < 0) {
             return -1;
         }
