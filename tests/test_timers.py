@@ -49,11 +49,14 @@ def on_stock(scenario):
 
 
 def _deadlines(n, seed, span, grid=None):
+    """n offsets in [0, span): distinct and at least span/2n apart unless grid
+    makes them coarse (many equal deadlines). Closer offsets could round to
+    one deadline once added to loop.time(), and stock orders ties arbitrarily."""
     rng = random.Random(seed)
-    out = [rng.random() * span for _ in range(n)]
-    if grid:  # coarse values: many equal deadlines
-        out = [round(o / grid) * grid for o in out]
-    return out
+    if grid:
+        return [round(rng.random() * span / grid) * grid for _ in range(n)]
+    step = span / (2 * n)
+    return [k * step for k in rng.sample(range(2 * n), n)]
 
 
 # ------------------------------------------------------------------ order
@@ -64,19 +67,21 @@ def test_burst_fires_by_deadline(loop_name, loop, grid):
     """By deadline; equal deadlines in no promised order on stock (heapq is
     not stable), in scheduling order on goloop (docs/architecture.md)."""
     offsets = _deadlines(BURST, 1, 0.003, grid)
+    whens = []  # base + offset: offsets 1e-11 apart can round to one deadline
     fired = []
 
     def burst():
         base = loop.time() - 0.01  # all due once the callback returns
-        for i, off in enumerate(offsets):
-            loop.call_at(base + off, fired.append, i)
+        whens.extend(base + off for off in offsets)
+        for i, when in enumerate(whens):
+            loop.call_at(when, fired.append, i)
 
     loop.call_soon(burst)
     run_until(loop, lambda: len(fired) == BURST)
     assert sorted(fired) == list(range(BURST))
-    assert [offsets[i] for i in fired] == sorted(offsets)
+    assert [whens[i] for i in fired] == sorted(whens)
     if loop_name == "goloop":
-        assert fired == sorted(range(BURST), key=lambda i: (offsets[i], i))
+        assert fired == sorted(range(BURST), key=lambda i: (whens[i], i))
 
 
 def test_equal_deadlines_across_log_and_heap(loop_name, loop):
@@ -398,7 +403,7 @@ import goloop
 
 def scenario(lp):
     rng = random.Random(5)
-    offsets = [rng.random() * 0.003 for _ in range(5000)]
+    offsets = [k * 1e-7 for k in rng.sample(range(30000), 5000)]  # no ties
     fired, handles = [], []
     def cb(i):
         fired.append(i)
