@@ -21,7 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-static PyObject *empty_tuple, *str_peername, *kw_fileno;
+static PyObject *empty_tuple, *str_peername;
 
 /* Accept one connection: a new socket.socket (and in *sa, *len its peer's
  * address), or NULL with *err set to accept4's errno, or NULL with an
@@ -45,9 +45,7 @@ PyObject *gl_accept_one(int lfd, PyObject *family, PyObject *type, PyObject *pro
         return NULL;
     }
     PyObject *fdobj = PyLong_FromLong(fd);
-    PyObject *args[4] = {family, type, proto, fdobj};
-    PyObject *conn = fdobj ? PyObject_Vectorcall((PyObject *)gl_socket_type, args, 3, kw_fileno)
-                           : NULL;
+    PyObject *conn = fdobj ? gl_socket_new(family, type, proto, fdobj) : NULL;
     Py_XDECREF(fdobj);
     if (conn == NULL) {
         close(fd);
@@ -205,6 +203,5 @@ int gl_accept_init(void)
 {
     empty_tuple = PyTuple_New(0);
     str_peername = PyUnicode_InternFromString("peername");
-    kw_fileno = Py_BuildValue("(s)", "fileno");
-    return (empty_tuple && str_peername && kw_fileno) ? 0 : -1;
+    return (empty_tuple && str_peername) ? 0 : -1;
 }

@@ -255,6 +255,9 @@ extern PyObject *gl_raw_family, *gl_raw_type, *gl_raw_proto; /* _socket.socket's
 long gl_socket_int(PyObject *descr, PyObject *sock); /* e.g. (gl_raw_family, sock) */
 int gl_socket_fd(PyObject *sock); /* sock.fileno(); -1 when closed, or -1 + exception */
 int gl_socket_closed(PyObject *sock); /* a closed/detached socket object; no call made */
+/* socket.socket(family, type, proto[, fileno]) as socket.py makes it, without its __init__ frame */
+PyObject *gl_socket_new(PyObject *family, PyObject *type, PyObject *proto, PyObject *fileno);
+PyObject *gl_socket_new_py(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 int gl_sockaddr_init(void);
 int gl_accept_init(void);
 PyObject *gl_accept_one(int lfd, PyObject *family, PyObject *type, PyObject *proto,

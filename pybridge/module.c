@@ -102,6 +102,8 @@ static PyMethodDef module_methods[] = {
      "Hand a child's pidfd to the Go engine, which reaps it (process.c)."},
     {"_accept_stream", (PyCFunction)(void (*)(void))gl_accept_stream, METH_FASTCALL,
      "A server's accept loop for plain connections (accept.c)."},
+    {"_socket", (PyCFunction)(void (*)(void))gl_socket_new_py, METH_FASTCALL,
+     "socket.socket(family, type, proto) without socket.py's __init__ frame (sockaddr.c)."},
     {"_gc_callback", (PyCFunction)(void (*)(void))gl_gc_callback, METH_FASTCALL,
      "gc.callbacks hook: queued handles are visible to full collections."},
     {NULL},

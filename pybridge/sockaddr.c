@@ -131,6 +131,78 @@ static int check_fd_field(void)
     return 0;
 }
 
+/* socket.socket(family, type, proto[, fileno]) without socket.py's
+ * __init__ frame: _socket.socket's own new and init (the socket(2) call
+ * or the fd's adoption, the "socket.__new__" audit event, the timeout)
+ * and the two slots socket.py's __init__ sets (_io_refs = 0, _closed =
+ * False) written directly. Its Python __init__ (identical in 3.11.2 to
+ * 3.13.0) cost ~3k instructions a socket (callgrind); accept makes one
+ * per connection, create_connection another. A socket.socket whose
+ * __init__ or __new__ the program replaced gets the ordinary call. */
+static PyObject *socket_py_init; /* socket.socket.__init__ at import */
+static Py_ssize_t io_refs_off, closed_off;
+static PyObject *str_init;
+
+PyObject *gl_socket_new(PyObject *family, PyObject *type, PyObject *proto, PyObject *fileno)
+{
+    PyObject *args[4] = {family, type, proto, fileno};
+    Py_ssize_t n = fileno != NULL ? 4 : 3;
+    PyObject *init = PyDict_GetItemWithError(gl_socket_type->tp_dict, str_init);
+    if (init != socket_py_init || io_refs_off == 0 ||
+        gl_socket_type->tp_new != raw_socket_type->tp_new) {
+        return PyErr_Occurred() ? NULL
+                                : PyObject_Vectorcall((PyObject *)gl_socket_type, args, n, NULL);
+    }
+    PyObject *tuple = PyTuple_New(n);
+    if (tuple == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    }
+    PyObject *sock = gl_socket_type->tp_new(gl_socket_type, tuple, NULL);
+    if (sock != NULL && raw_socket_type->tp_init(sock, tuple, NULL) < 0) {
+        Py_CLEAR(sock);
+    }
+    Py_DECREF(tuple);
+    if (sock != NULL) {
+        PyObject **refs = (PyObject **)((char *)sock + io_refs_off);
+        PyObject **closed = (PyObject **)((char *)sock + closed_off);
+        Py_XSETREF(*refs, PyLong_FromLong(0));
+        Py_XSETREF(*closed, Py_NewRef(Py_False));
+    }
+    return sock;
+}
+
+/* _goloop._socket(family, type, proto): gl_socket_new for Python
+ * (connect.py's client sockets). */
+PyObject *gl_socket_new_py(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_socket(family, type, proto)");
+        return NULL;
+    }
+    return gl_socket_new(args[0], args[1], args[2], NULL);
+}
+
+static int socket_new_init(void)
+{
+    str_init = PyUnicode_InternFromString("__init__");
+    if (str_init == NULL) {
+        return -1;
+    }
+    socket_py_init = Py_XNewRef(PyDict_GetItemWithError(gl_socket_type->tp_dict, str_init));
+    if (socket_py_init == NULL ||
+        gl_slot_offset(gl_socket_type, "_io_refs", &io_refs_off) < 0 ||
+        gl_slot_offset(gl_socket_type, "_closed", &closed_off) < 0) {
+        /* not the socket.py this was written for: every socket is made by
+         * the ordinary call */
+        PyErr_Clear();
+        io_refs_off = 0;
+    }
+    return 0;
+}
+
 long gl_socket_int(PyObject *descr, PyObject *sock)
 {
     PyObject *v = Py_TYPE(descr)->tp_descr_get(descr, sock, NULL);
@@ -161,5 +233,5 @@ int gl_sockaddr_init(void)
         PyErr_SetString(PyExc_ImportError, "goloop: _socket.socket lacks family/type/proto");
         return -1;
     }
-    return check_fd_field();
+    return socket_new_init() < 0 ? -1 : check_fd_field();
 }

@@ -30,6 +30,9 @@ import sys
 import types
 from asyncio import base_events, staggered
 
+from . import _goloop
+from .stream import SocketTransport
+
 # connect()'s errnos for "in progress" (BlockingIOError, InterruptedError:
 # asyncio waits for writability on these).
 CONNECT_PENDING = frozenset(
@@ -50,6 +53,11 @@ _STEPS = (
 )
 
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+# socket.socket as imported: while it is still the module's, client
+# sockets are made by _goloop._socket (no socket.py __init__ frame); a
+# replaced one (mock.patch("socket.socket")) is called, as asyncio calls it.
+_SOCKET = socket.socket
+_UNIX_INFO = (socket.AF_UNIX, socket.SOCK_STREAM, 0, "", "")
 _bind_detail_str = None  # see bind_error_detail
 
 
@@ -102,6 +110,8 @@ def _new_socket(addr_info):
     setblocking(False) leaves it, without that call's ioctl;
     plain_transport skips the second one."""
     family, type_, proto, _, _ = addr_info
+    if socket.socket is _SOCKET and _NONBLOCK:
+        return _goloop._socket(family, type_ | _NONBLOCK, proto)
     sock = socket.socket(family=family, type=type_ | _NONBLOCK, proto=proto)
     if not _NONBLOCK:
         sock.setblocking(False)
@@ -366,7 +376,45 @@ async def _connect_numeric(loop, protocol_factory, info, all_errors):
         finally:
             failed = None
     protocol = protocol_factory()
-    transport = loop._make_socket_transport(sock, protocol)
+    transport = _transport(loop, sock, protocol)
+    try:
+        await one_iteration()
+    except:
+        transport.close()
+        raise
+    return transport, protocol
+
+
+def _transport(loop, sock, protocol):
+    """loop._make_socket_transport(sock, protocol) for the socket this
+    module made (an exact socket.socket), on a loop native_ok accepted
+    (its transport factory is Loop's): SocketTransport itself, without
+    the two factory frames."""
+    if _ENSURE_NO_TRANSPORT:
+        loop._ensure_fd_no_transport(sock)
+    return SocketTransport(loop, sock, protocol, None, None, None)
+
+
+# asyncio 3.12+ refuses an fd that already has a transport (Loop._socket_transport)
+_ENSURE_NO_TRANSPORT = sys.version_info >= (3, 12)
+
+
+async def unix_connect(loop, protocol_factory, path):
+    """create_unix_connection(protocol_factory, path) without TLS:
+    asyncio's steps (os.fspath, the socket, sock_connect,
+    _create_connection_transport) in this one frame, the socket made
+    non-blocking by SOCK_NONBLOCK and the transport awaited as in
+    _connect_numeric. A Unix connect to a listener with room in its
+    queue completes at once."""
+    path = os.fspath(path)
+    sock = _new_socket(_UNIX_INFO)
+    try:
+        await _connect_resolved(loop, sock, path)
+    except:
+        sock.close()
+        raise
+    protocol = protocol_factory()
+    transport = _transport(loop, sock, protocol)
     try:
         await one_iteration()
     except:

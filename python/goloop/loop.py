@@ -712,6 +712,43 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
                 False,
             )
 
+    async def create_unix_connection(
+        self,
+        protocol_factory,
+        path=None,
+        *,
+        ssl=None,
+        sock=None,
+        server_hostname=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
+        """Connect to a Unix stream server: (transport, protocol)."""
+        if (
+            path is None
+            or ssl
+            or sock is not None
+            or server_hostname is not None
+            or ssl_handshake_timeout is not None
+            or ssl_shutdown_timeout is not None
+            or not self._native_connect()
+        ):
+            # asyncio's, for its argument errors and TLS
+            return await super().create_unix_connection(
+                protocol_factory,
+                path,
+                ssl=ssl,
+                sock=sock,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
+        return await connect.unix_connect(self, protocol_factory, path)
+
+    create_unix_connection.__doc__ = (
+        unix_events._UnixSelectorEventLoop.create_unix_connection.__doc__
+    )
+
     async def _create_connection_transport(
         self,
         sock,
