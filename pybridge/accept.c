@@ -55,18 +55,21 @@ PyObject *gl_accept_one(int lfd, PyObject *family, PyObject *type, PyObject *pro
 
 /* protocol_factory(), then the transport, as Loop._make_socket_transport
  * does outside debug mode (3.12+ checks the fd has no live transport
- * first), with extra={'peername': peer}: for TCP the transport keeps the
- * address and builds `_extra` on first read (stream_conn.c, the lazy
- * extra). Failures are the caller's to swallow. */
-static int make_transport(PyObject *loop, PyObject *conn, struct sockaddr_storage *sa,
-                          socklen_t len, PyObject *factory, PyObject *server,
-                          PyTypeObject *transport_type)
+ * first): the transport, and the protocol in *protocol, or NULL with an
+ * exception. A connection accepted here (sa: its peer, from accept4) gets
+ * extra={'peername': peer}: for TCP the transport keeps the address and
+ * builds `_extra` on first read (stream_conn.c, the lazy extra). A client
+ * connection (sa NULL, sockops.c) has no extra: the transport asks the
+ * socket for both names, as asyncio's does. */
+PyObject *gl_stream_make(PyObject *loop, PyObject *conn, const struct sockaddr_storage *sa,
+                         socklen_t len, PyObject *factory, PyObject *server,
+                         PyTypeObject *transport_type, PyObject **protocol)
 {
-    int inet = (sa->ss_family == AF_INET || sa->ss_family == AF_INET6) &&
+    int inet = sa != NULL && (sa->ss_family == AF_INET || sa->ss_family == AF_INET6) &&
                len <= sizeof(gl_inet_addr);
-    PyObject *protocol = PyObject_CallNoArgs(factory);
+    *protocol = PyObject_CallNoArgs(factory);
     PyObject *extra = NULL, *peer = NULL;
-    if (protocol != NULL && !inet) {
+    if (*protocol != NULL && sa != NULL && !inet) {
         peer = gl_sockaddr_to_py(sa, len);
         extra = peer ? PyDict_New() : NULL;
         if (extra != NULL && PyDict_SetItem(extra, str_peername, peer) < 0) {
@@ -74,12 +77,11 @@ static int make_transport(PyObject *loop, PyObject *conn, struct sockaddr_storag
         }
     }
     PyObject *t = NULL;
-    if ((inet ? protocol != NULL : extra != NULL) &&
+    if ((sa == NULL || inet ? *protocol != NULL : extra != NULL) &&
         (PY_VERSION_HEX < 0x030C0000 ||
          gl_ensure_fd_no_transport(loop, conn, gl_socket_fd(conn)) == 0)) {
         t = transport_type->tp_new(transport_type, empty_tuple, NULL);
     }
-    int r = -1;
     if (t != NULL) {
         gl_lazy_names *names = &((gl_stream *)t)->names;
         if (inet) {
@@ -87,14 +89,17 @@ static int make_transport(PyObject *loop, PyObject *conn, struct sockaddr_storag
             names->peer_len = (unsigned char)len;
             names->peer_first = 1;
         }
-        r = gl_stream_setup((gl_stream *)t, loop, conn, protocol, Py_None,
-                            inet ? Py_None : extra, server);
+        if (gl_stream_setup((gl_stream *)t, loop, conn, *protocol, Py_None,
+                            extra != NULL ? extra : Py_None, server) < 0) {
+            Py_CLEAR(t);
+        }
     }
-    Py_XDECREF(t);
     Py_XDECREF(extra);
     Py_XDECREF(peer);
-    Py_XDECREF(protocol);
-    return r;
+    if (t == NULL) {
+        Py_CLEAR(*protocol);
+    }
+    return t;
 }
 
 /* Whether lfd's accept queue holds a connection (or poll failed: then
@@ -150,11 +155,15 @@ static PyObject *accept_batch(PyObject *const *args, int lfd, Py_ssize_t backlog
         if (stats != NULL) {
             stats->accepted++;
         }
-        int r = make_transport(loop, conn, &sa, salen, factory, server, transport_type);
+        PyObject *protocol;
+        PyObject *t = gl_stream_make(loop, conn, &sa, salen, factory, server, transport_type,
+                                     &protocol);
         Py_DECREF(conn);
+        Py_XDECREF(protocol);
+        Py_XDECREF(t);
         /* asyncio reports these only in debug mode, which does not come
          * here; the socket is left to the garbage collector. */
-        if (r < 0 && gl_exiting_exception()) {
+        if (t == NULL && gl_exiting_exception()) {
             return NULL;
         }
         PyErr_Clear();

@@ -46,9 +46,11 @@ enum {
     OP_ACCEPT,
     OP_SENDALL, /* the first writer kind */
     OP_SENDTO,
-    OP_CONNECT,
+    OP_CONNECT, /* the connects last */
+    OP_CONNECT_STREAM,
 };
 #define OP_WRITES(kind) ((kind) >= OP_SENDALL)
+#define OP_CONNECTS(kind) ((kind) >= OP_CONNECT)
 
 typedef struct {
     PyObject_HEAD
@@ -56,7 +58,8 @@ typedef struct {
     PyObject *fut;
     PyObject *sock;    /* an exact socket.socket */
     PyObject *sockref; /* weakref to the socket, for parking (io.c) */
-    PyObject *obj;     /* recv_into's buffer, sendall/sendto's data */
+    PyObject *obj;     /* recv_into's buffer, sendall/sendto's data, the protocol factory */
+    PyObject *ttype;   /* the transport type a connected stream gets */
     PyObject *addr;    /* sendto's and connect's address */
     Py_buffer view;    /* sendall's data, while has_view */
     int has_view;
@@ -66,7 +69,7 @@ typedef struct {
 } gl_sockop;
 
 static PyObject *str_done, *str_add_done_callback, *str_remove_done_callback,
-    *str_set_result, *str_set_exception, *str_sendto;
+    *str_set_result, *str_set_exception, *str_sendto, *str_close;
 
 static void release_view(gl_sockop *self)
 {
@@ -84,6 +87,7 @@ static int sockop_traverse(gl_sockop *self, visitproc visit, void *arg)
     Py_VISIT(self->sockref);
     Py_VISIT(self->obj);
     Py_VISIT(self->addr);
+    Py_VISIT(self->ttype);
     if (self->has_view) {
         Py_VISIT(self->view.obj);
     }
@@ -99,6 +103,7 @@ static int sockop_clear(gl_sockop *self)
     Py_CLEAR(self->sockref);
     Py_CLEAR(self->obj);
     Py_CLEAR(self->addr);
+    Py_CLEAR(self->ttype);
     return 0;
 }
 
@@ -346,6 +351,54 @@ static PyObject *attempt(gl_sockop *op, int *again)
     }
 }
 
+/* The connect of a _sock_connect_stream op succeeded: what
+ * _create_connection_transport does next (protocol_factory(), the
+ * transport, whose constructor queues connection_made), here in the
+ * connect's own callback rather than a loop iteration later in the
+ * waiting task: the task's wake-up is queued behind connection_made, so
+ * it resumes with connection_made run, as stock's waiter has it, one
+ * iteration sooner. The future's result: (transport, protocol), or (None,
+ * exception) for what the factory or the transport raised (connect.py
+ * raises it in the task, where stock raises it). */
+static PyObject *connected_stream(gl_sockop *op)
+{
+    PyObject *protocol;
+    PyObject *t = gl_stream_make(op->loop, op->sock, NULL, 0, op->obj, Py_None,
+                                 (PyTypeObject *)op->ttype, &protocol);
+    if (t == NULL) {
+        PyObject *exc = gl_take_exception();
+        PyObject *r = exc ? PyTuple_Pack(2, Py_None, exc) : NULL;
+        Py_XDECREF(exc);
+        return r;
+    }
+    PyObject *r = PyTuple_Pack(2, t, protocol);
+    Py_DECREF(t);
+    Py_DECREF(protocol);
+    return r;
+}
+
+/* 1 when the factory cancelled the waiting task (its future): the
+ * transport just made is closed, as stock's `await waiter` handler
+ * closes it; 0 when the future still waits; -1 with an exception. */
+static int cancelled_meanwhile(gl_sockop *op, PyObject *made)
+{
+    PyObject *done = PyObject_CallMethodNoArgs(op->fut, str_done);
+    int is_done = done ? PyObject_IsTrue(done) : -1;
+    Py_XDECREF(done);
+    if (is_done != 1) {
+        return is_done;
+    }
+    PyObject *t = PyTuple_GET_ITEM(made, 0);
+    if (t != Py_None) {
+        PyObject *r = PyObject_CallMethodNoArgs(t, str_close);
+        Py_XDECREF(r);
+        if (r == NULL) {
+            return -1;
+        }
+    }
+    return 1;
+}
+
 /* The fd is ready: asyncio's _sock_recv(fut, sock, n) & co. */
 static int sockop_ready(PyObject *owner, int write)
 {
@@ -378,7 +431,7 @@ static int sockop_ready(PyObject *owner, int write)
     }
     PyObject *exc = result == NULL ? gl_take_exception() : NULL;
     int r;
-    if (OP_WRITES(op->kind) && op->kind != OP_CONNECT) {
+    if (OP_WRITES(op->kind) && !OP_CONNECTS(op->kind)) {
         r = stop_watching(op);
     } else {
         /* a closed socket's registration is not parked for its fd's next owner */
@@ -389,10 +442,20 @@ static int sockop_ready(PyObject *owner, int write)
     if (r == 0) {
         r = call1(op->fut, str_remove_done_callback, owner);
     }
+    if (r == 0 && result != NULL && op->kind == OP_CONNECT_STREAM) {
+        Py_SETREF(result, connected_stream(op));
+        r = result == NULL ? -1 : cancelled_meanwhile(op, result);
+        if (r == 1) {
+            r = 0;
+            Py_CLEAR(result); /* nobody waits for it */
+            goto out;
+        }
+    }
     if (r == 0) {
         r = result != NULL ? call1(op->fut, str_set_result, result)
                            : call1(op->fut, str_set_exception, exc);
     }
+out:
     Py_XDECREF(result);
     Py_XDECREF(exc);
     return r;
@@ -493,7 +556,7 @@ static int ensure_no_transport(gl_loop *loop, int fd)
 }
 
 static PyObject *start_wait(gl_loop *loop, int kind, PyObject *sock, int fd, Py_ssize_t n,
-                            PyObject *obj, PyObject *addr)
+                            PyObject *obj, PyObject *addr, PyObject *ttype)
 {
     if (ensure_no_transport(loop, fd) < 0) {
         return NULL;
@@ -513,6 +576,7 @@ static PyObject *start_wait(gl_loop *loop, int kind, PyObject *sock, int fd, Py_
     op->sockref = NULL;
     op->obj = Py_XNewRef(obj);
     op->addr = Py_XNewRef(addr);
+    op->ttype = Py_XNewRef(ttype);
     op->has_view = 0;
     op->kind = kind;
     op->fd = fd;
@@ -526,10 +590,10 @@ static PyObject *start_wait(gl_loop *loop, int kind, PyObject *sock, int fd, Py_
         op->has_view = r == 0;
     }
     if (r == 0) {
-        r = OP_WRITES(kind) && kind != OP_CONNECT
+        r = OP_WRITES(kind) && !OP_CONNECTS(kind)
                 ? gl_io_watch(loop, fd, 1, (PyObject *)op, sockop_ready, 0)
-                : gl_io_watch_of(loop, fd, kind == OP_CONNECT, sock, (PyObject *)op, sockop_ready,
-                                 &op->sockref);
+                : gl_io_watch_of(loop, fd, OP_CONNECTS(kind), sock, (PyObject *)op,
+                                 sockop_ready, &op->sockref);
         if (r == 0 && call1(fut, str_add_done_callback, (PyObject *)op) < 0) {
             PyObject *exc = gl_take_exception(); /* keep it across the removal */
             if (stop_watching(op) < 0) {
@@ -575,7 +639,7 @@ static PyObject *sock_recv_wait(gl_loop *loop, PyObject *const *args, Py_ssize_t
         parse_size(args[2], &n) < 0) {
         return NULL;
     }
-    return start_wait(loop, OP_RECV, args[0], fd, n, NULL, NULL);
+    return start_wait(loop, OP_RECV, args[0], fd, n, NULL, NULL, NULL);
 }
 
 /* _sock_recv_into_now(fd, buf): sock.recv_into(buf), or None. */
@@ -597,7 +661,7 @@ static PyObject *sock_recv_into_wait(gl_loop *loop, PyObject *const *args, Py_ss
     if (check_nargs(nargs, 3, "(sock, fd, buffer)") < 0 || parse_fd(args[1], &fd) < 0) {
         return NULL;
     }
-    return start_wait(loop, OP_RECV_INTO, args[0], fd, 0, args[2], NULL);
+    return start_wait(loop, OP_RECV_INTO, args[0], fd, 0, args[2], NULL, NULL);
 }
 
 /* _sock_recvfrom_now(sock, fd, n): sock.recvfrom(n), None, or
@@ -625,7 +689,7 @@ static PyObject *sock_recvfrom_wait(gl_loop *loop, PyObject *const *args, Py_ssi
         parse_size(args[2], &n) < 0) {
         return NULL;
     }
-    return start_wait(loop, OP_RECVFROM, args[0], fd, n, NULL, NULL);
+    return start_wait(loop, OP_RECVFROM, args[0], fd, n, NULL, NULL, NULL);
 }
 
 /* _sock_recvfrom_into_now(sock, fd, buf, nbytes): sock.recvfrom_into(buf,
@@ -654,7 +718,7 @@ static PyObject *sock_recvfrom_into_wait(gl_loop *loop, PyObject *const *args, P
         parse_size(args[3], &n) < 0) {
         return NULL;
     }
-    return start_wait(loop, OP_RECVFROM_INTO, args[0], fd, n, args[2], NULL);
+    return start_wait(loop, OP_RECVFROM_INTO, args[0], fd, n, args[2], NULL, NULL);
 }
 
 /* _sock_sendall_native(sock, fd, data): sock.send(data) and, if that did not
@@ -684,7 +748,7 @@ static PyObject *sock_sendall(gl_loop *loop, PyObject *const *args, Py_ssize_t n
     if (sent == len) {
         Py_RETURN_NONE;
     }
-    return start_wait(loop, OP_SENDALL, args[0], fd, sent, data, NULL);
+    return start_wait(loop, OP_SENDALL, args[0], fd, sent, data, NULL, NULL);
 }
 
 /* _sock_sendto_wait(sock, fd, data, address): a future for
@@ -695,7 +759,7 @@ static PyObject *sock_sendto_wait(gl_loop *loop, PyObject *const *args, Py_ssize
     if (check_nargs(nargs, 4, "(sock, fd, data, address)") < 0 || parse_fd(args[1], &fd) < 0) {
         return NULL;
     }
-    return start_wait(loop, OP_SENDTO, args[0], fd, 0, args[2], args[3]);
+    return start_wait(loop, OP_SENDTO, args[0], fd, 0, args[2], args[3], NULL);
 }
 
 /* _sock_connect_wait(sock, fd, address): a future for the connection in
@@ -706,7 +770,27 @@ static PyObject *sock_connect_wait(gl_loop *loop, PyObject *const *args, Py_ssiz
     if (check_nargs(nargs, 3, "(sock, fd, address)") < 0 || parse_fd(args[1], &fd) < 0) {
         return NULL;
     }
-    return start_wait(loop, OP_CONNECT, args[0], fd, 0, NULL, args[2]);
+    return start_wait(loop, OP_CONNECT, args[0], fd, 0, NULL, args[2], NULL);
+}
+
+/* _sock_connect_stream(sock, fd, address, protocol_factory,
+ * transport_type): _sock_connect_wait whose future, once connected, has
+ * the transport made and the result (transport, protocol) (see
+ * connected_stream). sock: an exact socket.socket; transport_type:
+ * SocketTransport, on a loop whose transport factory is Loop's. */
+static PyObject *sock_connect_stream(gl_loop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    if (check_nargs(nargs, 5, "(sock, fd, address, protocol_factory, transport_type)") < 0 ||
+        parse_fd(args[1], &fd) < 0) {
+        return NULL;
+    }
+    if (!Py_IS_TYPE(args[0], gl_socket_type) || !PyType_Check(args[4]) ||
+        !gl_is_stream_type((PyTypeObject *)args[4])) {
+        PyErr_SetString(PyExc_TypeError, "_sock_connect_stream: bad arguments");
+        return NULL;
+    }
+    return start_wait(loop, OP_CONNECT_STREAM, args[0], fd, 0, args[3], args[2], args[4]);
 }
 
 /* _sock_accept_now(sock, fd): (conn, address) as sock.accept() +
@@ -732,7 +816,7 @@ static PyObject *sock_accept_wait(gl_loop *loop, PyObject *const *args, Py_ssize
     if (check_nargs(nargs, 2, "(sock, fd)") < 0 || parse_fd(args[1], &fd) < 0) {
         return NULL;
     }
-    return start_wait(loop, OP_ACCEPT, args[0], fd, 0, NULL, NULL);
+    return start_wait(loop, OP_ACCEPT, args[0], fd, 0, NULL, NULL, NULL);
 }
 
 #define FASTCALL(name, fn) {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, NULL}
@@ -748,6 +832,7 @@ static PyMethodDef sockops_methods[] = {
     FASTCALL("_sock_sendall_native", sock_sendall),
     FASTCALL("_sock_sendto_wait", sock_sendto_wait),
     FASTCALL("_sock_connect_wait", sock_connect_wait),
+    FASTCALL("_sock_connect_stream", sock_connect_stream),
     FASTCALL("_sock_accept_now", sock_accept_now),
     FASTCALL("_sock_accept_wait", sock_accept_wait),
     {NULL},
@@ -774,7 +859,7 @@ int gl_sockops_init(void)
     if (!(GL_INTERN(str_done, "done") && GL_INTERN(str_add_done_callback, "add_done_callback") &&
           GL_INTERN(str_remove_done_callback, "remove_done_callback") &&
           GL_INTERN(str_set_result, "set_result") &&
-          GL_INTERN(str_set_exception, "set_exception") && GL_INTERN(str_sendto, "sendto"))) {
+          GL_INTERN(str_set_exception, "set_exception") && GL_INTERN(str_sendto, "sendto") && GL_INTERN(str_close, "close"))) {
         return -1;
     }
     return PyType_Ready(&gl_SockOpType);

@@ -62,5 +62,9 @@ void gl_stream_finalize(PyObject *self);
 int gl_stream_conn_init(PyObject *core_type);
 int gl_is_stream_type(PyTypeObject *tp); /* SocketTransportCore or a subclass */
 int gl_ensure_fd_no_transport(PyObject *loop, PyObject *arg, int fd); /* -1 + exception */
+/* protocol_factory() and its transport over conn (accept.c); sa: the peer accept4 gave, or NULL */
+PyObject *gl_stream_make(PyObject *loop, PyObject *conn, const struct sockaddr_storage *sa,
+                         socklen_t len, PyObject *factory, PyObject *server,
+                         PyTypeObject *transport_type, PyObject **protocol);
 
 #endif

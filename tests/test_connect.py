@@ -596,3 +596,130 @@ def test_connect_refused_error_has_no_context_like_stock(loop):
     expected = with_loop(stock_factory, scenario)
     assert expected[0] == (ConnectionRefusedError, True, True)
     assert scenario(loop) == expected
+
+
+def _connect_kinds(tmp_path):
+    """(name, start(lp, factory)) for a TCP and a Unix client connection to
+    a listener of the caller's loop; start returns (awaitable, closer)."""
+
+    async def tcp(lp, factory):
+        server = await lp.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        return server, lp.create_connection(factory, "127.0.0.1", port)
+
+    async def unix(lp, factory):
+        path = unix_path(tmp_path, "f.sock")
+        if os.path.exists(path):
+            os.unlink(path)
+        server = await lp.create_unix_server(asyncio.Protocol, path)
+        return server, lp.create_unix_connection(factory, path)
+
+    return (("tcp", tcp), ("unix", unix))
+
+
+@pytest.mark.parametrize("error", [ValueError("no protocol"), ConnectionResetError(104, "x")])
+def test_connect_protocol_factory_error_like_stock(loop, tmp_path, error):
+    """A protocol factory that raises (after the connect succeeded): the
+    exception comes out of create_connection / create_unix_connection as
+    it is (an OSError too: not a connect error, not grouped), as stock."""
+
+    def factory():
+        raise error
+
+    def scenario(lp):
+        async def main():
+            out = []
+            for name, start in _connect_kinds(tmp_path):
+                server, connecting = await start(lp, factory)
+                try:
+                    await connecting
+                    out.append((name, "ok"))
+                except Exception as exc:  # noqa: BLE001 - compared with stock
+                    out.append((name, type(exc), str(exc), exc is error))
+                server.close()
+                await server.wait_closed()
+            return out
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[0][3] is True
+    assert scenario(loop) == expected
+
+
+def test_connect_cancelled_by_its_protocol_factory_like_stock(loop, tmp_path):
+    """The factory cancels the connecting task: the transport it got is
+    closed (connection_made, then connection_lost), CancelledError comes
+    out, no fd is left open; as stock."""
+
+    def scenario(lp):
+        async def main():
+            out = []
+            state = {}
+
+            def factory():
+                state["task"].cancel()
+                state["protos"].append(_Proto())
+                return state["protos"][-1]
+
+            for name, start in _connect_kinds(tmp_path):
+                protos = state["protos"] = []
+                server, connecting = await start(lp, factory)
+                before = len(os.listdir("/proc/self/fd"))
+                task = state["task"] = asyncio.ensure_future(connecting)
+                try:
+                    await task
+                    out.append((name, "ok"))
+                except asyncio.CancelledError:
+                    out.append((name, "cancelled"))
+                for _ in range(50):  # the server's side closes on EOF, later
+                    if len(os.listdir("/proc/self/fd")) <= before:
+                        break
+                    await asyncio.sleep(0.01)
+                out.append([p.events for p in protos])
+                out.append(len(os.listdir("/proc/self/fd")) - before)
+                server.close()
+                await server.wait_closed()
+            return out
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[:3] == [("tcp", "cancelled"), [["made", "lost"]], 0]
+    assert scenario(loop) == expected
+
+
+def test_connect_socket_like_stock(loop, tmp_path):
+    """The client socket behind the transport (get_extra_info('socket'))
+    looks as stock's: family, type, proto, timeout, the names."""
+
+    def scenario(lp):
+        async def main():
+            out = []
+            for name, start in _connect_kinds(tmp_path):
+                server, connecting = await start(lp, _Proto)
+                transport, proto = await connecting
+                sock = transport.get_extra_info("socket")
+                out.append(
+                    (
+                        name,
+                        type(sock).__name__,
+                        sock.family,
+                        sock.type,
+                        sock.proto,
+                        sock.gettimeout(),
+                        sock.getpeername() == transport.get_extra_info("peername"),
+                        sock.getsockname() == transport.get_extra_info("sockname"),
+                        proto.events,
+                    )
+                )
+                transport.close()
+                server.close()
+                await server.wait_closed()
+            return out
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected[0][1:6] == ("TransportSocket", socket.AF_INET, socket.SOCK_STREAM, 6, 0.0)
+    assert scenario(loop) == expected

@@ -346,19 +346,35 @@ async def _connect_general(
 async def _connect_numeric(loop, protocol_factory, info, all_errors):
     """create_connection for a single numeric address: _connect_sock's
     connect (sock_connect would take the address as it is) and
-    _create_connection_transport's transport, in this one frame."""
+    _create_connection_transport's transport, in this one frame. A
+    connect in progress is waited for by sockops.c's
+    _sock_connect_stream, which makes the transport in the connect's own
+    callback: the task resumes with connection_made run, one loop
+    iteration sooner than through a transport made here."""
     address = info[4]
     sock = None
     failed = None
+    made = None
     try:
         sock = _new_socket(info)
         err = sock.connect_ex(address)
         if err != 0:
             if err not in CONNECT_PENDING:
                 raise OSError(err, os.strerror(err))
-            fut = loop._sock_connect_wait(sock, sock.fileno(), address)
+            fut = loop._sock_connect_stream(
+                sock, sock.fileno(), address, protocol_factory, SocketTransport
+            )
             try:
-                await fut
+                made = await fut
+            except OSError:
+                raise
+            except:
+                # cancelled once connected: the transport owns the socket
+                # and is closed, as stock's `await waiter` handler closes it
+                if fut.done() and not fut.cancelled() and fut.result()[0] is not None:
+                    fut.result()[0].close()
+                    sock = None
+                raise
             finally:
                 fut = None  # as asyncio: no cycle through the exception
     except OSError as exc:
@@ -375,7 +391,17 @@ async def _connect_numeric(loop, protocol_factory, info, all_errors):
             raise_connect_errors(failed, all_errors)
         finally:
             failed = None
-    protocol = protocol_factory()
+    if made is not None:
+        transport, protocol = made
+        if transport is None:
+            # what protocol_factory() or the transport raised, raised
+            # here as stock raises it (the socket left as stock leaves it)
+            try:
+                raise protocol
+            finally:
+                made = protocol = None
+        return transport, protocol
+    protocol = protocol_factory()  # connected at once
     transport = _transport(loop, sock, protocol)
     try:
         await one_iteration()
