@@ -394,11 +394,15 @@ def sock_waits(repeat):
     run(once, repeat)
 
 
+def _raising_factory():
+    raise ValueError("refleak: no protocol")
+
+
 @workload
 def client_connections(repeat):
     """create_connection's inlined path (goloop.connect): connected,
-    refused (one and two addresses), local_addr, a Unix connection, and a
-    connect cancelled while it waits."""
+    refused (one and two addresses), local_addr, a protocol factory that
+    raises, a Unix connection, and a connect cancelled while it waits."""
 
     async def once():
         loop = asyncio.get_running_loop()
@@ -441,6 +445,10 @@ def client_connections(repeat):
             asyncio.Protocol, LOCALHOST, port, happy_eyeballs_delay=0.01
         )
         transport.close()
+        try:  # connected, and the factory raises (handed to the task by sockops.c)
+            await loop.create_connection(_raising_factory, LOCALHOST, port)
+        except ValueError:
+            pass
         server.close()
         await server.wait_closed()
         with tempfile.TemporaryDirectory() as tmp:

@@ -5,11 +5,14 @@ twice, ``_connect_sock``, ``sock_connect``, ``_create_connection_transport``)
 and a future per wait (the connect, then the transport's "connection made"
 waiter). Here the steps are inlined in one coroutine: a numeric address is
 taken as ``_ensure_resolved`` would take it without awaiting anything, the
-connect is tried with ``connect_ex`` (no BlockingIOError raised and caught)
-and waited on through sockops.c's native watch, and a plain transport is
-awaited by yielding one loop iteration (its ``connection_made`` was queued
-first, so it has run when the coroutine resumes, as stock's waiter
-guarantees) instead of through a waiter future.
+socket is made in C (``_goloop._socket``), the connect is tried with
+``connect_ex`` (no BlockingIOError raised and caught) and waited on
+through sockops.c's native watch (for one numeric address its callback
+also makes the transport), and a transport made here is awaited by
+yielding one loop iteration (its ``connection_made`` was queued first, so
+it has run when the coroutine resumes, as stock's waiter guarantees)
+instead of through a waiter future. create_unix_connection with a path
+is inlined the same way (``unix_connect``).
 
 The order of side effects, the exceptions and their messages are
 asyncio's, per interpreter version (3.12 added ``all_errors``, 3.13
