@@ -70,6 +70,10 @@ typedef struct {
 
 static PyObject *str_done, *str_add_done_callback, *str_remove_done_callback,
     *str_set_result, *str_set_exception, *str_sendto, *str_close;
+/* asyncio.tasks' current_task, _enter_task and _leave_task (_asyncio's C
+ * functions where the interpreter has them): connected_stream runs the
+ * protocol factory as the connecting task. */
+static PyObject *current_task_fn, *enter_task_fn, *leave_task_fn;
 
 static void release_view(gl_sockop *self)
 {
@@ -359,12 +363,56 @@ static PyObject *attempt(gl_sockop *op, int *again)
  * it resumes with connection_made run, as stock's waiter has it, one
  * iteration sooner. The future's result: (transport, protocol), or (None,
  * exception) for what the factory or the transport raised (connect.py
- * raises it in the task, where stock raises it). */
+ * raises it in the task, where stock raises it). op->obj: (protocol_factory,
+ * the connecting task or None, the context it ran in or None); the
+ * factory and the transport's constructor run in that context with that
+ * task entered as the loop's current task, as they run inside the task in
+ * stock (asyncio.current_task() and contextvars in the factory are the
+ * task's). */
 static PyObject *connected_stream(gl_sockop *op)
 {
-    PyObject *protocol;
-    PyObject *t = gl_stream_make(op->loop, op->sock, NULL, 0, op->obj, Py_None,
-                                 (PyTypeObject *)op->ttype, &protocol);
+    PyObject *factory = PyTuple_GET_ITEM(op->obj, 0), *task = PyTuple_GET_ITEM(op->obj, 1);
+    PyObject *ctx = PyTuple_GET_ITEM(op->obj, 2);
+    PyObject *protocol, *t = NULL;
+    if (ctx != Py_None && PyContext_Enter(ctx) < 0) {
+        return NULL; /* it is entered elsewhere: not while its task waits here */
+    }
+    PyObject *entered = task == Py_None
+                            ? Py_NewRef(Py_None)
+                            : PyObject_CallFunctionObjArgs(enter_task_fn, op->loop, task, NULL);
+    if (entered != NULL) {
+        Py_DECREF(entered);
+        t = gl_stream_make(op->loop, op->sock, NULL, 0, factory, Py_None,
+                           (PyTypeObject *)op->ttype, &protocol);
+        PyObject *exc = gl_take_exception(); /* kept across _leave_task */
+        PyObject *left = task == Py_None ? Py_NewRef(Py_None)
+                                         : PyObject_CallFunctionObjArgs(leave_task_fn, op->loop,
+                                                                        task, NULL);
+        Py_XDECREF(left);
+        if (left == NULL) {
+            Py_XDECREF(exc);
+        } else if (exc != NULL) {
+            gl_restore_exception(exc);
+        }
+        if (left == NULL && t != NULL) {
+            Py_CLEAR(t);
+            Py_DECREF(protocol);
+        }
+    }
+    if (ctx != Py_None) {
+        PyObject *exc = gl_take_exception(); /* kept across the exit */
+        if (PyContext_Exit(ctx) < 0) {
+            Py_XDECREF(exc);
+            if (t != NULL) {
+                Py_DECREF(t);
+                Py_DECREF(protocol);
+            }
+            return NULL;
+        }
+        if (exc != NULL) {
+            gl_restore_exception(exc);
+        }
+    }
     if (t == NULL) {
         PyObject *exc = gl_take_exception();
         PyObject *r = exc ? PyTuple_Pack(2, Py_None, exc) : NULL;
@@ -790,7 +838,16 @@ static PyObject *sock_connect_stream(gl_loop *loop, PyObject *const *args, Py_ss
         PyErr_SetString(PyExc_TypeError, "_sock_connect_stream: bad arguments");
         return NULL;
     }
-    return start_wait(loop, OP_CONNECT_STREAM, args[0], fd, 0, args[3], args[2], args[4]);
+    PyObject *task = PyObject_CallOneArg(current_task_fn, (PyObject *)loop);
+    PyObject *ctx = PyThreadState_GET()->context; /* the running task's, entered */
+    PyObject *obj = task ? PyTuple_Pack(3, args[3], task, ctx ? ctx : Py_None) : NULL;
+    Py_XDECREF(task);
+    if (obj == NULL) {
+        return NULL;
+    }
+    PyObject *r = start_wait(loop, OP_CONNECT_STREAM, args[0], fd, 0, obj, args[2], args[4]);
+    Py_DECREF(obj);
+    return r;
 }
 
 /* _sock_accept_now(sock, fd): (conn, address) as sock.accept() +
@@ -860,6 +917,17 @@ int gl_sockops_init(void)
           GL_INTERN(str_remove_done_callback, "remove_done_callback") &&
           GL_INTERN(str_set_result, "set_result") &&
           GL_INTERN(str_set_exception, "set_exception") && GL_INTERN(str_sendto, "sendto") && GL_INTERN(str_close, "close"))) {
+        return -1;
+    }
+    PyObject *tasks = PyImport_ImportModule("asyncio.tasks");
+    if (tasks == NULL) {
+        return -1;
+    }
+    current_task_fn = PyObject_GetAttrString(tasks, "current_task");
+    enter_task_fn = current_task_fn ? PyObject_GetAttrString(tasks, "_enter_task") : NULL;
+    leave_task_fn = enter_task_fn ? PyObject_GetAttrString(tasks, "_leave_task") : NULL;
+    Py_DECREF(tasks);
+    if (leave_task_fn == NULL) {
         return -1;
     }
     return PyType_Ready(&gl_SockOpType);

@@ -10,6 +10,7 @@ can stand for several loopback addresses (127.0.0.1 and 127.0.0.2).
 """
 
 import asyncio
+import contextvars
 import os
 import socket
 import sys
@@ -686,6 +687,42 @@ def test_connect_cancelled_by_its_protocol_factory_like_stock(loop, tmp_path):
 
     expected = with_loop(stock_factory, scenario)
     assert expected[:3] == [("tcp", "cancelled"), [["made", "lost"]], 0]
+    assert scenario(loop) == expected
+
+
+def test_connect_protocol_factory_runs_as_the_connecting_task_like_stock(loop, tmp_path):
+    """Inside the protocol factory asyncio.current_task() is the task that
+    called create_connection / create_unix_connection, and its context is
+    that task's, as stock (goloop calls the factory from the connect's own
+    I/O callback, with the task entered as the current one)."""
+    var = contextvars.ContextVar("var", default="unset")
+
+    def scenario(lp):
+        async def main():
+            out = []
+            seen = []
+
+            def factory():
+                seen.append((asyncio.current_task(), var.get()))
+                return _Proto()
+
+            for name, start in _connect_kinds(tmp_path):
+                server, connecting = await start(lp, factory)
+                var.set(name)
+                tr, _ = await connecting
+                me = asyncio.current_task()
+                out.append((name, [(task is me, value) for task, value in seen]))
+                seen.clear()
+                assert asyncio.current_task() is me
+                tr.close()
+                server.close()
+                await server.wait_closed()
+            return out
+
+        return run_bounded(lp, main())
+
+    expected = with_loop(stock_factory, scenario)
+    assert expected == [("tcp", [(True, "tcp")]), ("unix", [(True, "unix")])]
     assert scenario(loop) == expected
 
 
