@@ -23,6 +23,8 @@ static struct {
     PyObject *write_appdata;     /* asyncio's SSLProtocol._write_appdata */
     PyObject *get_buffer;        /* asyncio's SSLProtocol.get_buffer */
     PyTypeObject *sslobject;     /* ssl.SSLObject */
+    PyTypeObject *protocol;      /* goloop.sslproto.SSLProtocol */
+    PyObject *bytes_like;        /* (bytes, bytearray, memoryview) */
     PyObject *fatal_message;
     PyObject *empty; /* b"", whose join() makes one data_received argument */
 } S;
@@ -35,7 +37,8 @@ static PyObject *str_state, *str_incoming, *str_outgoing, *str_ssl_buffer, *str_
     *str_control_app_writing, *str_control_ssl_reading, *str_do_handshake, *str_do_flush,
     *str_do_shutdown, *str_do_read__buffered, *str_app_protocol, *str_data_received,
     *str_call_eof_received, *str_start_shutdown, *str_fatal_error, *str_write, *str_read,
-    *str_pending, *str_append, *str_join;
+    *str_pending, *str_append, *str_join, *str_ssl_protocol, *str_closed, *str_write_appdata,
+    *str_get_write_buffer_size;
 
 static int init_names(void)
 {
@@ -78,6 +81,10 @@ static int init_names(void)
     NAME(str_pending, "pending")
     NAME(str_append, "append")
     NAME(str_join, "join")
+    NAME(str_ssl_protocol, "_ssl_protocol")
+    NAME(str_closed, "_closed")
+    NAME(str_write_appdata, "_write_appdata")
+    NAME(str_get_write_buffer_size, "_get_write_buffer_size")
 #undef NAME
     S.fatal_message = PyUnicode_InternFromString("Fatal error on SSL protocol");
     S.empty = PyBytes_FromStringAndSize(NULL, 0);
@@ -175,21 +182,23 @@ static PyObject *bio_pending(PyObject *self, PyObject *bio_name)
     return pending;
 }
 
-static int control_app_writing(PyObject *self)
+/* _get_write_buffer_size(): outgoing.pending + _write_buffer_size */
+static PyObject *write_buffer_size(PyObject *self)
 {
-    /* _get_write_buffer_size(): outgoing.pending + _write_buffer_size */
     PyObject *pending = bio_pending(self, str_outgoing);
     if (pending == NULL) {
-        return -1;
+        return NULL;
     }
     PyObject *buffered = PyObject_GetAttr(self, str_write_buffer_size);
-    if (buffered == NULL) {
-        Py_DECREF(pending);
-        return -1;
-    }
-    PyObject *size = PyNumber_Add(pending, buffered);
+    PyObject *size = buffered == NULL ? NULL : PyNumber_Add(pending, buffered);
     Py_DECREF(pending);
-    Py_DECREF(buffered);
+    Py_XDECREF(buffered);
+    return size;
+}
+
+static int control_app_writing(PyObject *self)
+{
+    PyObject *size = write_buffer_size(self);
     if (size == NULL) {
         return -1;
     }
@@ -530,11 +539,22 @@ static PyObject *m_buffer_updated(PyObject *self, PyObject *nbytes)
     return none_or_null(done);
 }
 
-static PyObject *m_write_appdata(PyObject *self, PyObject *list_of_data)
+/* self._write_backlog.append(data); self._write_buffer_size += len(data) */
+static int queue_write(PyObject *self, PyObject *backlog, PyObject *data)
 {
-    if (ready() < 0) {
-        return NULL;
+    PyObject *r = PyObject_CallMethodOneArg(backlog, str_append, data);
+    if (r == NULL) {
+        return -1;
     }
+    Py_DECREF(r);
+    Py_ssize_t len = PyObject_Length(data);
+    return len < 0 ? -1 : shrink_write_buffer_size(self, -len);
+}
+
+/* _write_appdata(list_of_data), or _write_appdata((one,)) when one is set
+ * (the app transport's write, which so makes no tuple). */
+static PyObject *write_appdata(PyObject *self, PyObject *list_of_data, PyObject *one)
+{
     PyObject *state = PyObject_GetAttr(self, str_state);
     if (state == NULL) {
         return NULL;
@@ -543,25 +563,28 @@ static PyObject *m_write_appdata(PyObject *self, PyObject *list_of_data)
     Py_DECREF(state);
     if (closed) {
         /* asyncio's count of lost writes and its warning */
-        return PyObject_CallFunctionObjArgs(S.write_appdata, self, list_of_data, NULL);
+        PyObject *items = one == NULL ? Py_NewRef(list_of_data) : PyTuple_Pack(1, one);
+        PyObject *r = items == NULL
+                          ? NULL
+                          : PyObject_CallFunctionObjArgs(S.write_appdata, self, items, NULL);
+        Py_XDECREF(items);
+        return r;
     }
     PyObject *backlog = PyObject_GetAttr(self, str_write_backlog);
-    PyObject *it = backlog == NULL ? NULL : PyObject_GetIter(list_of_data);
-    int failed = it == NULL;
-    PyObject *data;
-    while (!failed && (data = PyIter_Next(it)) != NULL) {
-        /* self._write_backlog.append(data); self._write_buffer_size += len(data) */
-        Py_ssize_t len = -1;
-        PyObject *r = PyObject_CallMethodOneArg(backlog, str_append, data);
-        if (r != NULL) {
-            Py_DECREF(r);
-            len = PyObject_Length(data);
+    int failed = backlog == NULL;
+    if (!failed && one != NULL) {
+        failed = queue_write(self, backlog, one) < 0;
+    } else if (!failed) {
+        PyObject *it = PyObject_GetIter(list_of_data);
+        PyObject *data;
+        failed = it == NULL;
+        while (!failed && (data = PyIter_Next(it)) != NULL) {
+            failed = queue_write(self, backlog, data) < 0;
+            Py_DECREF(data);
         }
-        Py_DECREF(data);
-        failed = len < 0 || shrink_write_buffer_size(self, -len) < 0;
+        failed = failed || PyErr_Occurred() != NULL;
+        Py_XDECREF(it);
     }
-    failed = failed || PyErr_Occurred() != NULL;
-    Py_XDECREF(it);
     Py_XDECREF(backlog);
     if (failed) {
         return NULL;
@@ -578,18 +601,100 @@ static PyObject *m_write_appdata(PyObject *self, PyObject *list_of_data)
     Py_RETURN_NONE;
 }
 
-/* _ssl_setup(states, again, write_appdata, get_buffer, sslobject): what
- * asyncio's and ssl's modules give goloop.sslproto at import; states is
- * (UNWRAPPED, DO_HANDSHAKE, WRAPPED, FLUSHING, SHUTDOWN). */
+static PyObject *m_write_appdata(PyObject *self, PyObject *list_of_data)
+{
+    return ready() < 0 ? NULL : write_appdata(self, list_of_data, NULL);
+}
+
+static PyObject *m_get_write_buffer_size(PyObject *self, PyObject *unused)
+{
+    return ready() < 0 ? NULL : write_buffer_size(self);
+}
+
+/* The app transport's (_SSLProtocolTransport's) calls a protocol makes per
+ * write, asyncio's methods in C: for goloop's own SSLProtocol they go
+ * straight to its C methods, otherwise through the protocol's. */
+
+static PyObject *t_write(PyObject *self, PyObject *data)
+{
+    if (ready() < 0) {
+        return NULL;
+    }
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
+        /* isinstance() also answers for objects whose __class__ says so */
+        int ok = PyObject_IsInstance(data, S.bytes_like);
+        if (ok < 0) {
+            return NULL;
+        }
+        if (!ok) {
+            PyObject *name = PyType_GetName(Py_TYPE(data));
+            if (name != NULL) {
+                PyErr_Format(PyExc_TypeError, "data: expecting a bytes-like instance, got %U",
+                             name);
+                Py_DECREF(name);
+            }
+            return NULL;
+        }
+    }
+    int nonempty = PyObject_IsTrue(data);
+    if (nonempty <= 0) {
+        return none_or_null(nonempty);
+    }
+    PyObject *proto = PyObject_GetAttr(self, str_ssl_protocol);
+    if (proto == NULL) {
+        return NULL;
+    }
+    PyObject *r;
+    if (Py_TYPE(proto) == S.protocol) {
+        r = write_appdata(proto, NULL, data);
+    } else {
+        PyObject *items = PyTuple_Pack(1, data);
+        r = items == NULL ? NULL : PyObject_CallMethodOneArg(proto, str_write_appdata, items);
+        Py_XDECREF(items);
+    }
+    Py_DECREF(proto);
+    return r;
+}
+
+static PyObject *t_is_closing(PyObject *self, PyObject *unused)
+{
+    return PyObject_GetAttr(self, str_closed);
+}
+
+static PyObject *t_get_write_buffer_size(PyObject *self, PyObject *unused)
+{
+    if (ready() < 0) {
+        return NULL;
+    }
+    PyObject *proto = PyObject_GetAttr(self, str_ssl_protocol);
+    if (proto == NULL) {
+        return NULL;
+    }
+    PyObject *r = Py_TYPE(proto) == S.protocol
+                      ? write_buffer_size(proto)
+                      : PyObject_CallMethodNoArgs(proto, str_get_write_buffer_size);
+    Py_DECREF(proto);
+    return r;
+}
+
+/* _ssl_setup(states, again, write_appdata, get_buffer, sslobject, protocol):
+ * what asyncio's and ssl's modules give goloop.sslproto at import, and its
+ * SSLProtocol class; states is (UNWRAPPED, DO_HANDSHAKE, WRAPPED, FLUSHING,
+ * SHUTDOWN). */
 static PyObject *ssl_setup(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *states;
-    if (nargs != 5 || !PyTuple_Check(states = args[0]) || PyTuple_GET_SIZE(states) != 5 ||
-        !PyType_Check(args[4])) {
+    if (nargs != 6 || !PyTuple_Check(states = args[0]) || PyTuple_GET_SIZE(states) != 5 ||
+        !PyType_Check(args[4]) || !PyType_Check(args[5])) {
         PyErr_SetString(PyExc_TypeError,
-                        "_ssl_setup(states, again, write_appdata, get_buffer, sslobject)");
+                        "_ssl_setup(states, again, write_appdata, get_buffer, sslobject, protocol)");
         return NULL;
     }
+    PyObject *bytes_like = PyTuple_Pack(3, &PyBytes_Type, &PyByteArray_Type, &PyMemoryView_Type);
+    if (bytes_like == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(S.bytes_like, bytes_like);
     Py_XSETREF(S.unwrapped, Py_NewRef(PyTuple_GET_ITEM(states, 0)));
     Py_XSETREF(S.do_handshake, Py_NewRef(PyTuple_GET_ITEM(states, 1)));
     Py_XSETREF(S.wrapped, Py_NewRef(PyTuple_GET_ITEM(states, 2)));
@@ -598,6 +703,7 @@ static PyObject *ssl_setup(PyObject *mod, PyObject *const *args, Py_ssize_t narg
     Py_XSETREF(S.write_appdata, Py_NewRef(args[2]));
     Py_XSETREF(S.get_buffer, Py_NewRef(args[3]));
     Py_XSETREF(S.sslobject, (PyTypeObject *)Py_NewRef(args[4]));
+    Py_XSETREF(S.protocol, (PyTypeObject *)Py_NewRef(args[5]));
     Py_XSETREF(S.again, Py_NewRef(args[1]));
     Py_RETURN_NONE;
 }
@@ -609,6 +715,7 @@ static PyMethodDef core_methods[] = {
     {"_write_appdata", m_write_appdata, METH_O, NULL},
     {"_do_write", m_do_write, METH_NOARGS, NULL},
     {"_process_outgoing", m_process_outgoing, METH_NOARGS, NULL},
+    {"_get_write_buffer_size", m_get_write_buffer_size, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -625,6 +732,38 @@ static PyType_Spec core_spec = {
     .slots = core_slots,
 };
 
+static PyMethodDef transport_methods[] = {
+    {"write", t_write, METH_O, NULL},
+    {"is_closing", t_is_closing, METH_NOARGS, NULL},
+    {"get_write_buffer_size", t_get_write_buffer_size, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot transport_slots[] = {
+    {Py_tp_methods, transport_methods},
+    {Py_tp_doc, "The per-write methods of goloop.sslproto._SSLProtocolTransport "
+                "(pybridge/sslproto.c)."},
+    {0, NULL},
+};
+
+static PyType_Spec transport_spec = {
+    .name = "goloop._goloop.SSLTransportCore",
+    .basicsize = sizeof(PyObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .slots = transport_slots,
+};
+
+static int add_type(PyObject *module, PyType_Spec *spec, const char *name)
+{
+    PyObject *tp = PyType_FromSpec(spec);
+    if (tp == NULL) {
+        return -1;
+    }
+    int r = PyModule_AddObjectRef(module, name, tp);
+    Py_DECREF(tp);
+    return r;
+}
+
 static PyMethodDef setup_def = {"_ssl_setup", (PyCFunction)(void (*)(void))ssl_setup, METH_FASTCALL,
                                 NULL};
 
@@ -633,20 +772,15 @@ int gl_sslproto_init(PyObject *module)
     if (init_names() < 0) {
         return -1;
     }
-    PyObject *tp = PyType_FromSpec(&core_spec);
-    if (tp == NULL) {
-        return -1;
-    }
-    int r = PyModule_AddObjectRef(module, "SSLProtocolCore", tp);
-    Py_DECREF(tp);
-    if (r < 0) {
+    if (add_type(module, &core_spec, "SSLProtocolCore") < 0 ||
+        add_type(module, &transport_spec, "SSLTransportCore") < 0) {
         return -1;
     }
     PyObject *setup = PyCFunction_NewEx(&setup_def, module, NULL);
     if (setup == NULL) {
         return -1;
     }
-    r = PyModule_AddObjectRef(module, "_ssl_setup", setup);
+    int r = PyModule_AddObjectRef(module, "_ssl_setup", setup);
     Py_DECREF(setup);
     return r;
 }

@@ -505,3 +505,41 @@ def test_writelines_bad_item_like_stock(loop, stock_loop, tmp_path, certs, caplo
     assert got[0] == [("ok", None), False, "TypeError"]
     assert got[1][0] == "Fatal error on SSL protocol"
     assert got == scenario(stock_loop)
+
+
+def test_app_transport_calls_like_stock(loop, stock_loop, tmp_path, certs):
+    """What a protocol calls on the TLS transport per write: write() with
+    every kind of argument, is_closing() and get_write_buffer_size()
+    before and after close, as stock answers them."""
+
+    class LooksLikeBytes:
+        __class__ = bytes  # isinstance() believes __class__
+
+        def __len__(self):
+            return 0
+
+    def scenario(lp):
+        async def main():
+            server, where = await _start("tcp", tmp_path, _echo, server_context(certs))
+            reader, writer = await _open("tcp", where, client_context(certs))
+            t = writer.transport
+            got = [outcome(t.is_closing), outcome(t.get_write_buffer_size)]
+            for arg in ("text", 7, None, [b"x"], b"", bytearray(), memoryview(b""),
+                        memoryview(b"ab"), LooksLikeBytes(), bytearray(b"cd")):  # fmt: skip
+                got.append(outcome(t.write, arg))
+            got.append(await reader.readexactly(4))
+            got.append(outcome(t.get_write_buffer_size))
+            writer.close()
+            got += [outcome(t.is_closing), outcome(t.write, b"late")]
+            await writer.wait_closed()
+            got += [outcome(t.is_closing), outcome(t.get_write_buffer_size)]
+            server.close()
+            await server.wait_closed()
+            return got
+
+        return run_bounded(lp, main())
+
+    got = scenario(loop)
+    assert got[0] == ("ok", False)
+    assert got[2] == (TypeError, "data: expecting a bytes-like instance, got str")
+    assert got == scenario(stock_loop)
