@@ -8,11 +8,13 @@ obvious (exception types and messages), it is what the stock loop gives.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
 import ssl
 import subprocess
+import threading
 
 import pytest
 from loop_support import outcome, run_bounded, unix_path
@@ -356,6 +358,78 @@ def test_peer_closes_mid_record_like_stock(loop, stock_loop, certs):
     got = _server_side(loop, certs, half_record)
     assert got == (["made", ("lost", "ConnectionResetError")], b"x")
     assert got == _server_side(stock_loop, certs, half_record)
+
+
+def test_renegotiation_refused_like_stock(loop, stock_loop, certs):
+    """A TLS 1.2 client asks for renegotiation (openssl s_client's "R"
+    command; TLS 1.3 has none): the server's OpenSSL refuses it, the client
+    gives up with a handshake_failure alert, and the server's protocol sees
+    what it received before and then connection_lost(SSLError), as stock."""
+
+    def scenario(lp):
+        got_hello, lost = threading.Event(), threading.Event()
+
+        class Watching(Recording):
+            def data_received(self, data):
+                super().data_received(data)
+                got_hello.set()
+
+            def connection_lost(self, exc):
+                super().connection_lost(exc)
+                self.events[-1] += (str(exc),)
+                lost.set()
+
+        def s_client(port):
+            proc = subprocess.Popen(
+                ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2",
+                 "-CAfile", certs["ca.pem"], "-servername", "localhost"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                # s_client takes a command only at the start of what it
+                # reads from stdin: one line at a time, after the last
+                # was delivered.
+                proc.stdin.write(b"hello\n")
+                proc.stdin.flush()
+                assert got_hello.wait(10)
+                proc.stdin.write(b"R\n")
+                proc.stdin.flush()
+                assert lost.wait(10)
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.write(b"after\n")
+                    proc.stdin.close()
+                out = proc.stdout.read().decode()
+                return proc.wait(10), "RENEGOTIATING" in out, "no renegotiation" in out
+            finally:
+                proc.kill()
+                proc.wait()
+
+        async def main():
+            ctx = server_context(certs)
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            protos = []
+
+            def factory():
+                protos.append(Watching())
+                return protos[-1]
+
+            server = await lp.create_server(factory, "127.0.0.1", 0, ssl=ctx)
+            port = server.sockets[0].getsockname()[1]
+            client = await asyncio.to_thread(s_client, port)
+            await asyncio.wait_for(protos[0].lost, 5)
+            server.close()
+            await server.wait_closed()
+            return protos[0].events, bytes(protos[0].data), client
+
+        return run_bounded(lp, main())
+
+    got = scenario(loop)
+    events, data, client = got
+    assert events[:1] == ["made"] and events[1][:2] == ("lost", "SSLError")
+    assert "handshake failure" in events[1][2]
+    assert data == b"hello\n"
+    assert client == (1, True, True)
+    assert got == scenario(stock_loop)
 
 
 def test_large_transfer_with_flow_control(loop, certs, tmp_path):
