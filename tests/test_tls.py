@@ -380,29 +380,29 @@ def test_renegotiation_refused_like_stock(loop, stock_loop, certs):
                 lost.set()
 
         def s_client(port):
-            proc = subprocess.Popen(
+            # The with block closes the pipes (and waits) however it ends.
+            with subprocess.Popen(
                 ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2",
                  "-CAfile", certs["ca.pem"], "-servername", "localhost"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            try:
-                # s_client takes a command only at the start of what it
-                # reads from stdin: one line at a time, after the last
-                # was delivered.
-                proc.stdin.write(b"hello\n")
-                proc.stdin.flush()
-                assert got_hello.wait(10)
-                proc.stdin.write(b"R\n")
-                proc.stdin.flush()
-                assert lost.wait(10)
-                with contextlib.suppress(BrokenPipeError):
-                    proc.stdin.write(b"after\n")
-                    proc.stdin.close()
-                out = proc.stdout.read().decode()
-                return proc.wait(10), "RENEGOTIATING" in out, "no renegotiation" in out
-            finally:
-                proc.kill()
-                proc.wait()
+            ) as proc:  # fmt: skip
+                try:
+                    # s_client takes a command only at the start of what it
+                    # reads from stdin: one line at a time, after the last
+                    # was delivered.
+                    proc.stdin.write(b"hello\n")
+                    proc.stdin.flush()
+                    assert got_hello.wait(10)
+                    proc.stdin.write(b"R\n")
+                    proc.stdin.flush()
+                    assert lost.wait(10)
+                    with contextlib.suppress(BrokenPipeError):
+                        proc.stdin.write(b"after\n")
+                        proc.stdin.close()
+                    out = proc.stdout.read().decode()
+                    return proc.wait(10), "RENEGOTIATING" in out, "no renegotiation" in out
+                finally:
+                    proc.kill()
 
         async def main():
             ctx = server_context(certs)
