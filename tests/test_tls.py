@@ -544,6 +544,9 @@ def test_writes_after_close_like_stock(loop, stock_loop, tmp_path, certs, caplog
             await server.wait_closed()
             return results
 
+        # In debug mode (PYTHONASYNCIODEBUG=1) "Executing ... took N seconds"
+        # depends on the machine's load, not on the transport.
+        lp.slow_callback_duration = 60
         caplog.clear()
         got = run_bounded(lp, main())
         return got, [r.getMessage() for r in caplog.records]
@@ -570,6 +573,9 @@ def test_writelines_bad_item_like_stock(loop, stock_loop, tmp_path, certs, caplo
             await server.wait_closed()
             return got
 
+        # In debug mode (PYTHONASYNCIODEBUG=1) "Executing ... took N seconds"
+        # depends on the machine's load, not on the transport.
+        lp.slow_callback_duration = 60
         caplog.clear()
         got = run_bounded(lp, main())
         # The first line: the rest names the protocol object (class, address).
