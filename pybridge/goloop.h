@@ -148,18 +148,29 @@ extern PyTypeObject *gl_TimerHandleType; /* goloop subclass of asyncio.events.Ti
 #define GL_SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 #define GL_TIMER_SLOT(obj) (*(Py_ssize_t *)((char *)(obj) + gl_off.timer_slot))
 
+/* A due timer's lines that running it touches (its GC header, a cache
+ * line of its own in front of the object, line-aligned in its 128-byte
+ * pymalloc block, is read only when it is let go, later and in scheduling
+ * order: timers.c). */
+static inline void gl_timer_prefetch(PyObject *h)
+{
+    if (h != NULL) {
+        __builtin_prefetch((char *)h + 48, 1);
+        __builtin_prefetch((char *)h + 112, 1);
+    }
+}
+
 /* Prefetch what running and freeing a handle touches, ahead of time, in
  * two steps: the handle's own lines (with the GC header in front of it),
  * then, once those have arrived, the objects it points to that are its
- * alone (the copied context, a timer's deadline float). The ready queue
- * holds a burst of timers in deadline order, which is random in memory:
- * without this every handle, context and float is a cache miss in turn. */
+ * alone (the copied context). The ready queue holds a burst of timers in
+ * deadline order, which is random in memory: without this every handle
+ * and context is a cache miss in turn. */
 static inline void gl_handle_prefetch(PyObject *h)
 {
     if (h != NULL) {
         __builtin_prefetch((char *)h - 16, 1);
-        __builtin_prefetch((char *)h + 48, 1);
-        __builtin_prefetch((char *)h + 112, 1);
+        gl_timer_prefetch(h);
     }
 }
 void gl_handle_prefetch_refs(PyObject *h);
@@ -175,12 +186,13 @@ void gl_handle_untrack(PyObject *handle);
 void gl_handle_untrack_args(PyObject *handle); /* its fresh argument tuple, if ours alone */
 void gl_handle_release(PyObject *handle); /* DECREF, re-tracking if still shared */
 int gl_handle_weakly_referenced(PyObject *handle);
-void gl_handle_drop_refs(PyObject *handle); /* callback, args, context: of one only we hold */
+void gl_handle_drop_refs(PyObject *handle); /* callback, args, context's vars: of one only we hold */
 /* How long burst leftovers (recycled handles, a grown ready ring) may sit
  * unused before an idle loop gives them back (handles.c, loop.c). */
 #define GL_IDLE_TRIM_PERIOD 1.0 /* seconds */
 double gl_handle_freelist_trim(double now); /* idle trim; next look or INFINITY */
 void gl_handle_freelist_expect(Py_ssize_t n); /* n handles from other threads due */
+void gl_timer_freelist_expect(Py_ssize_t n);  /* a batch of n fired timers let go */
 void gl_handle_set_scheduled(PyObject *timer, int scheduled);
 int gl_handle_run(gl_loop *loop, PyObject *handle);
 int gl_report_callback_error(gl_loop *loop, PyObject *handle);

@@ -271,7 +271,7 @@ def _io_during_burst(lp, delay):
     return first
 
 
-@pytest.mark.parametrize("delay", [-0.01, 30.0], ids=["due", "not-due"])
+@pytest.mark.parametrize("delay", [-0.01, 3600.0], ids=["due", "not-due"])
 def test_io_runs_in_the_iteration_after_a_burst(loop, delay):
     got = _io_during_burst(loop, delay)
     assert got == on_stock(lambda lp: _io_during_burst(lp, delay))
@@ -389,6 +389,78 @@ def test_argument_tuple_cycle_is_collected(loop):
     del box, h, args, t, targs
     gc.collect()
     assert ref() is None
+
+
+# ------------------------------------------------- handles used again
+
+
+def _contexts_across_bursts(lp):
+    """Each timer of a burst sets a variable in its own context and reads
+    it back, then a second burst is made from a context where the variable
+    has another value (goloop makes the second burst's handles out of the
+    first's, contexts included: none may see another's variables)."""
+    var = contextvars.ContextVar("v", default="unset")
+    seen = []
+
+    def cb(i):
+        seen.append((i, var.get()))
+        var.set(i)
+        seen.append((i, var.get()))
+
+    def burst(tag):
+        base = lp.time() - 1
+        for i in range(500):
+            lp.call_at(base + i * 1e-3, cb, f"{tag}{i}")
+
+    burst("a")
+    run_briefly(lp)
+    contextvars.copy_context().run(lambda: (var.set("outer"), burst("b")))
+    run_briefly(lp)
+    return seen, var.get()
+
+
+def test_contexts_across_bursts(loop):
+    got = _contexts_across_bursts(loop)
+    assert got == on_stock(_contexts_across_bursts)
+    seen, outer = got
+    assert outer == "unset"
+    assert seen[:2] == [("a0", "unset"), ("a0", "a0")]
+    assert seen[1000:1002] == [("b0", "outer"), ("b0", "b0")]
+
+
+def test_fired_timers_held_elsewhere_are_not_reused(loop):
+    """A fired timer the program still holds (or its context, or a weak
+    reference to it) keeps its own state while the next burst is made."""
+    var = contextvars.ContextVar("v")
+    ran = []
+
+    def cb(i):
+        var.set(i)
+        ran.append(i)
+
+    base = loop.time() - 10
+    handles = [loop.call_at(base + i * 1e-3, cb, i) for i in range(300)]
+    contexts = [loop.call_at(base + 1 + i * 1e-3, cb, 300 + i)._context for i in range(300)]
+
+    class Cb:
+        def __call__(self, i):
+            ran.append(i)
+
+    keep = Cb()
+    weak = [weakref.ref(loop.call_at(base + 2 + i * 1e-3, keep, 600 + i)) for i in range(300)]
+    run_briefly(loop)
+    assert ran == list(range(900))
+    again = [loop.call_at(base + i * 1e-3, ran.append, None) for i in range(900)]
+    assert not {id(h) for h in again} & {id(h) for h in handles}
+    assert not {id(h._context) for h in again} & {id(c) for c in contexts}
+    assert [h._args for h in handles] == [(i,) for i in range(300)]
+    assert [h.when() for h in handles] == [base + i * 1e-3 for i in range(300)]
+    assert all(h._callback is cb and not h.cancelled() for h in handles)
+    assert [h._context[var] for h in handles] == list(range(300))
+    assert [c[var] for c in contexts] == list(range(300, 600))
+    assert all(w() is None for w in weak)  # the loop's references are gone
+    run_briefly(loop)
+    assert ran[900:] == [None] * 900
 
 
 # ----------------------------------------------------------------- fork
