@@ -8,11 +8,13 @@ obvious (exception types and messages), it is what the stock loop gives.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
 import ssl
 import subprocess
+import threading
 
 import pytest
 from loop_support import outcome, run_bounded, unix_path
@@ -358,6 +360,78 @@ def test_peer_closes_mid_record_like_stock(loop, stock_loop, certs):
     assert got == _server_side(stock_loop, certs, half_record)
 
 
+def test_renegotiation_refused_like_stock(loop, stock_loop, certs):
+    """A TLS 1.2 client asks for renegotiation (openssl s_client's "R"
+    command; TLS 1.3 has none): the server's OpenSSL refuses it, the client
+    gives up with a handshake_failure alert, and the server's protocol sees
+    what it received before and then connection_lost(SSLError), as stock."""
+
+    def scenario(lp):
+        got_hello, lost = threading.Event(), threading.Event()
+
+        class Watching(Recording):
+            def data_received(self, data):
+                super().data_received(data)
+                got_hello.set()
+
+            def connection_lost(self, exc):
+                super().connection_lost(exc)
+                self.events[-1] += (str(exc),)
+                lost.set()
+
+        def s_client(port):
+            # The with block closes the pipes (and waits) however it ends.
+            with subprocess.Popen(
+                ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2",
+                 "-CAfile", certs["ca.pem"], "-servername", "localhost"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            ) as proc:  # fmt: skip
+                try:
+                    # s_client takes a command only at the start of what it
+                    # reads from stdin: one line at a time, after the last
+                    # was delivered.
+                    proc.stdin.write(b"hello\n")
+                    proc.stdin.flush()
+                    assert got_hello.wait(10)
+                    proc.stdin.write(b"R\n")
+                    proc.stdin.flush()
+                    assert lost.wait(10)
+                    with contextlib.suppress(BrokenPipeError):
+                        proc.stdin.write(b"after\n")
+                        proc.stdin.close()
+                    out = proc.stdout.read().decode()
+                    return proc.wait(10), "RENEGOTIATING" in out, "no renegotiation" in out
+                finally:
+                    proc.kill()
+
+        async def main():
+            ctx = server_context(certs)
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            protos = []
+
+            def factory():
+                protos.append(Watching())
+                return protos[-1]
+
+            server = await lp.create_server(factory, "127.0.0.1", 0, ssl=ctx)
+            port = server.sockets[0].getsockname()[1]
+            client = await asyncio.to_thread(s_client, port)
+            await asyncio.wait_for(protos[0].lost, 5)
+            server.close()
+            await server.wait_closed()
+            return protos[0].events, bytes(protos[0].data), client
+
+        return run_bounded(lp, main())
+
+    got = scenario(loop)
+    events, data, client = got
+    assert events[:1] == ["made"] and events[1][:2] == ("lost", "SSLError")
+    assert "handshake failure" in events[1][2]
+    assert data == b"hello\n"
+    assert client == (1, True, True)
+    assert got == scenario(stock_loop)
+
+
 def test_large_transfer_with_flow_control(loop, certs, tmp_path):
     """64 MiB each way while neither side reads for a while: both the TLS
     transport and the socket transport under it pause and resume."""
@@ -470,6 +544,9 @@ def test_writes_after_close_like_stock(loop, stock_loop, tmp_path, certs, caplog
             await server.wait_closed()
             return results
 
+        # In debug mode (PYTHONASYNCIODEBUG=1) "Executing ... took N seconds"
+        # depends on the machine's load, not on the transport.
+        lp.slow_callback_duration = 60
         caplog.clear()
         got = run_bounded(lp, main())
         return got, [r.getMessage() for r in caplog.records]
@@ -496,6 +573,9 @@ def test_writelines_bad_item_like_stock(loop, stock_loop, tmp_path, certs, caplo
             await server.wait_closed()
             return got
 
+        # In debug mode (PYTHONASYNCIODEBUG=1) "Executing ... took N seconds"
+        # depends on the machine's load, not on the transport.
+        lp.slow_callback_duration = 60
         caplog.clear()
         got = run_bounded(lp, main())
         # The first line: the rest names the protocol object (class, address).
@@ -504,4 +584,42 @@ def test_writelines_bad_item_like_stock(loop, stock_loop, tmp_path, certs, caplo
     got = scenario(loop)
     assert got[0] == [("ok", None), False, "TypeError"]
     assert got[1][0] == "Fatal error on SSL protocol"
+    assert got == scenario(stock_loop)
+
+
+def test_app_transport_calls_like_stock(loop, stock_loop, tmp_path, certs):
+    """What a protocol calls on the TLS transport per write: write() with
+    every kind of argument, is_closing() and get_write_buffer_size()
+    before and after close, as stock answers them."""
+
+    class LooksLikeBytes:
+        __class__ = bytes  # isinstance() believes __class__
+
+        def __len__(self):
+            return 0
+
+    def scenario(lp):
+        async def main():
+            server, where = await _start("tcp", tmp_path, _echo, server_context(certs))
+            reader, writer = await _open("tcp", where, client_context(certs))
+            t = writer.transport
+            got = [outcome(t.is_closing), outcome(t.get_write_buffer_size)]
+            for arg in ("text", 7, None, [b"x"], b"", bytearray(), memoryview(b""),
+                        memoryview(b"ab"), LooksLikeBytes(), bytearray(b"cd")):  # fmt: skip
+                got.append(outcome(t.write, arg))
+            got.append(await reader.readexactly(4))
+            got.append(outcome(t.get_write_buffer_size))
+            writer.close()
+            got += [outcome(t.is_closing), outcome(t.write, b"late")]
+            await writer.wait_closed()
+            got += [outcome(t.is_closing), outcome(t.get_write_buffer_size)]
+            server.close()
+            await server.wait_closed()
+            return got
+
+        return run_bounded(lp, main())
+
+    got = scenario(loop)
+    assert got[0] == ("ok", False)
+    assert got[2] == (TypeError, "data: expecting a bytes-like instance, got str")
     assert got == scenario(stock_loop)
