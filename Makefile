@@ -20,8 +20,9 @@ SOURCES := $(wildcard goloop/*.go pybridge/*.go pybridge/*.c pybridge/*.h python
 DEV_DEPS := pytest pytest-xdist==3.8.0 build ruff==0.17.6 setuptools wheel uvicorn==0.55.0
 # The pytest runs use two workers (pytest-xdist): one pytest process keeps at
 # most one core busy, and make test runs the suites one after another (CI
-# has 2 cores). ASan's run stays in one process, so that a sanitizer report
-# reaches the log as it is.
+# has 2 cores). A worker's stderr is the run's, so a sanitizer report that
+# ends a worker still reaches the log whole, and xdist fails the test it
+# was running ("worker crashed").
 XDIST := -n 2
 # The TCP_NODELAY tests compare goloop with uvloop where a wheel exists (none
 # for the debug ABI: those tests then use uvloop's known behaviour).
@@ -174,7 +175,7 @@ $(ASAN)/.built: $(ASAN)/.ready $(SOURCES)
 # --capture=sys: pytest's default fd capture would swallow the report of
 # the error that ends the process; this way it reaches the log.
 test-asan: $(ASAN)/.built
-	cd tests && $(ASAN_RUN) ../$(ASAN)/bin/python -m pytest $(PYTEST_ARGS) --capture=sys .
+	cd tests && $(ASAN_RUN) ../$(ASAN)/bin/python -m pytest $(PYTEST_ARGS) $(XDIST) --capture=sys .
 
 # Full test.test_asyncio under goloop vs stock, per interpreter; writes the
 # reports the README quotes and grows the ratchets (never shrinks them).

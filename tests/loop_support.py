@@ -68,6 +68,12 @@ def norm_repr(text):
 #: its Python (debug) paths. -X dev alone does not turn it on here.
 LOOP_DEBUG = bool(os.environ.get("PYTHONASYNCIODEBUG"))
 
+# Under AddressSanitizer (make test-asan preloads libasan) freed memory sits in
+# ASan's quarantine, up to 256 MiB by default, so that use-after-free is
+# caught: RSS grows by design. RSS bounds are checked by the runs without
+# ASan (test-py-*, test-dbg).
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
+
 
 def with_loop(factory, scenario):
     """Run scenario(loop) on a fresh loop from factory (debug mode LOOP_DEBUG),

@@ -9,6 +9,7 @@ import warnings
 import weakref
 
 import pytest
+from loop_support import UNDER_ASAN
 
 var = contextvars.ContextVar("var")
 
@@ -224,13 +225,9 @@ def _churn(loop, cycles, batch=10_000):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc/self/statm")
-# Under AddressSanitizer (make test-asan preloads libasan) freed memory sits in
-# ASan's quarantine, up to 256 MiB by default, so that use-after-free is
-# caught: RSS grows by design (~200 MiB over these cycles). The RSS bound is
-# checked by the runs without ASan (test-py-*, test-dbg).
+# (~200 MiB of ASan quarantine over these cycles: see UNDER_ASAN)
 @pytest.mark.skipif(
-    "libasan" in os.environ.get("LD_PRELOAD", ""),
-    reason="RSS under AddressSanitizer includes its quarantine of freed memory",
+    UNDER_ASAN, reason="RSS under AddressSanitizer includes its quarantine of freed memory"
 )
 @pytest.mark.parametrize("loop_name", ["goloop"])  # the stock loop is too slow for 1M cycles
 def test_rss_flat_over_a_million_cycles(loop):

@@ -17,7 +17,7 @@ import sys
 import threading
 
 import pytest
-from loop_support import CHILD_PRELUDE, child_env, run_bounded
+from loop_support import CHILD_PRELUDE, UNDER_ASAN, child_env, run_bounded
 
 #: Concurrent connections of the big echo. A debug interpreter (make
 #: test-dbg) is ~10x slower per connection: a fifth of them there.
@@ -141,7 +141,9 @@ def test_connection_churn_leaves_fds_and_rss_flat(loop):
     """CHURN_SEGMENT * CHURN_SEGMENTS connect/request/close cycles against
     one server: after the first segment (the warm-up) the process's open
     descriptors are the same after every segment, once the server has seen
-    every connection lost, and RSS stays within CHURN_RSS_SLACK_KIB."""
+    every connection lost, and RSS stays within CHURN_RSS_SLACK_KIB (not
+    under ASan, whose quarantine of freed memory grows RSS by design: 12 MiB
+    over these cycles)."""
     import subprocess
 
     live = 0
@@ -185,7 +187,8 @@ def test_connection_churn_leaves_fds_and_rss_flat(loop):
     samples = run_bounded(loop, main(), timeout=600)
     (fds, rss), rest = samples[0], samples[1:]
     assert [f for f, _ in rest] == [fds] * len(rest), samples
-    assert max(r for _, r in rest) - rss < CHURN_RSS_SLACK_KIB, samples
+    if not UNDER_ASAN:
+        assert max(r for _, r in rest) - rss < CHURN_RSS_SLACK_KIB, samples
 
 
 def test_slow_clients_do_not_delay_a_fast_one(loop):

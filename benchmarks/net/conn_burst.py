@@ -27,7 +27,6 @@ Writes benchmarks/results/conn_burst.json and conn_burst.md.
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import select
@@ -40,7 +39,6 @@ from pathlib import Path
 import netcommon as nc
 import netreport as nr
 
-FD_MARGIN = 64  # descriptors a process needs besides the connections
 HOLD_SECONDS = 120  # the client exits by itself after this long
 NETSTAT_KEYS = ("ListenOverflows", "ListenDrops")
 
@@ -145,15 +143,6 @@ def parse_args(argv=None):
     if unknown:
         p.error(f"unknown loops: {', '.join(sorted(unknown))}")
     return args
-
-
-def fit_conns(wanted):
-    """(count, note): what RLIMIT_NOFILE's hard limit allows, and why if lower."""
-    _soft, hard = nc.raise_nofile()
-    if hard >= wanted + FD_MARGIN:
-        return wanted, None
-    count = max(hard - FD_MARGIN, 0)
-    return count, f"RLIMIT_NOFILE hard limit {hard}: measured {count:,} connections"
 
 
 def measure(args, name, count):
@@ -268,19 +257,14 @@ def main(argv=None):
         name, api, count = args.serve
         return nc.serve_on_loop(name, serve, api, int(count))
     started = time.perf_counter()
-    count, note = fit_conns(args.conns)
+    count, note = nc.fit_conns(args.conns)
     notes = [note] if note else []
     meta = nc.metadata_doc(args, {n: nc.probe_loop(n) for n in args.loops})
     cells = run_all(args, count)
     meta["wall_seconds"] = round(time.perf_counter() - started, 1)
     text = "\n".join(render(args, cells, count, notes, meta)) + "\n"
-    print(text)
-    if args.markdown:
-        nc.write_file(args.markdown, text)
-    if args.json:
-        doc = {"meta": meta, "conns": count, "notes": notes, "results": cells}
-        nc.write_file(args.json, json.dumps(doc, indent=2) + "\n")
-    return 1 if any(c["status"] == "failed" for c in cells.values()) else 0
+    doc = {"meta": meta, "conns": count, "notes": notes, "results": cells}
+    return nc.write_report(args, text, doc, cells.values())
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Writes benchmarks/results/idle.json and idle.md.
 """
 
 import argparse
-import json
 import socket
 import statistics
 import sys
@@ -30,7 +29,6 @@ import netreport as nr
 GO = "go"
 COLUMNS = (*nc.LOOPS, GO)
 ECHO_SERVER = nc.HERE / "echo_server.py"
-FD_MARGIN = 64  # descriptors a process needs besides the connections
 
 
 # --------------------------------------------------------------- client
@@ -72,18 +70,6 @@ def parse_args(argv=None):
     if unknown:
         p.error(f"unknown loops: {', '.join(sorted(unknown))}")
     return args
-
-
-def fit_conns(wanted):
-    """(count, note): the count the NOFILE hard limit allows, and why if lower."""
-    _soft, hard = nc.raise_nofile()
-    if hard >= wanted + FD_MARGIN:
-        return wanted, None
-    count = max(hard - FD_MARGIN, 0)
-    return count, (
-        f"RLIMIT_NOFILE hard limit {hard} is too low for {wanted:,} connections "
-        f"(+{FD_MARGIN} spare descriptors): measured {count:,} instead"
-    )
 
 
 def server_cmd(name, mode, goecho):
@@ -211,7 +197,7 @@ def main(argv=None):
     if args.client:
         return client(args.client[0], int(args.client[1]))
     started = time.perf_counter()
-    count, note = fit_conns(args.conns)
+    count, note = nc.fit_conns(args.conns)
     notes = [note] if note else []
     meta = nc.metadata_doc(args, {n: nc.probe_loop(n) for n in args.loops if n != GO})
     with tempfile.TemporaryDirectory(prefix="goloop-idle-") as tmp:
@@ -219,13 +205,8 @@ def main(argv=None):
         cells = run_all(args, count, goecho)
     meta["wall_seconds"] = round(time.perf_counter() - started, 1)
     text = "\n".join(render(args, cells, count, notes, meta)) + "\n"
-    print(text)
-    if args.markdown:
-        nc.write_file(args.markdown, text)
-    if args.json:
-        doc = {"meta": meta, "conns": count, "notes": notes, "results": cells}
-        nc.write_file(args.json, json.dumps(doc, indent=2) + "\n")
-    return 1 if any(c["status"] == "failed" for c in cells.values()) else 0
+    doc = {"meta": meta, "conns": count, "notes": notes, "results": cells}
+    return nc.write_report(args, text, doc, cells.values())
 
 
 if __name__ == "__main__":

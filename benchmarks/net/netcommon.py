@@ -87,6 +87,22 @@ def raise_nofile():
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+FD_MARGIN = 64  # descriptors a process needs besides its connections
+
+
+def fit_conns(wanted):
+    """(count, note): as many of ``wanted`` connections as RLIMIT_NOFILE's
+    hard limit allows (raised to it), and why if fewer (else None)."""
+    _soft, hard = raise_nofile()
+    if hard >= wanted + FD_MARGIN:
+        return wanted, None
+    count = max(hard - FD_MARGIN, 0)
+    return count, (
+        f"RLIMIT_NOFILE hard limit {hard} is too low for {wanted:,} connections "
+        f"(+{FD_MARGIN} spare descriptors): measured {count:,} instead"
+    )
+
+
 def parse_addr(text):
     """``tcp:HOST:PORT`` -> ("tcp", HOST, PORT) (``udp:`` likewise);
     ``unix:PATH`` -> ("unix", PATH)."""

@@ -239,7 +239,7 @@ def load_tests(module_name):
     return [tests[test_id] for test_id in sorted(tests)]
 
 
-def read_skip_ids(path):
+def read_ids(path):
     if not path:
         return set()
     with open(path, encoding="utf-8") as f:
@@ -257,8 +257,11 @@ def run(args, stream):
     except BaseException:  # a failing loop or module import is reported
         result.emit(event="module_error", skipped=False, message=traceback.format_exc())
         return 2
+    if args.only_file:
+        only = read_ids(args.only_file)
+        tests = [test for test in tests if test.id() in only]
     result.emit(event="tests", ids=[test.id() for test in tests])
-    skip = read_skip_ids(args.skip_file)
+    skip = read_ids(args.skip_file)
     todo = [test for test in tests if test.id() not in skip]
     unittest.TestSuite(todo).run(result)
     result.report_unstarted([test.id() for test in todo])
@@ -275,6 +278,7 @@ def parse_args(argv):
         "--fd", type=int, required=True, help="file descriptor to stream JSON lines to"
     )
     parser.add_argument("--skip-file", help="file of test ids not to run")
+    parser.add_argument("--only-file", help="file of the test ids to run (default: all)")
     parser.add_argument(
         "--no-shims", action="store_true", help="do not add HARNESS_SHIMS to the loop class"
     )
