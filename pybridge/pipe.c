@@ -10,7 +10,8 @@
  * both per read); write(), which writes at once when nothing is buffered
  * and otherwise appends to the C write buffer shared with the socket
  * transport (wbuf.c), and the flush once the fd is writable, with the
- * flow-control thresholds compared in C. Each runs as a native watch
+ * flow-control thresholds compared in C; and growing a pipe a write
+ * finds full ("the pipe's capacity" below). Each runs as a native watch
  * (watch.c), not a Handle around a bound method. The constructors and the
  * rarer paths (close, abort, write_eof, errors, repr, __del__) are
  * asyncio's own code in python/goloop/pipes.py.
@@ -365,10 +366,12 @@ static int watch_writes(gl_wpipe *self, int on)
  * faster than it reads) then writes and waits less often. Writing 64 MiB
  * in 256 KiB pieces to `wc -c` through a 64 KiB pipe made ~1,060 writes
  * and ~1,070 epoll_waits per 64 MiB and cost 65.1 ms of loop CPU; grown
- * to 1 MiB, ~300 writes and ~95 waits, 29.2 ms (rloop 45.0, uvloop 21.5,
- * whose libuv gives children a socketpair; benchmarks/processes.py,
- * write row, 7 runs each, median, load average 14). 256 KiB and 512 KiB
- * measured 30.9 and 28.8.
+ * to 1 MiB at the first full write, ~300 writes and ~95 waits, 29.2 ms
+ * (rloop 45.0, uvloop 21.5, whose libuv gives children a socketpair;
+ * benchmarks/processes.py, write row, 7 runs each, median, load average
+ * 14); to 256 KiB or 512 KiB, 30.9 and 28.8. Doubling, as here, measured
+ * 17.1 ms against uvloop's 17.5 in a later run side by side
+ * (docs/architecture.md, "Pipes").
  *
  * The kernel counts pipe pages per user: past fs.pipe-user-pages-soft
  * (16384 pages by default) an unprivileged user's new pipes get 2 pages
