@@ -10,7 +10,8 @@
  * both per read); write(), which writes at once when nothing is buffered
  * and otherwise appends to the C write buffer shared with the socket
  * transport (wbuf.c), and the flush once the fd is writable, with the
- * flow-control thresholds compared in C. Each runs as a native watch
+ * flow-control thresholds compared in C; and growing a pipe a write
+ * finds full ("the pipe's capacity" below). Each runs as a native watch
  * (watch.c), not a Handle around a bound method. The constructors and the
  * rarer paths (close, abort, write_eof, errors, repr, __del__) are
  * asyncio's own code in python/goloop/pipes.py.
@@ -22,6 +23,7 @@
 #include "goloop.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #define GL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5 /* asyncio.constants */
@@ -48,6 +50,8 @@ typedef struct {
     int conn_lost;
     char closing; /* close() or write_eof() was called */
     gl_wbuf wb;
+    int pipe_size;  /* the pipe's capacity: 0 not asked yet, -1 not growing it */
+    int grown;      /* bytes of capacity this transport added (grow_left's) */
     PyObject *dict;
 } gl_wpipe;
 
@@ -175,22 +179,25 @@ static int on_ready(PyObject *owner, int write);
 
 /* ==== the read side ==== */
 
-/* A read of at least this much suggests a writer streaming data: read
- * again at once, as more has likely arrived meanwhile (a child writing
- * 4 KiB pieces fills the pipe while the loop wakes up). Smaller reads
- * (a line, a message) end the event after one read, as stock's do. */
-#define GL_PIPE_READ_AGAIN (4 * 1024)
-
-/* What one os.read(fd, max_size) could return: reads into the scratch
- * buffer while a streaming writer keeps adding (GL_PIPE_READ_AGAIN), up to
- * max_size in all, delivered as one bytes object. Reading from a
- * 4 KiB-at-a-time writer (`head -c 64M /dev/zero`) took 14.8k reads and
- * 11.3k epoll_waits and made 6.3k 256 KiB StreamReader reads; rloop, which
- * reads on until EAGAIN, 2.5k waits and 2.5k reads (strace). A max_size
- * above the buffer gets a bytes object of its own and one read. NULL with
- * *again set when nothing is there, NULL with an exception on error;
- * EOF or an error after some data ends the batch with that data (the
- * pipe reports them again at the next event). */
+/* What os.read(fd, max_size) returns: one read per event, into the
+ * scratch buffer, copied out into a bytes object of the size read (a
+ * max_size above the buffer gets a bytes object of its own). NULL with
+ * *again set when nothing is there, NULL with an exception on error.
+ *
+ * One read, as stock's: reading on while a streaming writer kept adding
+ * (up to max_size in one data_received) made fewer, larger deliveries,
+ * and they cost more than they saved. A child's 64 MiB stdout through a
+ * StreamReader (benchmarks/processes.py, read row, 9 runs each, loop
+ * process CPU, median, load average 13): 126.5 ms reading on, 73.2 ms
+ * with one read (rloop 77.7); per 256 MiB the reads were the same
+ * (~4.6k, the pipe near full each time), but reading on made chunks
+ * past the StreamReader's 128 KiB pause mark (2,027 epoll_ctl for the
+ * pauses and resumes, against 19) and past glibc's mmap threshold
+ * (26.7k page faults and 647 brk, against 3.6k and 39; perf stat).
+ * Reading straight into a bytes object (no copy), sized by FIONREAD or
+ * shrunk after the read, measured the same within the noise, and the
+ * shrink is what once cost a brk pair per read (see docs/architecture.md,
+ * "Pipes"). */
 static PyObject *read_bytes(gl_rpipe *self, int *again)
 {
     *again = 0;
@@ -202,36 +209,24 @@ static PyObject *read_bytes(gl_rpipe *self, int *again)
         PyErr_SetString(PyExc_ValueError, "negative length");
         return NULL;
     }
-    if (cap > GL_SCRATCH_SIZE) {
-        PyObject *data = PyBytes_FromStringAndSize(NULL, cap);
-        if (data == NULL) {
-            return NULL;
-        }
-        Py_ssize_t n = io_retry(0, self->fd, PyBytes_AS_STRING(data), cap);
-        if (n < 0) {
-            *again = n == -1;
-            Py_DECREF(data);
-            return NULL;
-        }
-        if (n < cap) {
-            (void)_PyBytes_Resize(&data, n);
-        }
-        return data;
-    }
-    Py_ssize_t n = io_retry(0, self->fd, gl_scratch, cap);
-    if (n < 0) {
-        *again = n == -1;
+    int own = cap > GL_SCRATCH_SIZE;
+    PyObject *data = own ? PyBytes_FromStringAndSize(NULL, cap) : NULL;
+    if (own && data == NULL) {
         return NULL;
     }
-    Py_ssize_t got = n;
-    /* the reads after the first give up at any error (EAGAIN, EINTR: the
-     * loop handles the signal; others come back at the next event) */
-    while (n >= GL_PIPE_READ_AGAIN && got < cap) {
-        ssize_t more = read(self->fd, gl_scratch + got, (size_t)(cap - got));
-        n = more > 0 ? more : 0;
-        got += n;
+    Py_ssize_t n = io_retry(0, self->fd, own ? PyBytes_AS_STRING(data) : gl_scratch, cap);
+    if (n < 0) {
+        *again = n == -1;
+        Py_XDECREF(data);
+        return NULL;
     }
-    return PyBytes_FromStringAndSize(gl_scratch, got);
+    if (!own) {
+        return PyBytes_FromStringAndSize(gl_scratch, n);
+    }
+    if (n < cap) {
+        (void)_PyBytes_Resize(&data, n);
+    }
+    return data;
 }
 
 /* The peer closed its end: stop reading, then eof_received() and
@@ -364,15 +359,113 @@ static int watch_writes(gl_wpipe *self, int on)
     return gl_io_unwatch(loop, self->fd, 1) < 0 ? -1 : 0;
 }
 
+/* ---- the pipe's capacity ----
+ *
+ * A write that fills the pipe doubles its capacity (F_SETPIPE_SZ), up to
+ * GL_PIPE_GROW_MAX: a writer that keeps a pipe full (a child's stdin fed
+ * faster than it reads) then writes and waits less often. Writing 64 MiB
+ * in 256 KiB pieces to `wc -c` through a 64 KiB pipe made ~1,060 writes
+ * and ~1,070 epoll_waits per 64 MiB and cost 65.1 ms of loop CPU; grown
+ * to 1 MiB at the first full write, ~300 writes and ~95 waits, 29.2 ms
+ * (rloop 45.0, uvloop 21.5, whose libuv gives children a socketpair;
+ * benchmarks/processes.py, write row, 7 runs each, median, load average
+ * 14); to 256 KiB or 512 KiB, 30.9 and 28.8. Doubling, as here, measured
+ * 17.1 ms against uvloop's 17.5 in a later run side by side
+ * (docs/architecture.md, "Pipes").
+ *
+ * The kernel counts pipe pages per user: past fs.pipe-user-pages-soft
+ * (16384 pages by default) an unprivileged user's new pipes get 2 pages
+ * and F_SETPIPE_SZ fails with EPERM, as it does above fs.pipe-max-size
+ * (1 MiB by default). So the growth is bounded: doubling only as far as
+ * a pipe backs up, at most GL_PIPE_GROW_MAX a pipe, and the whole process
+ * adds at most a quarter of the soft limit (GL_PIPE_GROW_BUDGET at most),
+ * given back when the transport goes. A pipe the kernel refuses to grow
+ * (EPERM, or not a pipe at all: a socket, a tty) keeps its capacity, and
+ * the transport stops asking. The budget is only touched with the GIL
+ * held. */
+#define GL_PIPE_GROW_MAX (1024 * 1024)
+#define GL_PIPE_GROW_BUDGET (16 * 1024 * 1024)
+
+static Py_ssize_t grow_left = -1; /* the process's budget left; -1 not read yet */
+
+static Py_ssize_t grow_budget(void)
+{
+    Py_ssize_t budget = GL_PIPE_GROW_BUDGET;
+    FILE *f = fopen("/proc/sys/fs/pipe-user-pages-soft", "re");
+    long pages = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%ld", &pages) != 1) {
+            pages = 0;
+        }
+        fclose(f);
+    }
+    /* 0 is no soft limit */
+    if (pages > 0 && pages / 4 * sysconf(_SC_PAGESIZE) < budget) {
+        budget = pages / 4 * sysconf(_SC_PAGESIZE);
+    }
+    return budget;
+}
+
+/* Doubles the pipe's capacity if the bounds allow: 1 when it grew. */
+static int grow_pipe(gl_wpipe *self)
+{
+    if (self->pipe_size == 0) {
+        self->pipe_size = fcntl(self->fd, F_GETPIPE_SZ);
+        if (self->pipe_size <= 0) {
+            self->pipe_size = -1;
+        }
+    }
+    if (self->pipe_size < 0 || self->pipe_size > GL_PIPE_GROW_MAX / 2) {
+        return 0;
+    }
+    if (grow_left < 0) {
+        grow_left = grow_budget();
+    }
+    int want = self->pipe_size * 2;
+    if (want - self->pipe_size > grow_left) {
+        return 0; /* asked again once other transports gave theirs back */
+    }
+    int got = fcntl(self->fd, F_SETPIPE_SZ, want);
+    if (got < self->pipe_size) {
+        self->pipe_size = -1;
+        return 0;
+    }
+    grow_left -= got - self->pipe_size;
+    self->grown += got - self->pipe_size;
+    self->pipe_size = got;
+    return 1;
+}
+
+static void release_growth(gl_wpipe *self)
+{
+    grow_left += self->grown;
+    self->grown = 0;
+}
+
 /* os.write(fd, p[:len]) on the pipe: bytes written (0 when it would
- * block), -1 with an exception. */
+ * block), -1 with an exception. A write the pipe had no room for grows
+ * the pipe and writes the rest at once if it could. */
 static Py_ssize_t write_some(gl_wpipe *self, const char *p, Py_ssize_t len)
 {
     if (check_held(self->pipe, self->fd) < 0) {
         return -1;
     }
     Py_ssize_t n = io_retry(1, self->fd, (char *)p, len);
-    return n == -1 ? 0 : n == -2 ? -1 : n;
+    if (n == -2) {
+        return -1;
+    }
+    n = n < 0 ? 0 : n;
+    if (n < len && grow_pipe(self)) {
+        Py_ssize_t more = io_retry(1, self->fd, (char *)p + n, len - n);
+        if (more == -2) {
+            if (n == 0 || gl_exiting_exception()) {
+                return -1;
+            }
+            PyErr_Clear(); /* the next write meets the error, as stock's would */
+        }
+        n += more < 0 ? 0 : more;
+    }
+    return n;
 }
 
 /* _write_ready: flush the buffer once the fd is writable. */
@@ -612,6 +705,7 @@ static void wpipe_dealloc(gl_wpipe *self)
     }
     wpipe_clear(self);
     gl_wbuf_free(&self->wb);
+    release_growth(self);
     tp->tp_free(self);
     Py_DECREF(tp);
 }

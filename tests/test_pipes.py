@@ -1,24 +1,41 @@
 """Pipe transports: connect_write_pipe / connect_read_pipe and subprocess pipes.
 
-goloop uses asyncio's pipe transports with one deliberate difference (README,
-"Known differences"): a protocol that calls ``write()`` and then ``close()``
+goloop's pipe transports differ from stock's where README ("Known
+differences") says so: a protocol that calls ``write()`` and then ``close()``
 from ``resume_writing()`` gets every byte delivered, as with uvloop, where
-stock's write-pipe transport closes the pipe with the tail still buffered.
+stock's write-pipe transport closes the pipe with the tail still buffered;
+a pipe closed under its transport is never written through a reused fd
+number; and a write pipe that fills up grows (bounded), where stock's stays
+at 64 KiB.
 """
 
 import asyncio
+import fcntl
+import gc
 import os
+import select
+import socket
 import sys
 
 import pytest
 from loop_support import HANG_TIMEOUT
 
-TOTAL = 1 << 20  # 16 writes of 64 KiB into a 64 KiB pipe: flow control engages
 CHUNK = 1 << 16
+# goloop's write-pipe transport doubles a pipe's capacity when a write fills
+# it, up to 1 MiB (pybridge/pipe.c, GL_PIPE_GROW_MAX); tests that need a
+# full pipe pin it there first, so that it fills at the same point on both
+# loops.
+PIPE_CAP = 1 << 20
+TOTAL = 16 * PIPE_CAP  # 16 writes of PIPE_CAP into a pinned pipe: flow control engages
+
+
+def _pin(fd):
+    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_CAP)
+    return fd
 
 
 class ClosingFromResume(asyncio.Protocol):
-    """Writes TOTAL bytes in CHUNKs, pausing when told; the last write and
+    """Writes TOTAL bytes in PIPE_CAP pieces, pausing when told; the last write and
     the close() come from resume_writing()."""
 
     def __init__(self, loop):
@@ -29,12 +46,13 @@ class ClosingFromResume(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        _pin(transport.get_extra_info("pipe").fileno())
         self.pump()
 
     def pump(self, from_resume=False):
         while self.sent < TOTAL and not self.paused:
-            self.transport.write(b"x" * CHUNK)
-            self.sent += CHUNK
+            self.transport.write(b"x" * PIPE_CAP)
+            self.sent += PIPE_CAP
         if self.sent >= TOTAL and not self.transport.is_closing():
             self.closed_from_resume = from_resume
             self.transport.close()
@@ -89,7 +107,7 @@ def test_write_then_close_from_resume_writing_loses_nothing(loop, loop_name):
     assert exc is None
     assert closed_from_resume  # the scenario: close() came from resume_writing()
     if loop_name == "asyncio":
-        # stock's loss, the reason goloop differs (65,536 bytes short here)
+        # stock's loss, the reason goloop differs (the last piece, here)
         assert got < TOTAL
     else:
         assert got == TOTAL
@@ -401,13 +419,13 @@ def test_write_buffer_limits_and_flow_control(loop):
 
     async def main():
         rfd, wfd = os.pipe()
-        transport, protocol = await _write_pipe(loop, wfd)
+        transport, protocol = await _write_pipe(loop, _pin(wfd))
         limits = [transport.get_write_buffer_limits()]
         transport.set_write_buffer_limits(high=1000)
         limits.append(transport.get_write_buffer_limits())
         with pytest.raises(ValueError):
             transport.set_write_buffer_limits(high=1, low=2)
-        transport.write(b"f" * (CHUNK + 900))  # fills the pipe, 900 buffered
+        transport.write(b"f" * (PIPE_CAP + 900))  # fills the pipe, 900 buffered
         events = [list(protocol.events)]
         transport.write(b"f" * 200)  # 1100 > 1000
         events.append(list(protocol.events))
@@ -422,7 +440,7 @@ def test_write_buffer_limits_and_flow_control(loop):
     assert limits == [(16384, 65536), (250, 1000)]
     assert events == [[], ["pause"]]
     assert final == ["pause", "resume", "lost"]
-    assert got == CHUNK + 1100
+    assert got == PIPE_CAP + 1100
 
 
 def test_64_mib_each_way_with_flow_control(loop):
@@ -613,8 +631,8 @@ def test_write_pipe_fd_reused_after_close(loop, loop_name):
     async def main():
         rfd, wfd = os.pipe()
         keep = os.dup(wfd)
-        transport, protocol = await _write_pipe(loop, wfd)
-        transport.write(b"o" * (2 * CHUNK))  # the pipe is full, CHUNK buffered
+        transport, protocol = await _write_pipe(loop, _pin(wfd))
+        transport.write(b"o" * (PIPE_CAP + CHUNK))  # the pipe is full, CHUNK buffered
         assert transport.get_write_buffer_size() == CHUNK
         new_r, new_w = os.pipe()
         os.set_blocking(new_w, False)  # shared with the dup: stock must not block
@@ -624,7 +642,7 @@ def test_write_pipe_fd_reused_after_close(loop, loop_name):
         os.set_blocking(new_r, False)
         errors = []
         loop.set_exception_handler(lambda lp, ctx: errors.append(ctx.get("exception")))
-        got_old = await asyncio.wait_for(_drain_some(loop, rfd, 2 * CHUNK), HANG_TIMEOUT)
+        got_old = await asyncio.wait_for(_drain_some(loop, rfd, PIPE_CAP + CHUNK), HANG_TIMEOUT)
         # stock's transport fails to stop watching the number (ENOENT:
         # the new pipe was never registered) and never loses its connection
         await asyncio.wait([protocol.lost], timeout=HANG_TIMEOUT if loop_name == "goloop" else 0.2)
@@ -640,10 +658,10 @@ def test_write_pipe_fd_reused_after_close(loop, loop_name):
 
     got_old, exc, leaked = loop.run_until_complete(main())
     if loop_name == "asyncio":
-        assert (got_old, leaked) == (CHUNK, CHUNK)  # the tail went to the new pipe
+        assert (got_old, leaked) == (PIPE_CAP, CHUNK)  # the tail went to the new pipe
         assert [type(e) for e in exc] == [FileNotFoundError]
     else:
-        assert (got_old, leaked) == (CHUNK, 0)
+        assert (got_old, leaked) == (PIPE_CAP, 0)
         assert isinstance(exc, OSError) and exc.errno == 9  # EBADF
 
 
@@ -707,3 +725,151 @@ async def _drain_some(loop, fd, limit):
 def _set_once(fut):
     if not fut.done():
         fut.set_result(None)
+
+
+DEFAULT_PIPE = 1 << 16  # Linux's default pipe capacity
+GROWTH_BUDGET = 16 << 20  # what goloop adds to its pipes at most, process-wide
+
+
+def test_write_pipe_growth_is_bounded(loop, loop_name):
+    """goloop doubles a pipe that writes keep full, never past 1 MiB a pipe
+    nor 16 MiB over the default capacity for the whole process (the kernel
+    counts pipe pages per user: past fs.pipe-user-pages-soft a user's new
+    pipes get 2 pages). Stock leaves the capacity alone. Every byte arrives,
+    in order."""
+    count = 20  # 20 pipes at 1 MiB would exceed the budget
+    block = bytes(range(256)) * (PIPE_CAP // 256 + 1)
+
+    async def main():
+        gc.collect()  # transports earlier tests left to the collector give their growth back
+        pipes = []
+        for _ in range(count):
+            rfd, wfd = os.pipe()
+            os.set_blocking(rfd, False)
+            transport, _ = await _write_pipe(loop, wfd)
+            pipes.append((rfd, wfd, transport))
+        intact = True
+        for _ in range(5):  # each round fills every pipe, then drains it
+            for _, _, transport in pipes:
+                transport.write(block)
+            for rfd, _, transport in pipes:
+                got = bytearray()
+                while len(got) < len(block):
+                    try:
+                        got += os.read(rfd, len(block) - len(got))
+                    except BlockingIOError:
+                        await asyncio.sleep(0)
+                intact = intact and got == block and not transport.get_write_buffer_size()
+        caps = [fcntl.fcntl(wfd, fcntl.F_GETPIPE_SZ) for _, wfd, _ in pipes]
+        for _, _, transport in pipes:
+            transport.close()
+        await asyncio.sleep(0)
+        for rfd, _, _ in pipes:
+            os.close(rfd)
+        return intact, caps
+
+    intact, caps = loop.run_until_complete(main())
+    assert intact
+    assert max(caps) <= PIPE_CAP
+    assert sum(cap - DEFAULT_PIPE for cap in caps) <= GROWTH_BUDGET
+    if loop_name == "asyncio":
+        assert set(caps) == {DEFAULT_PIPE}
+    else:
+        assert max(caps) == PIPE_CAP  # the budget's share went to whole pipes
+        grown = [cap for cap in caps if cap > DEFAULT_PIPE]
+        assert sum(cap - DEFAULT_PIPE for cap in grown) > GROWTH_BUDGET - PIPE_CAP
+
+
+def test_write_pipe_growth_given_back_on_close(loop, loop_name):
+    """Closed transports give their growth back: a later writer grows its
+    pipe again, after earlier ones used the whole budget."""
+
+    async def fill_and_drain(count):
+        pipes = []
+        for _ in range(count):
+            rfd, wfd = os.pipe()
+            os.set_blocking(rfd, False)
+            transport, protocol = await _write_pipe(loop, wfd)
+            pipes.append((rfd, wfd, transport, protocol))
+        for _ in range(5):
+            for _, _, transport, _ in pipes:
+                transport.write(b"b" * (PIPE_CAP + CHUNK))
+            for rfd, _, transport, _ in pipes:
+                while transport.get_write_buffer_size() or _readable(rfd):
+                    try:
+                        os.read(rfd, 2 * PIPE_CAP)
+                    except BlockingIOError:
+                        await asyncio.sleep(0)
+        caps = [fcntl.fcntl(wfd, fcntl.F_GETPIPE_SZ) for _, wfd, _, _ in pipes]
+        for _, _, transport, protocol in pipes:
+            transport.close()
+            await protocol.lost
+        for rfd, _, _, _ in pipes:
+            os.close(rfd)
+        return caps
+
+    async def main():
+        await fill_and_drain(20)
+        gc.collect()
+        return await fill_and_drain(1)
+
+    (cap,) = loop.run_until_complete(main())
+    assert cap == (DEFAULT_PIPE if loop_name == "asyncio" else PIPE_CAP)
+
+
+def _readable(fd):
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_child_stdin_stays_a_pipe_when_grown(loop):
+    """A child's stdin is a pipe on both loops (a child may fstat it), also
+    once goloop has grown it; the child reads every byte."""
+    child = (
+        "import os, stat, sys; fifo = stat.S_ISFIFO(os.fstat(0).st_mode); "
+        "n = len(sys.stdin.buffer.read()); print(fifo, n)"
+    )
+    total = 8 * PIPE_CAP
+
+    async def main():
+        pipe = asyncio.subprocess.PIPE
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", child, stdin=pipe, stdout=pipe
+        )
+        for _ in range(total // (256 * 1024)):
+            proc.stdin.write(b"s" * (256 * 1024))
+            await proc.stdin.drain()
+        proc.stdin.close()
+        out = await proc.stdout.read()
+        return await proc.wait(), out.split()
+
+    asyncio.set_event_loop(loop)  # 3.11's child watcher wants the current loop
+    try:
+        status, out = loop.run_until_complete(asyncio.wait_for(main(), HANG_TIMEOUT))
+    finally:
+        asyncio.set_event_loop(None)
+    assert (status, out) == (0, [b"True", str(total).encode()])
+
+
+def test_write_pipe_over_socket_not_grown(loop):
+    """connect_write_pipe over a socket (no pipe capacity to grow): data
+    that backs up is buffered and flushed, every byte in order."""
+
+    async def main():
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        transport, protocol = await loop.connect_write_pipe(Writer, a)
+        data = bytes(range(256)) * 16384  # 4 MiB, more than the socket buffers
+        transport.write(data)
+        assert transport.get_write_buffer_size() > 0
+        got = bytearray()
+        while len(got) < len(data):
+            try:
+                got += b.recv(1 << 20)
+            except BlockingIOError:
+                await asyncio.sleep(0)
+        transport.close()
+        await protocol.lost
+        b.close()
+        return got == data
+
+    assert loop.run_until_complete(asyncio.wait_for(main(), HANG_TIMEOUT))
