@@ -244,35 +244,25 @@ static void retrack_args(PyObject *handle, int shared)
     }
 }
 
-/* A private context lets go of its variables (what freeing it would
- * free, besides itself); returns 0 for a shared one. */
-static int clear_private_context(PyObject *ctx)
-{
-#if GL_CONTEXT_REUSE
-    if (context_private(ctx)) {
-        Py_CLEAR(((gl_context_fields *)ctx)->ctx_vars); /* may run finalizers */
-        return 1;
-    }
-#endif
-    (void)ctx;
-    return 0;
-}
-
-/* A handle's private context is emptied and stays with the handle,
- * untracked, to be filled again when the handle is reused (fill_context);
- * a shared one is let go. */
+/* A handle's private context lets go of its variables (what freeing it
+ * would free, besides itself) and stays with the handle, untracked, to be
+ * filled again when the handle is reused (fill_context); a shared one is
+ * let go. */
 static void empty_context(PyObject *handle)
 {
     PyObject *ctx = GL_SLOT(handle, gl_off.context);
     if (ctx == NULL) {
         return;
     }
-    if (clear_private_context(ctx)) {
+#if GL_CONTEXT_REUSE
+    if (context_private(ctx)) {
         if (PyObject_GC_IsTracked(ctx)) {
             PyObject_GC_UnTrack(ctx);
         }
+        Py_CLEAR(((gl_context_fields *)ctx)->ctx_vars); /* may run finalizers */
         return;
     }
+#endif
     retrack_context(handle);
     Py_CLEAR(GL_SLOT(handle, gl_off.context));
 }
@@ -512,12 +502,7 @@ void gl_handle_drop_refs(PyObject *handle)
     retrack_args(handle, 0);
     Py_CLEAR(GL_SLOT(handle, gl_off.callback));
     Py_CLEAR(GL_SLOT(handle, gl_off.args));
-    /* A private context's GC header (a cache line of its own, before the
-     * object) is left for the release to untrack in scheduling order. */
-    PyObject *ctx = GL_SLOT(handle, gl_off.context);
-    if (ctx != NULL && !clear_private_context(ctx)) {
-        empty_context(handle);
-    }
+    empty_context(handle);
 }
 
 void gl_handle_release(PyObject *handle)
@@ -600,18 +585,14 @@ void gl_handle_prefetch_refs(PyObject *h)
         return;
     }
     PyObject *ctx = GL_SLOT(h, gl_off.context);
+    if (ctx != NULL) {
+        __builtin_prefetch((char *)ctx - 16, 1);
+        __builtin_prefetch((char *)ctx + 16, 1); /* PyContext_Enter's fields */
+    }
     /* A fired timer and its context are let go later, in the order they
-     * were scheduled (timers.c): nothing of theirs is freed or untracked
-     * as they run, so neither their GC headers nor their pools are
-     * fetched. */
-    if (Py_IS_TYPE(h, gl_TimerHandleType)) {
+     * were scheduled (timers.c): nothing of theirs is freed as they run. */
+    if (!Py_IS_TYPE(h, gl_TimerHandleType)) {
         if (ctx != NULL) {
-            __builtin_prefetch((char *)ctx + 16, 1); /* PyContext_Enter's fields */
-        }
-    } else {
-        if (ctx != NULL) {
-            __builtin_prefetch((char *)ctx - 16, 1);
-            __builtin_prefetch((char *)ctx + 16, 1);
             __builtin_prefetch(GL_POOL_OF(ctx), 1, 2);
         }
         __builtin_prefetch(GL_POOL_OF(h), 1, 2);

@@ -655,12 +655,7 @@ static int run_ring(gl_loop *self, gl_ring *ring, Py_ssize_t ntodo, int fired)
             if (handle == NULL) {
                 break;
             }
-            PyObject *ahead = gl_ring_peek(ring, GL_PREFETCH_AHEAD);
-            if (fired) {
-                gl_timer_prefetch(ahead);
-            } else {
-                gl_handle_prefetch(ahead);
-            }
+            gl_handle_prefetch(gl_ring_peek(ring, GL_PREFETCH_AHEAD));
             gl_handle_prefetch_refs(gl_ring_peek(ring, GL_PREFETCH_AHEAD / 2));
             r = run_handle(self, handle);
             release_ran(handle, fired && self->ntfired > 0 && self->tfired_gen == gen);
