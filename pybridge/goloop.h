@@ -175,13 +175,12 @@ void gl_handle_untrack(PyObject *handle);
 void gl_handle_untrack_args(PyObject *handle); /* its fresh argument tuple, if ours alone */
 void gl_handle_release(PyObject *handle); /* DECREF, re-tracking if still shared */
 int gl_handle_weakly_referenced(PyObject *handle);
-void gl_handle_drop_refs(PyObject *handle); /* callback, args, context's vars: of one only we hold */
+void gl_handle_drop_refs(PyObject *handle); /* callback, args, context: of one only we hold */
 /* How long burst leftovers (recycled handles, a grown ready ring) may sit
  * unused before an idle loop gives them back (handles.c, loop.c). */
 #define GL_IDLE_TRIM_PERIOD 1.0 /* seconds */
 double gl_handle_freelist_trim(double now); /* idle trim; next look or INFINITY */
 void gl_handle_freelist_expect(Py_ssize_t n); /* n handles from other threads due */
-void gl_timer_freelist_expect(Py_ssize_t n);  /* a batch of n fired timers let go */
 void gl_handle_set_scheduled(PyObject *timer, int scheduled);
 int gl_handle_run(gl_loop *loop, PyObject *handle);
 int gl_report_callback_error(gl_loop *loop, PyObject *handle);

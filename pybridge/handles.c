@@ -34,8 +34,6 @@ int gl_slot_offset(PyTypeObject *type, const char *name, Py_ssize_t *out)
 static PyObject *stock_timer_cancel; /* asyncio.TimerHandle.cancel */
 
 static void set_slot(PyObject *obj, Py_ssize_t off, PyObject *value);
-static int fill_handle(PyObject *h, gl_loop *loop, PyObject *callback, PyObject *args,
-                       PyObject *context);
 
 /* TimerHandle.cancel for goloop's own loops: the same steps as asyncio's
  * (notify the loop, mark cancelled, drop callback and args) without three
@@ -144,6 +142,27 @@ static void set_slot(PyObject *obj, Py_ssize_t off, PyObject *value)
     Py_XDECREF(old);
 }
 
+static int fill_handle(PyObject *h, gl_loop *loop, PyObject *callback, PyObject *args,
+                       PyObject *context)
+{
+    if (context == NULL || context == Py_None) {
+        context = PyContext_CopyCurrent();
+        if (context == NULL) {
+            return -1;
+        }
+        GL_SLOT(h, gl_off.context) = context;
+    } else {
+        GL_SLOT(h, gl_off.context) = Py_NewRef(context);
+    }
+    GL_SLOT(h, gl_off.callback) = Py_NewRef(callback);
+    GL_SLOT(h, gl_off.args) = Py_NewRef(args);
+    GL_SLOT(h, gl_off.cancelled) = Py_NewRef(Py_False);
+    GL_SLOT(h, gl_off.loop) = Py_NewRef((PyObject *)loop);
+    GL_SLOT(h, gl_off.source_traceback) = Py_NewRef(Py_None);
+    GL_SLOT(h, gl_off.repr) = Py_NewRef(Py_None);
+    return 0;
+}
+
 PyObject *gl_handle_new(gl_loop *loop, PyObject *callback, PyObject *args, PyObject *context)
 {
     PyObject *h = gl_HandleType->tp_alloc(gl_HandleType, 0);
@@ -192,34 +211,78 @@ void gl_handle_untrack(PyObject *handle)
     }
 }
 
-/* PyContext's fields (Include/internal/pycore_context.h, the same in
- * 3.11-3.13): a recycled handle keeps its emptied context and fills it
- * again, as PyContext_CopyCurrent fills a new one. */
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000
-#define GL_CONTEXT_REUSE 1
-typedef struct {
-    PyObject_HEAD
-    PyObject *ctx_prev;
-    PyObject *ctx_vars;
-    PyObject *ctx_weakreflist;
-    int ctx_entered;
-} gl_context_fields;
-#else
-#define GL_CONTEXT_REUSE 0
-#endif
+/* Recycled asyncio.Handle objects for call_soon. A handle the loop holds
+ * the only reference to when it has run is emptied and kept instead of
+ * freed: the next call_soon skips the allocator, the GC link/unlink and
+ * subtype_dealloc's walk over the slots. Only untracked, exact Handles
+ * without weak references qualify, so nothing outside can see the reuse.
+ *
+ * The list keeps 256, and more only for bursts queued from other threads:
+ * a thread calling call_soon_threadsafe queues ~40k handles per GIL switch
+ * interval, and with 256 kept the rest went through fresh pymalloc arenas,
+ * their page faults and munmap each time: 199 ns per callback against
+ * rloop's 133, and 124 ns with the list allowed to hold the burst (3M
+ * callbacks from one thread, the body of `benchmarks/micro.py threadsafe`;
+ * perf showed the page faults and munmap). Bursts the loop thread makes
+ * itself (accepting a backlog of connections) do not raise the limit:
+ * handles kept there would only push the transports and protocols made
+ * next into fresh memory (+0.02 KiB per idle connection in
+ * benchmarks/net/idle_conns.py). What a whole trim period leaves unused
+ * above GL_HANDLE_FREELIST_FLOOR is freed when a loop goes idle, so a burst
+ * does not pin its memory (gl_handle_freelist_trim). */
+#define GL_HANDLE_FREELIST 65536
+#define GL_HANDLE_FREELIST_FLOOR 256
+static PyObject *handle_freelist[GL_HANDLE_FREELIST];
+static int handle_freelist_len;
+static int handle_freelist_cap = GL_HANDLE_FREELIST_FLOOR; /* current limit */
+static int handle_freelist_low;       /* fewest kept since the period began */
+static double handle_freelist_period; /* when it began */
 
-/* Whether only this handle can see ctx: a context copied for it that
- * nothing else holds, refers to weakly, or has entered. */
-static int context_private(PyObject *ctx)
+int gl_handle_weakly_referenced(PyObject *handle)
 {
-#if GL_CONTEXT_REUSE
-    const gl_context_fields *c = (const gl_context_fields *)ctx;
-    return PyContext_CheckExact(ctx) && Py_REFCNT(ctx) == 1 && c->ctx_weakreflist == NULL &&
-           !c->ctx_entered;
-#else
-    (void)ctx;
-    return 0;
-#endif
+    Py_ssize_t wl = Py_TYPE(handle)->tp_weaklistoffset;
+    return wl > 0 && *(PyObject **)((char *)handle + wl) != NULL;
+}
+
+static int recyclable(PyObject *handle)
+{
+    return Py_REFCNT(handle) == 1 && Py_IS_TYPE(handle, gl_HandleType) &&
+           !PyObject_GC_IsTracked(handle) && handle_freelist_len < handle_freelist_cap &&
+           !gl_handle_weakly_referenced(handle);
+}
+
+static void empty_handle(PyObject *handle)
+{
+    Py_CLEAR(GL_SLOT(handle, gl_off.callback));
+    Py_CLEAR(GL_SLOT(handle, gl_off.args));
+    Py_CLEAR(GL_SLOT(handle, gl_off.context));
+    Py_CLEAR(GL_SLOT(handle, gl_off.loop));
+    Py_CLEAR(GL_SLOT(handle, gl_off.source_traceback));
+    Py_CLEAR(GL_SLOT(handle, gl_off.repr));
+    Py_CLEAR(GL_SLOT(handle, gl_off.cancelled));
+}
+
+PyObject *gl_handle_new_queued(gl_loop *loop, PyObject *callback, PyObject *args,
+                               PyObject *context)
+{
+    if (handle_freelist_len == 0) {
+        PyObject *h = gl_handle_new(loop, callback, args, context);
+        if (h != NULL) {
+            gl_handle_untrack(h);
+        }
+        return h;
+    }
+    PyObject *h = handle_freelist[--handle_freelist_len];
+    if (handle_freelist_len < handle_freelist_low) {
+        handle_freelist_low = handle_freelist_len;
+    }
+    if (fill_handle(h, loop, callback, args, context) < 0) {
+        empty_handle(h);
+        handle_freelist[handle_freelist_len++] = h;
+        return NULL;
+    }
+    gl_handle_untrack(h);
+    return h;
 }
 
 /* What the loop untracked goes back under the GC before the loop lets go:
@@ -244,265 +307,50 @@ static void retrack_args(PyObject *handle, int shared)
     }
 }
 
-/* A handle's private context lets go of its variables (what freeing it
- * would free, besides itself) and stays with the handle, untracked, to be
- * filled again when the handle is reused (fill_context); a shared one is
- * let go. */
-static void empty_context(PyObject *handle)
-{
-    PyObject *ctx = GL_SLOT(handle, gl_off.context);
-    if (ctx == NULL) {
-        return;
-    }
-#if GL_CONTEXT_REUSE
-    if (context_private(ctx)) {
-        if (PyObject_GC_IsTracked(ctx)) {
-            PyObject_GC_UnTrack(ctx);
-        }
-        Py_CLEAR(((gl_context_fields *)ctx)->ctx_vars); /* may run finalizers */
-        return;
-    }
-#endif
-    retrack_context(handle);
-    Py_CLEAR(GL_SLOT(handle, gl_off.context));
-}
-
-/* A handle's context when none was given: a copy of the current one, in
- * the emptied context the recycled handle kept (stolen) if any. */
-static PyObject *fill_context(PyObject *kept)
-{
-#if GL_CONTEXT_REUSE
-    PyObject *cur = PyThreadState_GET()->context;
-    if (kept != NULL && cur != NULL && PyContext_CheckExact(cur)) {
-        ((gl_context_fields *)kept)->ctx_vars =
-            Py_NewRef(((gl_context_fields *)cur)->ctx_vars);
-        return kept;
-    }
-#endif
-    if (kept != NULL) {
-        PyObject_GC_Track(kept);
-        Py_DECREF(kept);
-    }
-    return PyContext_CopyCurrent();
-}
-
-static int fill_handle(PyObject *h, gl_loop *loop, PyObject *callback, PyObject *args,
-                       PyObject *context)
-{
-    PyObject *kept = GL_SLOT(h, gl_off.context);
-    GL_SLOT(h, gl_off.context) = NULL;
-    if (context == NULL || context == Py_None) {
-        context = fill_context(kept);
-        if (context == NULL) {
-            return -1;
-        }
-        GL_SLOT(h, gl_off.context) = context;
-    } else {
-        if (kept != NULL) {
-            PyObject_GC_Track(kept);
-            Py_DECREF(kept);
-        }
-        GL_SLOT(h, gl_off.context) = Py_NewRef(context);
-    }
-    GL_SLOT(h, gl_off.callback) = Py_NewRef(callback);
-    GL_SLOT(h, gl_off.args) = Py_NewRef(args);
-    GL_SLOT(h, gl_off.cancelled) = Py_NewRef(Py_False);
-    GL_SLOT(h, gl_off.loop) = Py_NewRef((PyObject *)loop);
-    GL_SLOT(h, gl_off.source_traceback) = Py_NewRef(Py_None);
-    GL_SLOT(h, gl_off.repr) = Py_NewRef(Py_None);
-    return 0;
-}
-
-/* Emptied handles kept for reuse, one stack per class (asyncio.Handle
- * for call_soon, goloop.TimerHandle for call_at). A handle the loop holds
- * the only reference to when it is let go is emptied and kept instead of
- * freed: the next call skips the allocator, the GC link/unlink,
- * subtype_dealloc's walk over the slots and the context's allocation and
- * free (empty_context). Only untracked handles of exactly those classes
- * without weak references qualify, so nothing outside can see the reuse.
- *
- * A list keeps `floor`, and more for a burst it is told of
- * (freelist_expect): a thread calling call_soon_threadsafe queues ~40k
- * handles per GIL switch interval, and with 256 kept the rest went through
- * fresh pymalloc arenas, their page faults and munmap each time: 199 ns
- * per callback against rloop's 133, and 124 ns with the list allowed to
- * hold the burst (3M callbacks from one thread, the body of
- * `benchmarks/micro.py threadsafe`; perf showed the page faults and
- * munmap). Bursts of call_soon the loop thread makes itself (accepting a
- * backlog of connections) do not raise the limit: handles kept there would
- * only push the transports and protocols made next into fresh memory
- * (+0.02 KiB per idle connection in benchmarks/net/idle_conns.py). A due
- * batch of timers does: freeing its handles and contexts (subtype_dealloc,
- * the contexts' dealloc, pymalloc frees and the munmap of emptied arenas)
- * was a third of firing a burst (perf, docs/architecture.md "Timers"). What
- * a whole trim period leaves unused above the floor is freed when a loop
- * goes idle, so a burst does not pin its memory (gl_handle_freelist_trim). */
+/* PyContext's fields (Include/internal/pycore_context.h, the same in
+ * 3.11-3.13), read to tell whether a context's death would free anything
+ * but itself. */
 typedef struct {
-    PyObject **items;
-    int len, size;  /* kept; room allocated */
-    int cap;        /* the current limit: floor up to max */
-    int floor, max;
-    int low;        /* fewest kept since the period began */
-    double period;  /* when it began */
-} freelist;
+    PyObject_HEAD
+    PyObject *ctx_prev;
+    PyObject *ctx_vars;
+    PyObject *ctx_weakreflist;
+    int ctx_entered;
+} gl_context_fields;
 
-#define GL_HANDLE_FREELIST_FLOOR 256
-static freelist handle_fl = {.cap = GL_HANDLE_FREELIST_FLOOR,
-                             .floor = GL_HANDLE_FREELIST_FLOOR,
-                             .max = 65536};
-static freelist timer_fl = {.cap = GL_HANDLE_FREELIST_FLOOR,
-                            .floor = GL_HANDLE_FREELIST_FLOOR,
-                            .max = 131072};
-
-static PyObject *freelist_pop(freelist *fl)
+/* Whether freeing ctx later instead of now is invisible: only the handle
+ * holds it, nothing refers to it weakly, and its variables are held
+ * elsewhere too (as those of a context copied for a handle are, by the
+ * context it was copied from, until that one sets a variable). */
+static int context_dies_alone(PyObject *ctx)
 {
-    if (fl->len == 0) {
-        return NULL;
-    }
-    PyObject *h = fl->items[--fl->len];
-    if (fl->len < fl->low) {
-        fl->low = fl->len;
-    }
-    return h;
-}
-
-/* Keeps h, or returns 0 (full, or no memory to grow). */
-static int freelist_push(freelist *fl, PyObject *h)
-{
-    if (fl->len >= fl->cap) {
-        return 0;
-    }
-    if (fl->len == fl->size) {
-        int n = fl->size ? fl->size * 2 : fl->floor;
-        n = n < fl->cap ? n : fl->cap;
-        PyObject **items = PyMem_Realloc(fl->items, (size_t)n * sizeof(PyObject *));
-        if (items == NULL) {
-            return 0;
-        }
-        fl->items = items;
-        fl->size = n;
-    }
-    fl->items[fl->len++] = h;
-    return 1;
-}
-
-static void freelist_expect(freelist *fl, Py_ssize_t n)
-{
-    if (n > fl->cap) {
-        fl->cap = n < fl->max ? (int)n : fl->max;
-    }
-}
-
-/* A kept handle freed: its kept context goes back under the GC to die. */
-static void discard(PyObject *handle)
-{
-    retrack_context(handle);
-    Py_DECREF(handle);
-}
-
-static double freelist_trim(freelist *fl, double now)
-{
-    if (fl->len <= fl->floor) {
-        fl->cap = fl->floor;
-        fl->low = fl->len;
-        fl->period = now;
-        if (fl->size > fl->floor) {
-            PyObject **items = PyMem_Realloc(fl->items, (size_t)fl->floor * sizeof(PyObject *));
-            if (items != NULL) {
-                fl->items = items;
-                fl->size = fl->floor;
-            }
-        }
-        return INFINITY;
-    }
-    double due = fl->period + GL_IDLE_TRIM_PERIOD;
-    if (now < due) {
-        return due;
-    }
-    int unused = fl->low - fl->floor;
-    while (unused-- > 0) {
-        discard(fl->items[--fl->len]);
-    }
-    fl->low = fl->len;
-    fl->period = now;
-    return fl->len > fl->floor ? now + GL_IDLE_TRIM_PERIOD : INFINITY;
-}
-
-int gl_handle_weakly_referenced(PyObject *handle)
-{
-    Py_ssize_t wl = Py_TYPE(handle)->tp_weaklistoffset;
-    return wl > 0 && *(PyObject **)((char *)handle + wl) != NULL;
-}
-
-/* The list a handle the loop is letting go of may be kept in, or NULL. */
-static freelist *recycle_list(PyObject *handle)
-{
-    if (Py_REFCNT(handle) != 1 || PyObject_GC_IsTracked(handle) ||
-        gl_handle_weakly_referenced(handle)) {
-        return NULL;
-    }
-    freelist *fl = Py_IS_TYPE(handle, gl_HandleType)         ? &handle_fl
-                   : Py_IS_TYPE(handle, gl_TimerHandleType) ? &timer_fl
-                                                             : NULL;
-    return fl != NULL && fl->len < fl->cap ? fl : NULL;
-}
-
-/* Everything but a private context (empty_context) is let go. */
-static void empty_handle(PyObject *handle)
-{
-    empty_context(handle);
-    Py_CLEAR(GL_SLOT(handle, gl_off.callback));
-    Py_CLEAR(GL_SLOT(handle, gl_off.args));
-    Py_CLEAR(GL_SLOT(handle, gl_off.loop));
-    Py_CLEAR(GL_SLOT(handle, gl_off.source_traceback));
-    Py_CLEAR(GL_SLOT(handle, gl_off.repr));
-    Py_CLEAR(GL_SLOT(handle, gl_off.cancelled));
-    if (Py_IS_TYPE(handle, gl_TimerHandleType)) {
-        Py_CLEAR(GL_SLOT(handle, gl_off.when));
-        Py_CLEAR(GL_SLOT(handle, gl_off.scheduled));
-    }
-}
-
-/* A handle from fl filled, or NULL with no error when fl is empty. */
-static PyObject *reuse(freelist *fl, gl_loop *loop, PyObject *callback, PyObject *args,
-                       PyObject *context)
-{
-    PyObject *h = freelist_pop(fl);
-    if (h != NULL && fill_handle(h, loop, callback, args, context) < 0) {
-        empty_handle(h);
-        if (!freelist_push(fl, h)) {
-            discard(h);
-        }
-        return NULL;
-    }
-    return h;
-}
-
-PyObject *gl_handle_new_queued(gl_loop *loop, PyObject *callback, PyObject *args,
-                               PyObject *context)
-{
-    PyObject *h = reuse(&handle_fl, loop, callback, args, context);
-    if (h == NULL && !PyErr_Occurred()) {
-        h = gl_handle_new(loop, callback, args, context);
-    }
-    if (h != NULL) {
-        gl_handle_untrack(h);
-    }
-    return h;
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000
+    const gl_context_fields *c = (const gl_context_fields *)ctx;
+    return PyContext_CheckExact(ctx) && Py_REFCNT(ctx) == 1 && c->ctx_weakreflist == NULL &&
+           !c->ctx_entered && c->ctx_vars != NULL && Py_REFCNT(c->ctx_vars) > 1;
+#else
+    (void)ctx;
+    return 0;
+#endif
 }
 
 /* A fired timer's handle nobody else holds (nor refers to weakly) has
- * run: it lets go of its callback, arguments and its context's variables
- * now, as stock drops the handle before the next callback runs, and the
- * loop keeps the rest (timers.c lets go of the shell later, in the order
- * the timers were scheduled: freeing or recycling a burst's handles and
- * contexts in deadline order missed the cache on each one). */
+ * run: it lets go of its callback and arguments now, as stock drops the
+ * handle before the next callback runs, and the loop keeps the rest
+ * (timers.c frees the shell later, in the order the timers were
+ * scheduled). So does its context when freeing it later is invisible
+ * (context_dies_alone): freeing a burst's contexts in deadline order
+ * missed the cache on each one's pymalloc pool header. */
 void gl_handle_drop_refs(PyObject *handle)
 {
     retrack_args(handle, 0);
     Py_CLEAR(GL_SLOT(handle, gl_off.callback));
     Py_CLEAR(GL_SLOT(handle, gl_off.args));
-    empty_context(handle);
+    PyObject *ctx = GL_SLOT(handle, gl_off.context);
+    if (ctx != NULL && !context_dies_alone(ctx)) {
+        retrack_context(handle);
+        Py_CLEAR(GL_SLOT(handle, gl_off.context));
+    }
 }
 
 void gl_handle_release(PyObject *handle)
@@ -511,17 +359,17 @@ void gl_handle_release(PyObject *handle)
         Py_DECREF(handle);
         return;
     }
-    freelist *fl = recycle_list(handle);
-    if (fl != NULL) {
-        retrack_args(handle, 0);
+    retrack_context(handle);
+    retrack_args(handle, Py_REFCNT(handle) > 1);
+    if (recyclable(handle)) {
         empty_handle(handle); /* may run finalizers, which may call call_soon */
-        if (!freelist_push(fl, handle)) {
-            discard(handle);
+        if (handle_freelist_len < handle_freelist_cap) {
+            handle_freelist[handle_freelist_len++] = handle;
+        } else {
+            Py_DECREF(handle);
         }
         return;
     }
-    retrack_context(handle);
-    retrack_args(handle, Py_REFCNT(handle) > 1);
     if (Py_REFCNT(handle) > 1 && !PyObject_GC_IsTracked(handle)) {
         PyObject_GC_Track(handle);
     }
@@ -532,41 +380,46 @@ void gl_handle_release(PyObject *handle)
  * list keep that many. */
 void gl_handle_freelist_expect(Py_ssize_t n)
 {
-    freelist_expect(&handle_fl, n);
+    if (n > handle_freelist_cap) {
+        handle_freelist_cap = n < GL_HANDLE_FREELIST ? (int)n : GL_HANDLE_FREELIST;
+    }
 }
 
-/* A loop is about to let go of a batch of n fired timers. */
-void gl_timer_freelist_expect(Py_ssize_t n)
-{
-    freelist_expect(&timer_fl, n);
-}
-
-/* Called by a loop about to block: frees the handles the lists kept above
- * their floors for a whole period without using them. Returns when it
+/* Called by a loop about to block: frees the handles the freelist kept
+ * above its floor for a whole period without using them. Returns when it
  * wants to look again (the loop caps its wait there), or INFINITY. */
 double gl_handle_freelist_trim(double now)
 {
-    double a = freelist_trim(&handle_fl, now);
-    double b = freelist_trim(&timer_fl, now);
-    return a < b ? a : b;
+    if (handle_freelist_len <= GL_HANDLE_FREELIST_FLOOR) {
+        handle_freelist_cap = GL_HANDLE_FREELIST_FLOOR;
+        handle_freelist_low = handle_freelist_len;
+        handle_freelist_period = now;
+        return INFINITY;
+    }
+    double due = handle_freelist_period + GL_IDLE_TRIM_PERIOD;
+    if (now < due) {
+        return due;
+    }
+    int unused = handle_freelist_low - GL_HANDLE_FREELIST_FLOOR;
+    while (unused-- > 0) {
+        Py_DECREF(handle_freelist[--handle_freelist_len]);
+    }
+    handle_freelist_low = handle_freelist_len;
+    handle_freelist_period = now;
+    return handle_freelist_len > GL_HANDLE_FREELIST_FLOOR ? now + GL_IDLE_TRIM_PERIOD
+                                                           : INFINITY;
 }
 
 PyObject *gl_timer_handle_new(gl_loop *loop, PyObject *when, PyObject *callback,
                               PyObject *args, PyObject *context)
 {
-    PyObject *h = reuse(&timer_fl, loop, callback, args, context);
+    PyObject *h = gl_TimerHandleType->tp_alloc(gl_TimerHandleType, 0);
     if (h == NULL) {
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-        h = gl_TimerHandleType->tp_alloc(gl_TimerHandleType, 0);
-        if (h == NULL) {
-            return NULL;
-        }
-        if (fill_handle(h, loop, callback, args, context) < 0) {
-            Py_DECREF(h);
-            return NULL;
-        }
+        return NULL;
+    }
+    if (fill_handle(h, loop, callback, args, context) < 0) {
+        Py_DECREF(h);
+        return NULL;
     }
     GL_SLOT(h, gl_off.when) = Py_NewRef(when);
     GL_SLOT(h, gl_off.scheduled) = Py_NewRef(Py_False);
@@ -589,8 +442,9 @@ void gl_handle_prefetch_refs(PyObject *h)
         __builtin_prefetch((char *)ctx - 16, 1);
         __builtin_prefetch((char *)ctx + 16, 1); /* PyContext_Enter's fields */
     }
-    /* A fired timer and its context are let go later, in the order they
-     * were scheduled (timers.c): nothing of theirs is freed as they run. */
+    /* A fired timer and (mostly) its context are freed later, in the
+     * order they were scheduled (timers.c): nothing of theirs is freed as
+     * they run. */
     if (!Py_IS_TYPE(h, gl_TimerHandleType)) {
         if (ctx != NULL) {
             __builtin_prefetch(GL_POOL_OF(ctx), 1, 2);

@@ -532,9 +532,9 @@ int gl_timer_expire(gl_loop *loop, double end, uint32_t cutoff)
 
 /* A fired timer from the batch tfired holds has run, or was skipped as
  * cancelled. One nobody else holds (the loop's two references, no weak
- * reference) lets go of its callback, arguments and its context's
- * variables now, as stock drops the handle before the next callback runs,
- * and its shell waits for gl_timers_release_fired. */
+ * reference) lets go of its callback, arguments and context now, as
+ * stock drops the handle before the next callback runs, and its shell
+ * waits for gl_timers_release_fired. */
 void gl_timer_release_run(PyObject *timer)
 {
     if (Py_REFCNT(timer) == 2 && !gl_handle_weakly_referenced(timer)) {
@@ -546,9 +546,7 @@ void gl_timer_release_run(PyObject *timer)
 /* Let go of the batch's references in the order the timers were taken:
  * freeing 100k handles, their deadline floats and the pymalloc pool
  * headers in deadline order (random in memory) was ~20% of firing a
- * burst; walked in scheduling order, memory is walked forward. The
- * handles only the loop held are kept for the next call_at (handles.c),
- * as many as the batch. */
+ * burst; walked in scheduling order, memory is walked forward. */
 void gl_timers_release_fired(gl_loop *loop)
 {
     int32_t n = loop->ntfired;
@@ -562,7 +560,6 @@ void gl_timers_release_fired(gl_loop *loop)
     loop->tfired = NULL;
     loop->ntfired = loop->tfired_cap = 0;
     loop->tfired_gen++;
-    gl_timer_freelist_expect(n);
     for (int32_t k = 0; k < n; k++) {
         if (k + 8 < n) {
             gl_handle_prefetch(fired[k + 8]);
