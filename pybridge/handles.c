@@ -238,10 +238,13 @@ static int handle_freelist_cap = GL_HANDLE_FREELIST_FLOOR; /* current limit */
 static int handle_freelist_low;       /* fewest kept since the period began */
 static double handle_freelist_period; /* when it began */
 
+/* 3.12+ keep a class's weak reference list before the object (managed:
+ * a negative tp_weaklistoffset, -32 for asyncio.Handle), 3.11 in a slot
+ * (72); the list's address is the object's plus the offset either way. */
 int gl_handle_weakly_referenced(PyObject *handle)
 {
     Py_ssize_t wl = Py_TYPE(handle)->tp_weaklistoffset;
-    return wl > 0 && *(PyObject **)((char *)handle + wl) != NULL;
+    return wl != 0 && *(PyObject **)((char *)handle + wl) != NULL;
 }
 
 static int recyclable(PyObject *handle)
