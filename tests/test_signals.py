@@ -211,30 +211,6 @@ def test_running_leaves_wakeup_fd_alone(loop):
     assert scenario(loop) == expected
 
 
-def test_removing_last_handler_keeps_the_loops_signal_wakeup(loop_name, loop):
-    """Stock's remove_signal_handler gives back signal.set_wakeup_fd() with
-    the last handler. goloop, running, takes it again (a Ctrl+C that one of
-    the Go runtime's threads receives must still wake the poller), and
-    gives it back when it stops: after the run no wakeup fd is left, as on
-    stock."""
-    seen = []
-
-    async def main():
-        loop.add_signal_handler(signal.SIGUSR1, print)
-        loop.remove_signal_handler(signal.SIGUSR1)
-        fd = signal.set_wakeup_fd(-1)
-        seen.append(fd)
-        if fd != -1:
-            signal.set_wakeup_fd(fd)
-
-    loop.run_until_complete(main())
-    if loop_name == "goloop":
-        assert seen[0] != -1
-    else:
-        assert seen == [-1]
-    assert signal.set_wakeup_fd(-1) == -1
-
-
 # ---------------------------------------------------------------- Ctrl+C
 
 CTRL_C_CHILD = """

@@ -132,16 +132,12 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*old_agen_hooks)
 
-    #: the running loop set signal.set_wakeup_fd() itself, and gives it back
-    _wakeup_claimed = False
-
     def _run_native(self):
-        self._wakeup_claimed = self._claim_signal_wakeup()
+        claimed = self._claim_signal_wakeup()
         try:
             self._run_until_stopped()
         finally:
-            if self._wakeup_claimed:
-                self._wakeup_claimed = False
+            if claimed:
                 self._release_signal_wakeup()
 
     def _claim_signal_wakeup(self):
@@ -838,12 +834,6 @@ class Loop(_goloop.LoopCore, unix_events.SelectorEventLoop):
         removed = super().remove_signal_handler(sig)
         if not self._signal_handlers and self._ssock is not None:
             self._set_internal_fd(self._ssock.fileno())
-            # Stock gave back signal.set_wakeup_fd() with the last handler:
-            # a loop running in this thread takes it again, or a Ctrl+C that
-            # a Go thread receives no longer wakes its epoll_wait (a CI run
-            # hung in tests/test_signals.py's handler_removed case).
-            if self._thread_id == threading.get_ident() and self._claim_signal_wakeup():
-                self._wakeup_claimed = True
         return removed
 
 
